@@ -1,0 +1,210 @@
+"""The `imgclf` command line: parses arguments and calls the Python API, nothing more.
+
+Exit status: 0 success, 2 bad usage or bad input (one line on stderr), 1 an
+internal error (with a traceback to report). TensorFlow is imported only by
+the commands that need it, so `imgclf --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+from .errors import UserError
+
+EPILOG_TRAIN = """examples:
+  imgclf train data/ --out runs/leaves
+  imgclf train data/ --model mobilenet_v2 --weights imagenet --epochs 10 --out runs/leaves
+  imgclf train --resume --out runs/leaves
+"""
+
+
+def _field_help() -> dict[str, str]:
+    """One-line help per setting, read from the comments in config.py (the one source of truth)."""
+    import inspect
+
+    from . import config
+
+    source = inspect.getsource(config.TrainConfig)
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+): [^=]+= .*?  # (.*)$", source, re.M)}
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    from dataclasses import fields
+
+    from .config import CHOICES, TrainConfig
+
+    helps = _field_help()
+    p.add_argument("data", nargs="?", default=argparse.SUPPRESS, help=helps.get("data"))
+    p.add_argument("--config", default=None, help="YAML file of settings (flags given here win)")
+    for f in fields(TrainConfig):
+        if f.name == "data":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": f"{helps.get(f.name, '')} (default: {f.default!r})"}
+        if f.type == "bool":
+            p.add_argument(flag, action="store_true", **kwargs)
+            continue
+        kwargs["type"] = {"int": int, "float": float}.get(f.type, str)
+        if f.name in CHOICES:
+            kwargs["choices"] = CHOICES[f.name]
+        p.add_argument(flag, metavar=f.name.upper() if f.name not in CHOICES else None, **kwargs)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="imgclf",
+        description="Train, evaluate, explain and ship image classifiers from a folder of images (one subfolder per class).",
+        epilog="Start with `imgclf demo`, or `imgclf train data/ --out runs/first`. Each command has --help.",
+    )
+    parser.add_argument("--version", action="version", version=f"imgclf {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser("train", help="train a classifier on a folder of class subfolders", epilog=EPILOG_TRAIN, formatter_class=fmt)
+    _add_train_args(p)
+
+    p = sub.add_parser("evaluate", help="metrics, plots and report.html for a run", formatter_class=fmt,
+                       epilog="examples:\n  imgclf evaluate runs/leaves\n  imgclf evaluate runs/leaves --data test/\n")
+    p.add_argument("run", help="run folder written by `imgclf train`")
+    p.add_argument("--data", help="folder of class subfolders to evaluate on (default: the run's test split)")
+    p.add_argument("--split", choices=("val", "test"), help="which split of the run to evaluate (default: test if any)")
+    p.add_argument("--batch-size", type=int, default=128)
+
+    p = sub.add_parser("predict", help="classify image files, folders or globs", formatter_class=fmt,
+                       epilog="examples:\n  imgclf predict runs/leaves photos/ --top-k 3\n  imgclf predict runs/leaves 'new/*.jpg' --format csv --output preds.csv\n")
+    p.add_argument("model", help="run folder (or .keras file saved by imgclf)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or glob patterns")
+    p.add_argument("--top-k", type=int, default=1, help="how many classes to show per image (default: 1)")
+    p.add_argument("--format", choices=("table", "csv", "json", "jsonl"), default="table")
+    p.add_argument("--output", help="write to this file instead of standard output")
+    p.add_argument("--batch-size", type=int, default=64)
+
+    p = sub.add_parser("models", help="list the registered models", formatter_class=fmt,
+                       epilog="examples:\n  imgclf models\n  imgclf models 'mobilenet*'\n")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern")
+    p.add_argument("--pretrained", action="store_true", help="only models with ImageNet weights")
+
+    p = sub.add_parser("demo", help="train, evaluate and predict on a built-in dataset (offline)", formatter_class=fmt,
+                       epilog="examples:\n  imgclf demo\n  imgclf demo --dataset fashion-mnist\n")
+    p.add_argument("--dataset", choices=("digits", "fashion-mnist"), default="digits")
+    p.add_argument("--out", help="run folder (default: runs/demo-DATASET, suffixed if taken)")
+    p.add_argument("--data-dir", default="imgclf-data", help="where the dataset is written as PNG folders (default: imgclf-data/)")
+    p.add_argument("--epochs", type=int, help="override the demo's number of epochs")
+
+    p = sub.add_parser("datasets", help="write a built-in dataset as PNG class folders", formatter_class=fmt,
+                       epilog="examples:\n  imgclf datasets export fashion-mnist data/fmnist\n")
+    dsub = p.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
+    e = dsub.add_parser("export", help="write DATASET to OUT/train and OUT/test")
+    e.add_argument("name", choices=("digits", "fashion-mnist"))
+    e.add_argument("out")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `imgclf` command. Example: ``main(["models"])``."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the user's way
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args) or 0
+    except UserError as e:
+        print(f"imgclf {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("imgclf: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _cmd_train(args) -> int:
+    from .train import train
+
+    settings = {k: v for k, v in vars(args).items() if k not in ("command", "config", "data")}
+    run = train(getattr(args, "data", None), config=args.config, **settings)
+    print(f"Run bundle: {run.path}")
+    print(f"Next: imgclf evaluate {run.path}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    ev = evaluate(args.run, data=args.data, split=args.split, batch_size=args.batch_size)
+    print(ev.summary())
+    print(f"Metrics: {os.path.join(args.run, 'metrics.json')}")
+    print(f"Report: {os.path.join(args.run, 'report.html')}")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from .predict import iter_image_paths, load
+    from .predict_output import write_predictions
+
+    if args.top_k < 1:
+        raise UserError(f"--top-k must be at least 1, received {args.top_k}.")
+    paths = iter_image_paths(args.paths)
+    first = next(paths, None)  # validate inputs before paying for TensorFlow
+    if first is None:
+        raise UserError(f"No image files found in {' '.join(args.paths)}.")
+    import itertools
+
+    predictor = load(args.model)
+    rows = predictor.predict_paths(itertools.chain([first], paths), top_k=args.top_k, batch_size=args.batch_size)
+    errors = write_predictions(rows, args.format, args.output, args.top_k)
+    if errors:
+        print(f"{errors} file(s) could not be read; see the error column.", file=sys.stderr)
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from .models.registry import get_spec, list_models
+
+    names = list_models(args.pattern, pretrained=args.pretrained)
+    if not names:
+        raise UserError(f"No model matches {args.pattern!r}; run `imgclf models` for the full list.")
+    print(f"{'name':<22} {'params':>8} {'size':>5} {'min':>4} {'top-1':>6}  {'pretrained':<10} input")
+    for name in names:
+        s = get_spec(name)
+        params = f"{s.params_m:.2f}M" if s.params_m else "-"
+        size = str(s.default_size) if s.default_size else "auto"
+        top1 = f"{s.imagenet_top1:.3f}" if s.imagenet_top1 else "-"
+        print(f"{name:<22} {params:>8} {size:>5} {s.min_size:>4} {top1:>6}  {'imagenet' if s.pretrained else 'no':<10} {'/'.join(s.color_modes)}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.dataset, out=args.out, data_dir=args.data_dir, epochs=args.epochs)
+    return 0
+
+
+def _cmd_datasets(args) -> int:
+    from .data.builtin import export_dataset
+
+    path = export_dataset(args.name, args.out)
+    print(path)
+    return 0
+
+
+COMMANDS = {
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "predict": _cmd_predict,
+    "models": _cmd_models,
+    "demo": _cmd_demo,
+    "datasets": _cmd_datasets,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

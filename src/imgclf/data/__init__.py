@@ -1,0 +1,1 @@
+"""Finding, decoding, splitting and feeding images."""

@@ -1,0 +1,168 @@
+"""From file paths to batches: decode once in parallel, cache the pixels, then tf.data.
+
+Decoding happens before training starts, through the one decoder, in a pool
+of threads (Pillow releases the GIL while it decodes). That gives three things
+at once: a file that cannot be decoded is skipped with its reason before the
+first step (never a crash mid-epoch), the exact number of steps per epoch is
+known (progress bars and schedules need it), and every epoch reads cached
+uint8 pixels, so training is bound by the model, not by JPEG decoding. Pixels live in memory, or in a
+memory-mapped file under the run when they would not fit (``cache='disk'``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..progress import Progress
+from .decode import DecodeError, decode_image
+
+MEMORY_CACHE_LIMIT = 4 * 1024**3  # beyond this many bytes of pixels, cache='auto' goes to disk
+
+
+@dataclass
+class DecodedSet:
+    """Decoded images of one split: ``images`` (N, H, W, C) uint8 and ``labels`` (N,) int."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+    sha1: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _decode_one(path: str, size: int, color_mode: str, resize: str):
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return None, "", f"unreadable: {e.strerror or e}"
+    digest = hashlib.sha1(data).hexdigest()
+    try:
+        return decode_image(data, size=size, color_mode=color_mode, resize=resize), digest, ""
+    except DecodeError as e:
+        return None, digest, e.reason
+
+
+def decode_all(
+    paths: list[str],
+    labels: list[int],
+    size: int,
+    color_mode: str,
+    resize: str = "squash",
+    workers: int = 0,
+    cache: str = "auto",
+    cache_path: str | os.PathLike | None = None,
+    label: str = "Decoding",
+    verbose: bool = True,
+) -> DecodedSet:
+    """Decode every path once into a uint8 array; undecodable files are skipped with a reason.
+
+    Example:
+        >>> ds = decode_all(["a.png", "b.jpg"], [0, 1], size=64, color_mode="rgb")  # doctest: +SKIP
+        >>> ds.images.shape, ds.skipped  # doctest: +SKIP
+        ((2, 64, 64, 3), [])
+    """
+    channels = 1 if color_mode == "grayscale" else 3
+    n = len(paths)
+    nbytes = n * size * size * channels
+    use_disk = cache == "disk" or (cache == "auto" and nbytes > MEMORY_CACHE_LIMIT and cache_path)
+    if use_disk:
+        Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
+        images = np.lib.format.open_memmap(cache_path, mode="w+", dtype=np.uint8, shape=(n, size, size, channels))
+    else:
+        images = np.empty((n, size, size, channels), dtype=np.uint8)
+    ok = np.zeros(n, dtype=bool)
+    sha1 = [""] * n
+    skipped = []
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool, Progress(n, label, enabled=verbose and n > 0) as bar:
+        results = pool.map(lambda p: _decode_one(p, size, color_mode, resize), paths, chunksize=64)
+        for i, (arr, digest, reason) in enumerate(results):
+            sha1[i] = digest
+            if arr is None:
+                skipped.append((paths[i], reason))
+            else:
+                images[i] = arr
+                ok[i] = True
+            bar.update(1)
+    labels_arr = np.asarray(labels, dtype=np.int32)
+    if not ok.all():
+        keep = np.flatnonzero(ok)
+        images = images[keep] if not use_disk else _compact_memmap(images, keep, cache_path)
+        labels_arr = labels_arr[keep]
+        kept_paths = [paths[i] for i in keep]
+        kept_sha1 = [sha1[i] for i in keep]
+    else:
+        kept_paths, kept_sha1 = list(paths), sha1
+    result = DecodedSet(images, labels_arr, kept_paths, kept_sha1, skipped)
+    result.all_sha1 = dict(zip(paths, sha1))
+    return result
+
+
+def _compact_memmap(images: np.ndarray, keep: np.ndarray, cache_path) -> np.ndarray:
+    # Move the kept rows to the front in place, then reopen with the shorter length.
+    for j, i in enumerate(keep):
+        if i != j:
+            images[j] = images[i]
+    images.flush()
+    return images[: len(keep)]
+
+
+def make_dataset(
+    data: DecodedSet,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    map_fn=None,
+    drop_remainder: bool = False,
+):
+    """A tf.data pipeline over cached pixels: shuffle indices -> batch -> gather -> map -> prefetch.
+
+    Batches are (float32 images in [0, 255], int32 labels); scaling to what the
+    backbone expects happens inside the model, so prediction needs nothing but
+    the decoder. `map_fn` (augmentation) runs on whole batches.
+
+    Example:
+        >>> ds = make_dataset(decoded, batch_size=32, shuffle=True)  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    images, labels = data.images, data.labels
+    n = len(labels)
+    shape = (None,) + tuple(images.shape[1:])
+    if isinstance(images, np.memmap) or images.nbytes > MEMORY_CACHE_LIMIT:
+        def gather(idx):
+            idx = np.sort(idx)  # sequential reads from a memory-mapped file
+            return images[idx], labels[idx]
+
+        def load(idx):
+            x, y = tf.numpy_function(gather, [idx], (tf.uint8, tf.int32), stateful=False)
+            x.set_shape(shape)
+            y.set_shape((None,))
+            return x, y
+
+        ds = tf.data.Dataset.range(n)
+        if shuffle:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        x_all = tf.constant(images)
+        y_all = tf.constant(labels)
+        ds = tf.data.Dataset.range(n)
+        if shuffle:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(
+            lambda idx: (tf.gather(x_all, idx), tf.gather(y_all, idx)), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if map_fn is not None:
+        ds = ds.map(map_fn, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,163 @@
+"""One registry, one create function (after timm's create_model / list_models).
+
+A model is a backbone (a Keras model from images to a feature map) plus
+imgclf's head (global pooling, dropout, a softmax classifier). The registry
+holds `ModelSpec`s; the CLI's choices, `imgclf models`, the docs and the tests
+all read it, so no model name is written down twice. This module imports no
+TensorFlow: listing models is instant, builders import Keras when called.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import UserError, did_you_mean
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What imgclf knows about one registered architecture.
+
+    ``build(input_shape, weights, bn_momentum)`` returns the backbone: a Keras
+    model from (H, W, C) inputs, already preprocessed, to a feature map.
+    """
+
+    name: str
+    build: Callable = field(repr=False)
+    default_size: int  # input side used when img_size is not set (0 = chosen from the data)
+    min_size: int  # smallest input side the architecture accepts
+    preprocessing: str  # Preprocess mode applied inside the graph before the backbone
+    color_modes: tuple = ("rgb",)  # colour modes the backbone accepts
+    params_m: float | None = None  # parameters in millions (published ImageNet model, with its top)
+    imagenet_top1: float | None = None  # published ImageNet top-1 accuracy
+    pretrained: bool = False  # ImageNet weights exist for it
+    family: str = ""
+    description: str = ""
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str | None = None, **spec_fields):
+    """Decorator that registers a backbone builder under `name`.
+
+    Example:
+        >>> @register_model("my_net", default_size=64, min_size=32, preprocessing="unit",
+        ...                 color_modes=("rgb", "grayscale"))
+        ... def my_net(input_shape, weights=None, bn_momentum=0.9):
+        ...     import keras
+        ...     inputs = keras.Input(input_shape)
+        ...     return keras.Model(inputs, keras.layers.Conv2D(8, 3)(inputs))
+    """
+
+    def wrap(fn):
+        key = name or fn.__name__
+        _REGISTRY[key] = ModelSpec(name=key, build=fn, **spec_fields)
+        return fn
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    # Importing these modules runs their @register_model decorators.
+    from . import applications, custom  # noqa: F401
+
+
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Registered model names matching a shell-style pattern.
+
+    Example:
+        >>> "small_cnn" in list_models()
+        True
+        >>> list_models("mobilenet*")  # doctest: +SKIP
+        ['mobilenet_v2', 'mobilenet_v3_small']
+    """
+    _ensure_loaded()
+    names = sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    return [n for n in names if _REGISTRY[n].pretrained] if pretrained else names
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The `ModelSpec` of a registered model; unknown names suggest close ones.
+
+    Example:
+        >>> get_spec("small_cnn").min_size
+        8
+    """
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        raise UserError(
+            f"Unknown model {name!r}: expected a name from `imgclf models`." + did_you_mean(name, _REGISTRY)
+        )
+    return _REGISTRY[name]
+
+
+def create_model(
+    name: str,
+    num_classes: int,
+    img_size: int | None = None,
+    channels: int = 3,
+    weights: str | None = None,
+    dropout: float = 0.2,
+    bn_momentum: float = 0.9,
+):
+    """Build backbone + head as one Keras model taking raw 0..255 pixels.
+
+    `weights` is None/"none" (random), "imagenet" (the Keras download path), or
+    a path to a .weights.h5 file or a .keras model whose backbone is reused.
+    A pretrained backbone is called with ``training=False`` so that its
+    BatchNorm layers stay in inference mode during fine-tuning.
+
+    Example:
+        >>> model = create_model("small_cnn", num_classes=10, img_size=28, channels=1)  # doctest: +SKIP
+        >>> model.output_shape  # doctest: +SKIP
+        (None, 10)
+    """
+    import keras
+
+    from .layers import Preprocess
+    from .weights import load_backbone_weights
+
+    spec = get_spec(name)
+    size = img_size or spec.default_size
+    if size < spec.min_size:
+        raise UserError(
+            f"Input size {size} is too small for {name!r}: it needs at least {spec.min_size} pixels. "
+            f"Pass --img-size {spec.min_size} or more."
+        )
+    weights = None if weights in (None, "", "none") else weights
+    if weights == "imagenet" and not spec.pretrained:
+        raise UserError(
+            f"No ImageNet weights exist for {name!r}. Use --weights none, or a model listed by "
+            "`imgclf models --pretrained`."
+        )
+    inputs = keras.Input((size, size, channels), name="image")
+    x = Preprocess(spec.preprocessing, name="preprocess")(inputs)
+    backbone = spec.build((size, size, channels), weights="imagenet" if weights == "imagenet" else None, bn_momentum=bn_momentum)
+    backbone.name = "backbone"
+    pretrained = weights is not None
+    if weights not in (None, "imagenet"):
+        load_backbone_weights(backbone, weights)
+    x = backbone(x, training=False) if pretrained else backbone(x)
+    if len(x.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def load_keras_model(path):
+    """Load a saved imgclf .keras model (its custom layers registered first).
+
+    Example:
+        >>> model = load_keras_model("runs/leaves/model.keras")  # doctest: +SKIP
+    """
+    import keras
+
+    from . import layers  # noqa: F401  (registers Preprocess)
+
+    _ensure_loaded()
+    return keras.saving.load_model(path, compile=False)

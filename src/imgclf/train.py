@@ -1,0 +1,393 @@
+"""Training: from a folder (or a run to resume) to a Run bundle.
+
+The recipe: decode every image once, pick sizes and precision from the data
+and the machine, then fit with AdamW, a short warmup and cosine decay. A
+pretrained backbone trains in two phases (the keras.io transfer-learning
+guide): first the new head with the backbone frozen, then the top of the
+backbone unfrozen at a lower learning rate. BatchNorm inside a pretrained
+backbone stays in inference mode throughout.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import TrainConfig, load_yaml, make_config, to_dict
+from .errors import UserError
+from .progress import log
+from .run import Run, atomic_write_json, atomic_write_text, new_run_dir
+
+
+def train(data: str | os.PathLike | None = None, *, config: str | os.PathLike | None = None, **settings) -> Run:
+    """Train a classifier on a folder of class subfolders and return its `Run`.
+
+    Settings are the fields of `TrainConfig` (see `imgclf train --help`);
+    `config` is a YAML file of them, which keywords override.
+
+    Example:
+        >>> import imgclf
+        >>> run = imgclf.train("data/", model="small_cnn", epochs=5, out="runs/leaves")  # doctest: +SKIP
+        >>> run.path  # doctest: +SKIP
+        PosixPath('runs/leaves')
+    """
+    file_settings = load_yaml(config) if config else None
+    given = {k: v for k, v in settings.items() if v is not None}
+    if data is not None:
+        given["data"] = os.fspath(data)
+    if given.get("resume"):
+        return _resume(file_settings, given)
+    cfg = make_config(file_settings, given)
+    if not cfg.data:
+        raise UserError("No data folder given: pass DATA, a folder with one subfolder per class.")
+    return Trainer(cfg).fit_new()
+
+
+def _resume(file_settings: dict | None, given: dict) -> Run:
+    out = given.get("out") or (file_settings or {}).get("out")
+    if not out:
+        raise UserError("--resume needs --out RUN, the folder of the run to continue.")
+    run_dir = Path(out)
+    if not (run_dir / "checkpoints" / "last.keras").exists():
+        raise UserError(
+            f"Nothing to resume in {out!r}: it has no checkpoints/last.keras. Pass the folder of a run "
+            "that trained at least one epoch."
+        )
+    saved = load_yaml(run_dir / "config.yaml")
+    cfg = make_config(saved, file_settings, given)
+    return Trainer(cfg, run_dir=run_dir).fit_resume()
+
+
+class Trainer:
+    """Carries one training run through data, model, phases and the bundle. Use `train()`."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path | None = None):
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.summary: dict = {}
+
+    # ---------------------------------------------------------------- data
+    def _prepare_rows(self):
+        from .data.scan import require_trainable, scan_folder
+        from .data.split import stratified_split
+
+        cfg = self.cfg
+        scan = scan_folder(cfg.data)
+        require_trainable(scan)
+        test_fraction = cfg.test_fraction
+        if scan.layout == "splits" and any(r["split"] == "test" for r in scan.rows):
+            test_fraction = 0.0  # the user's test/ folder is the test set
+        rows = [dict(r, split=r["split"] if r["split"] != "train" else "") for r in scan.rows]
+        if scan.layout == "splits" and any(r["split"] == "val" for r in rows):
+            rows = [dict(r, split=r["split"] or "train") for r in rows]
+        rows = stratified_split(rows, cfg.val_fraction, test_fraction, cfg.seed)
+        if cfg.max_images:
+            rows = _limit_train_rows(rows, cfg.max_images, cfg.seed)
+        self.scan, self.rows = scan, rows
+        self.classes = scan.classes
+        if not any(r["split"] == "val" for r in rows):
+            raise UserError(
+                "No validation images: every class is too small to hold one out. Add images, "
+                "or add a val/ folder next to train/."
+            )
+
+    def _resolve_auto_settings(self):
+        from .data.decode import probe_images
+        from .models.registry import get_spec
+
+        cfg, spec = self.cfg, get_spec(self.cfg.model)
+        probe = probe_images([r["path"] for r in self.rows if r["split"] == "train"], seed=cfg.seed)
+        if cfg.color_mode == "auto":
+            cfg.color_mode = "grayscale" if probe["grayscale"] and "grayscale" in spec.color_modes else "rgb"
+        elif cfg.color_mode not in spec.color_modes:
+            raise UserError(
+                f"{cfg.model!r} takes {' or '.join(spec.color_modes)} images, received color_mode={cfg.color_mode!r}. "
+                "Use --color-mode rgb (grayscale images are converted)."
+            )
+        if not cfg.img_size:
+            if spec.default_size:
+                cfg.img_size = spec.default_size
+            else:
+                # Small images keep their size (cheap and sharp); tiny ones are
+                # upsampled so three conv stages still have room; large ones
+                # are shrunk to keep a CPU epoch short.
+                cfg.img_size = int(min(max(probe["median_side"], 28), 96))
+        cfg.img_size = max(cfg.img_size, spec.min_size)
+        self.probe = probe
+
+    def _decode_splits(self):
+        from .data.pipeline import decode_all
+
+        cfg = self.cfg
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.sets = {}
+        sha1 = {}
+        for split in ("train", "val"):
+            rows = [r for r in self.rows if r["split"] == split]
+            decoded = decode_all(
+                [r["path"] for r in rows], [index[r["label"]] for r in rows], cfg.img_size, cfg.color_mode,
+                resize=cfg.resize, workers=cfg.workers, cache=cfg.cache,
+                cache_path=self.run_dir / "cache" / f"{split}.npy", label=f"Decoding {split}", verbose=cfg.verbose != 0,
+            )
+            self.sets[split] = decoded
+            sha1.update(decoded.all_sha1)
+        skipped = {p: reason for s in self.sets.values() for p, reason in s.skipped}
+        for r in self.rows:
+            r["sha1"] = sha1.get(r["path"], "")
+            r["status"] = f"skipped: {skipped[r['path']]}" if r["path"] in skipped else ("ok" if r["split"] in ("train", "val") else "")
+        self._write_manifest()
+        if skipped:
+            log(f"Skipped {len(skipped)} file(s) that could not be decoded (see {self.run_dir / 'manifest.csv'}):")
+            for path, reason in list(skipped.items())[:10]:
+                log(f"  {path}: {reason}")
+            if len(skipped) > 10:
+                log(f"  ... and {len(skipped) - 10} more")
+        empty = [c for i, c in enumerate(self.classes) if not (self.sets["train"].labels == i).any()]
+        if empty:
+            raise UserError(f"No decodable training images left for class(es) {', '.join(empty)}; see manifest.csv for the reasons.")
+        if len(self.sets["val"]) == 0:
+            raise UserError("No decodable validation images left; see manifest.csv for the reasons.")
+        self.summary["skipped"] = [{"path": p, "reason": r} for p, r in skipped.items()]
+
+    def _write_manifest(self):
+        from .data.split import manifest_csv
+
+        atomic_write_text(self.run_dir / "manifest.csv", manifest_csv(self.rows))
+
+    # ---------------------------------------------------------------- bundle
+    def _write_bundle_start(self):
+        import json
+
+        from .models.registry import get_spec
+
+        cfg = self.cfg
+        spec = get_spec(cfg.model)
+        atomic_write_text(self.run_dir / "config.yaml", config_yaml(cfg))
+        atomic_write_text(self.run_dir / "classes.json", json.dumps(self.classes, indent=2) + "\n")
+        atomic_write_json(self.run_dir / "preprocess.json", {
+            "img_size": cfg.img_size,
+            "color_mode": cfg.color_mode,
+            "channels": 1 if cfg.color_mode == "grayscale" else 3,
+            "resize": cfg.resize,
+            "resample": "bilinear",
+            "input_range": [0, 255],
+            "normalisation": f"{spec.preprocessing} (inside the model graph)",
+            "decoder": "imgclf.data.decode.decode_image: EXIF transpose, alpha composited on white",
+        })
+
+    # ---------------------------------------------------------------- fit
+    def fit_new(self) -> Run:
+        from .models.registry import get_spec
+
+        cfg = self.cfg
+        get_spec(cfg.model)  # fail fast on an unknown model name, before any work
+        self._prepare_rows()
+        self._resolve_auto_settings()
+        self.run_dir = new_run_dir(cfg.out or Path("runs") / cfg.model)
+        cfg.out = str(self.run_dir)
+        log(f"Run folder: {self.run_dir}")
+        self._write_bundle_start()
+        self._setup_backend()
+        self._decode_splits()
+        model = self._build_model()
+        state = {"epoch": 0, "phase": "", "history": []}
+        return self._run_phases(model, state)
+
+    def fit_resume(self) -> Run:
+        from .callbacks import read_state
+        from .data.split import read_manifest
+
+        cfg = self.cfg
+        state = read_state(self.run_dir)
+        log(f"Resuming {self.run_dir} after epoch {state.get('epoch', 0)} of {cfg.epochs}")
+        self.rows = read_manifest(self.run_dir / "manifest.csv")
+        self.classes = Run(self.run_dir).classes
+        atomic_write_text(self.run_dir / "config.yaml", config_yaml(cfg))
+        self._setup_backend()
+        self._decode_splits()
+        import keras
+
+        from .models import layers  # noqa: F401
+
+        model = keras.saving.load_model(self.run_dir / "checkpoints" / "last.keras", compile=True)
+        return self._run_phases(model, state)
+
+    def _setup_backend(self):
+        import keras
+
+        from .hardware import choose_precision, gpu_details
+
+        cfg = self.cfg
+        keras.utils.set_random_seed(cfg.seed)
+        policy = choose_precision(cfg.precision, gpus=gpu_details())
+        keras.mixed_precision.set_global_policy(policy)
+        self.summary["precision"] = policy
+        log(f"Precision: {policy}" + (" (chosen automatically for this machine)" if cfg.precision == "auto" else ""))
+
+    def _build_model(self):
+        from .models.registry import create_model
+
+        cfg = self.cfg
+        return create_model(
+            cfg.model, num_classes=len(self.classes), img_size=cfg.img_size,
+            channels=1 if cfg.color_mode == "grayscale" else 3, weights=cfg.weights,
+            dropout=cfg.dropout, bn_momentum=cfg.bn_momentum,
+        )
+
+    def _phases(self) -> list[tuple[str, int]]:
+        """(name, last epoch) of each phase: one 'train' phase, or 'head' then 'finetune'."""
+        cfg = self.cfg
+        if cfg.weights in ("none", ""):
+            return [("train", cfg.epochs)]
+        if cfg.finetune == "none" or cfg.epochs < 2:
+            return [("head", cfg.epochs)]
+        head = cfg.head_epochs or max(1, cfg.epochs // 3)
+        head = min(head, cfg.epochs - 1)
+        return [("head", head), ("finetune", cfg.epochs)]
+
+    def _run_phases(self, model, state: dict) -> Run:
+        from .data.pipeline import make_dataset
+
+        cfg = self.cfg
+        train_ds = make_dataset(self.sets["train"], cfg.batch_size, shuffle=True, seed=cfg.seed, map_fn=self._label_map())
+        val_ds = make_dataset(self.sets["val"], max(cfg.batch_size, 128), map_fn=self._label_map())
+        steps = -(-len(self.sets["train"]) // cfg.batch_size)
+        start = time.perf_counter()
+        start_epoch = state.get("epoch", 0)
+        first = 0
+        try:
+            for name, end in self._phases():
+                if end <= start_epoch:
+                    first = end
+                    continue
+                resuming_this_phase = start_epoch > first and state.get("phase") == name
+                if not resuming_this_phase:
+                    self._prepare_phase(model, name, steps * (end - first))
+                log(f"Phase {name}: epochs {max(first, start_epoch) + 1}-{end}, "
+                    f"{sum(int(w.shape.num_elements() or 0) for w in model.trainable_weights):,} trainable weights")
+                self._fit(model, name, train_ds, val_ds, state, initial_epoch=max(first, start_epoch), epochs=end)
+                if state.get("stopped_early"):
+                    break
+                first = end
+        except KeyboardInterrupt:
+            raise UserError(
+                f"Training interrupted after epoch {state.get('epoch', 0)}. Continue with "
+                f"`imgclf train --resume --out {self.run_dir}`."
+            ) from None
+        self.summary.update({
+            "train_time_s": round(time.perf_counter() - start, 2),
+            "best_epoch": state.get("best_epoch"),
+            f"best_{cfg.monitor}": state.get("best"),
+            "images": {s: len(d) for s, d in self.sets.items()},
+            "class_counts": {s: _class_counts(d.labels, self.classes) for s, d in self.sets.items()},
+            "epochs_run": state.get("epoch"),
+        })
+        atomic_write_json(self.run_dir / "summary.json", self.summary)
+        run = Run(self.run_dir)
+        log(f"Best {cfg.monitor}: {state.get('best', float('nan')):.4f} at epoch {state.get('best_epoch')}. "
+            f"Model saved to {run.path / 'model.keras'}")
+        return run
+
+    def _label_map(self):
+        if self.cfg.label_smoothing <= 0:
+            return None
+        import tensorflow as tf
+
+        n = len(self.classes)
+        return lambda x, y: (x, tf.one_hot(y, n))
+
+    def _prepare_phase(self, model, name: str, total_steps: int):
+        import keras
+
+        cfg = self.cfg
+        lr = cfg.lr
+        backbone = model.get_layer("backbone")
+        if name == "head":
+            backbone.trainable = False
+        elif name == "finetune":
+            lr = cfg.lr * cfg.finetune_lr_scale
+            backbone.trainable = True
+            layers = backbone.layers
+            cut = 0 if cfg.finetune == "all" else int(len(layers) * (1 - cfg.finetune_fraction))
+            for i, layer in enumerate(layers):
+                # BatchNorm stays frozen: its statistics came from far more data than ours.
+                layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
+        warmup = min(max(total_steps // 20, 1), 500)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=lr * 0.1, decay_steps=max(total_steps - warmup, 1), alpha=0.01,
+            warmup_target=lr, warmup_steps=warmup,
+        )
+        if cfg.optimizer == "sgd":
+            opt = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay or None)
+        elif cfg.optimizer == "adam":
+            opt = keras.optimizers.Adam(schedule)
+        else:
+            opt = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+        if cfg.optimizer != "adam" and cfg.weight_decay:
+            # Decay weights only: not BatchNorm scales and shifts, not biases.
+            opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+        if cfg.label_smoothing > 0:
+            loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+            acc = keras.metrics.CategoricalAccuracy(name="accuracy")
+        else:
+            loss = keras.losses.SparseCategoricalCrossentropy()
+            acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        model.compile(optimizer=opt, loss=loss, metrics=[acc])
+
+    def _fit(self, model, phase, train_ds, val_ds, state, initial_epoch, epochs):
+        import keras
+
+        from .callbacks import RunWriter
+
+        cfg = self.cfg
+        callbacks = [RunWriter(self.run_dir, phase, state, len(self.sets["train"]), monitor=cfg.monitor)]
+        if cfg.patience:
+            stopper = keras.callbacks.EarlyStopping(monitor=cfg.monitor, patience=cfg.patience)
+            callbacks.append(stopper)
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(self.run_dir / "logs"), write_graph=False, profile_batch=0))
+        verbose = cfg.verbose if cfg.verbose >= 0 else (1 if sys.stdout.isatty() else 2)
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
+                  callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data shuffles
+        if cfg.patience and stopper.stopped_epoch > 0:
+            state["stopped_early"] = True
+            log(f"Early stopping: no improvement in {cfg.monitor} for {cfg.patience} epochs.")
+
+
+def _class_counts(labels, classes) -> dict:
+    import numpy as np
+
+    counts = np.bincount(labels, minlength=len(classes))
+    return {c: int(n) for c, n in zip(classes, counts)}
+
+
+def _limit_train_rows(rows: list[dict], limit: int, seed: int) -> list[dict]:
+    import random
+
+    train = sorted((r for r in rows if r["split"] == "train"), key=lambda r: r["path"])
+    if len(train) <= limit:
+        return rows
+    keep = {r["path"] for r in random.Random(seed).sample(train, limit)}
+    return [r for r in rows if r["split"] != "train" or r["path"] in keep]
+
+
+def config_yaml(cfg: TrainConfig) -> str:
+    """The resolved config plus library versions, as YAML. Example: ``config_yaml(TrainConfig())``."""
+    import platform
+
+    import yaml
+
+    from . import __version__
+
+    versions = {"imgclf": __version__, "python": platform.python_version()}
+    for name in ("tensorflow", "keras", "numpy", "PIL"):
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                module = __import__(name)
+            except ImportError:
+                continue
+        versions[name if name != "PIL" else "pillow"] = getattr(module, "__version__", "?")
+    body = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    return "# imgclf training settings; pass back with --config to repeat this run\n" + body + yaml.safe_dump({"versions": versions}, sort_keys=False)
