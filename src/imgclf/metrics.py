@@ -61,7 +61,8 @@ def classification_metrics(y_true, probs, classes: list[str]) -> dict:
     f1 = _safe_div(2 * precision * recall, precision + recall)
     present = support > 0
     weights = support / max(support.sum(), 1)
-    clipped = np.clip(probs[np.arange(len(y_true)), y_true], 1e-15, 1.0)
+    # Clip like scikit-learn (machine epsilon) so a confident mistake costs the same in both.
+    clipped = np.clip(probs[np.arange(len(y_true)), y_true], np.finfo(np.float64).eps, 1.0)
     out = {
         "num_samples": int(len(y_true)),
         "accuracy": float(np.mean(y_pred == y_true)) if len(y_true) else 0.0,

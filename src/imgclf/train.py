@@ -118,7 +118,7 @@ class Trainer:
         self.probe = probe
 
     def _decode_splits(self):
-        from .data.pipeline import decode_all
+        from .data.pipeline import decode_all, sha1_files
 
         cfg = self.cfg
         index = {c: i for i, c in enumerate(self.classes)}
@@ -133,6 +133,7 @@ class Trainer:
             )
             self.sets[split] = decoded
             sha1.update(decoded.all_sha1)
+        sha1.update(sha1_files([r["path"] for r in self.rows if r["split"] not in ("train", "val")], cfg.workers))
         skipped = {p: reason for s in self.sets.values() for p, reason in s.skipped}
         for r in self.rows:
             r["sha1"] = sha1.get(r["path"], "")

@@ -107,6 +107,24 @@ def decode_all(
     return result
 
 
+def sha1_files(paths: list[str], workers: int = 0) -> dict[str, str]:
+    """SHA-1 of each file's bytes ('' when unreadable), hashed in parallel.
+
+    Example:
+        >>> sha1_files(["a.png"])  # doctest: +SKIP
+        {'a.png': '3f786850e387550fdab836ed7e6dc881de23001b'}
+    """
+
+    def one(path):
+        try:
+            return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            return ""
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        return dict(zip(paths, pool.map(one, paths, chunksize=64)))
+
+
 def _compact_memmap(images: np.ndarray, keep: np.ndarray, cache_path) -> np.ndarray:
     # Move the kept rows to the front in place, then reopen with the shorter length.
     for j, i in enumerate(keep):

@@ -1,0 +1,98 @@
+"""The command line as a user runs it: real processes, exit codes, one-line errors."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import make_image_folder
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def imgclf(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "imgclf", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=ENV)
+
+
+def test_help_is_fast_and_does_not_import_tensorflow():
+    code = "import sys, imgclf.cli; imgclf.cli._parser(); print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    assert out.stdout.strip() == "False False"
+    start = time.perf_counter()
+    result = imgclf("--help")
+    assert result.returncode == 0 and "train" in result.stdout
+    assert time.perf_counter() - start < 5  # generous: the benchmark holds the real 0.5 s target
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "models", "demo", "datasets"])
+def test_every_command_has_help_with_an_example(command):
+    result = imgclf(command, "--help")
+    assert result.returncode == 0
+    assert "example" in result.stdout
+
+
+def test_models_lists_the_registry():
+    result = imgclf("models")
+    assert result.returncode == 0
+    from imgclf.models.registry import list_models
+
+    for name in list_models():
+        assert name in result.stdout
+
+
+def _assert_user_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [l for l in result.stderr.splitlines() if "error:" in l]
+    assert len(lines) == 1, result.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_user_mistakes_are_one_line_exit_2(tmp_path):
+    _assert_user_error(imgclf("train", tmp_path / "nope"), "not found", "nope")
+    (tmp_path / "one" / "only").mkdir(parents=True)
+    make_image_folder(tmp_path / "one", per_class=2, classes=("only",))
+    _assert_user_error(imgclf("train", tmp_path / "one"), "Only one class")
+    make_image_folder(tmp_path / "two", per_class=2, classes=("a", "b"))
+    (tmp_path / "two" / "c").mkdir()
+    _assert_user_error(imgclf("train", tmp_path / "two"), "no images", "c")
+    (tmp_path / "two" / "c").rmdir()
+    _assert_user_error(imgclf("train", tmp_path / "two", "--model", "efficientnet_b00"), "Unknown model", "efficientnet_b0")
+    (tmp_path / "bad.yaml").write_text("epochs: 2\nlearning_rate: 0.1\n")
+    _assert_user_error(imgclf("train", tmp_path / "two", "--config", tmp_path / "bad.yaml"), "learning_rate")
+    _assert_user_error(imgclf("evaluate", tmp_path / "norun"), "Run folder not found")
+
+
+def test_train_evaluate_predict_end_to_end(tmp_path):
+    data = make_image_folder(tmp_path / "data", per_class=16)
+    out = tmp_path / "runs" / "cli"
+    result = imgclf("train", data, "--out", out, "--epochs", "4", "--batch-size", "16", "--img-size", "24",
+                    "--lr", "0.005", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    assert f"Run bundle: {out}" in result.stdout
+
+    result = imgclf("evaluate", out)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "accuracy" in result.stdout and metrics["num_samples"] > 0
+    assert (out / "plots" / "confusion_matrix.png").exists() and (out / "plots" / "training_curves.png").exists()
+
+    preds = tmp_path / "preds.csv"
+    result = imgclf("predict", out, tmp_path / "data" / "circle", "--top-k", "2", "--format", "csv", "--output", preds)
+    assert result.returncode == 0, result.stderr
+    with open(preds) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 16 and set(rows[0]) == {"path", "class", "probability", "class_2", "probability_2", "error"}
+    assert sum(r["class"] == "circle" for r in rows) >= 12
+
+    result = imgclf("predict", out, str(tmp_path / "data" / "*" / "*.png"), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert all(r["class"] in ("circle", "square", "stripes") for r in json.loads(result.stdout))
+
+    (tmp_path / "notes.txt").write_text("x")
+    _assert_user_error(imgclf("predict", out, tmp_path / "notes.txt"), "Not an image file", "notes.txt")

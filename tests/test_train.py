@@ -1,0 +1,114 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+import imgclf
+from imgclf.callbacks import read_state
+from imgclf.errors import UserError
+from tests.conftest import make_image_folder
+
+
+def test_run_bundle_is_complete(trained_run):
+    p = trained_run.path
+    for name in ("config.yaml", "classes.json", "preprocess.json", "manifest.csv", "model.keras",
+                 "history.csv", "summary.json", "checkpoints/last.keras", "checkpoints/state.json"):
+        assert (p / name).exists(), name
+    assert any((p / "logs").rglob("events.out.tfevents*")), "TensorBoard logs"
+    assert json.loads((p / "classes.json").read_text()) == ["circle", "square", "stripes"]
+    config = yaml.safe_load((p / "config.yaml").read_text())
+    assert config["seed"] == 0 and config["img_size"] == 28 and config["color_mode"] == "rgb"
+    assert {"tensorflow", "keras", "numpy", "imgclf"} <= set(config["versions"])
+    pre = json.loads((p / "preprocess.json").read_text())
+    assert pre["img_size"] == 28 and pre["channels"] == 3
+    with open(p / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    assert len(history) == 6 and {"loss", "val_accuracy", "lr", "time_s"} <= set(history[0])
+    with open(p / "manifest.csv") as f:
+        manifest = list(csv.DictReader(f))
+    splits = {r["split"] for r in manifest}
+    assert splits == {"train", "val", "test"} and len(manifest) == 60
+    assert all(len(r["sha1"]) == 40 for r in manifest)
+
+
+def test_trained_model_learns_the_classes(trained_run):
+    summary = json.loads(trained_run.file("summary.json").read_text())
+    assert summary["best_val_accuracy"] >= 0.8
+
+
+def test_saved_model_has_no_augmentation_or_training_only_layers(trained_run):
+    model = trained_run.load_model()
+    names = [layer.__class__.__name__ for layer in model.layers]
+    assert not any(n.startswith("Random") for n in names)
+
+
+def test_a_run_never_overwrites_another(image_folder, tmp_path):
+    out = tmp_path / "runs" / "same"
+    a = imgclf.train(image_folder, out=str(out), epochs=1, verbose=0, img_size=16)
+    b = imgclf.train(image_folder, out=str(out), epochs=1, verbose=0, img_size=16)
+    assert a.path.name == "same" and b.path.name == "same-2"
+
+
+def test_resume_continues_from_last_epoch(image_folder, tmp_path):
+    out = tmp_path / "runs" / "r"
+    run = imgclf.train(image_folder, out=str(out), epochs=2, verbose=0, img_size=16)
+    assert read_state(run.path)["epoch"] == 2
+    imgclf.train(out=str(run.path), resume=True, epochs=4, verbose=0)
+    state = read_state(run.path)
+    assert state["epoch"] == 4 and [h["epoch"] for h in state["history"]] == [1, 2, 3, 4]
+
+
+def test_undecodable_files_are_skipped_and_reported(image_folder, tmp_path):
+    from pathlib import Path
+
+    (Path(image_folder) / "circle" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    (Path(image_folder) / "square" / "empty.png").write_bytes(b"")
+    run = imgclf.train(image_folder, out=str(tmp_path / "runs" / "s"), epochs=1, verbose=0, img_size=16,
+                       val_fraction=0.3, test_fraction=0.0)
+    summary = json.loads(run.file("summary.json").read_text())
+    skipped = {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}
+    assert set(skipped) <= {"broken.jpg", "empty.png"} and skipped  # both may land in val/train
+    manifest = run.manifest()
+    statuses = {Path(r["path"]).name: r["status"] for r in manifest}
+    for name in skipped:
+        assert statuses[name].startswith("skipped:")
+
+
+def test_pretrained_backbone_trains_in_two_phases(image_folder, tmp_path):
+    """weights=PATH makes the backbone pretrained: head first (backbone frozen), then the top unfrozen."""
+    donor = imgclf.train(image_folder, out=str(tmp_path / "runs" / "donor"), epochs=1, verbose=0, img_size=16)
+    run = imgclf.train(image_folder, out=str(tmp_path / "runs" / "ft"), epochs=3, verbose=0, img_size=16,
+                       weights=str(donor.path / "model.keras"), finetune_fraction=0.5)
+    history = read_state(run.path)["history"]
+    assert [h["phase"] for h in history] == ["head", "finetune", "finetune"]
+    assert history[1]["lr"] < history[0]["lr"]  # fine-tuning runs at a lower learning rate
+
+
+def test_phase_freezing_rules(image_folder):
+    import keras
+
+    from imgclf.config import make_config
+    from imgclf.train import Trainer
+
+    trainer = Trainer(make_config({"data": image_folder, "weights": "imagenet", "finetune_fraction": 0.5, "epochs": 6}))
+    assert trainer._phases() == [("head", 2), ("finetune", 6)]
+    model = imgclf.create_model("small_cnn", num_classes=3, img_size=16)
+    trainer.classes = ["a", "b", "c"]
+    trainer._prepare_phase(model, "head", total_steps=10)
+    backbone = model.get_layer("backbone")
+    assert not backbone.trainable and len(model.trainable_weights) == 2  # the classifier only
+    trainer._prepare_phase(model, "finetune", total_steps=10)
+    trainable = [l for l in backbone.layers if l.trainable and l.weights]
+    assert trainable and not any(isinstance(l, keras.layers.BatchNormalization) for l in trainable)
+    assert all(l.name.startswith(("stage1", "stage2")) for l in trainable)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"model": "resnet5"}, "Did you mean 'resnet50'"),
+    ({"epochz": 2}, "Unknown setting 'epochz'"),
+])
+def test_bad_settings_fail_before_any_work(image_folder, settings, message):
+    with pytest.raises(UserError, match=message):
+        imgclf.train(image_folder, **settings)
