@@ -54,3 +54,80 @@ def test_most_confused_orders_by_count():
     pairs = most_confused(cm, ["a", "b", "c"])
     assert pairs[0] == {"true": "a", "predicted": "b", "count": 2}
     assert {(p["true"], p["predicted"]) for p in pairs} == {("a", "b"), ("a", "c"), ("c", "a")}
+
+
+from imgclf.metrics import average_precision, best_f1_threshold, calibration, roc_auc  # noqa: E402
+
+
+@pytest.mark.parametrize("n, k, seed, drop", [(200, 7, 0, None), (60, 2, 1, None), (120, 4, 2, 3), (1, 3, 3, None), (40, 3, 4, None)])
+def test_score_metrics_match_scikit_learn(n, k, seed, drop):
+    y, probs = _random_case(n, k, seed, drop)
+    if seed == 4:
+        probs = np.round(probs, 1)  # heavy ties in the scores
+        probs = probs / probs.sum(1, keepdims=True)
+    classes = [f"c{i}" for i in range(k)]
+    m = classification_metrics(y, probs, classes)
+    pred = probs.argmax(1)
+    labels = list(range(k))
+    kappa = skm.cohen_kappa_score(y, pred, labels=labels)
+    if np.isnan(kappa):
+        assert m["cohen_kappa"] is None
+    else:
+        assert m["cohen_kappa"] == pytest.approx(kappa)
+    assert np.allclose(m["confusion_matrix_normalized"], np.nan_to_num(skm.confusion_matrix(y, pred, labels=labels, normalize="true")))
+    for i, c in enumerate(classes):
+        yb = y == i
+        if 0 < yb.sum() < n:
+            assert m["roc_auc_per_class"][c] == pytest.approx(skm.roc_auc_score(yb, probs[:, i]))
+            assert m["pr_auc_per_class"][c] == pytest.approx(skm.average_precision_score(yb, probs[:, i]))
+        else:
+            assert m["roc_auc_per_class"][c] is None
+    if len(set(y)) == k and k > 2:
+        assert m["roc_auc_macro"] == pytest.approx(skm.roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+        onehot = np.eye(k)[y]
+        assert m["pr_auc_macro"] == pytest.approx(skm.average_precision_score(onehot, probs, average="macro"))
+    if k == 2:
+        assert m["roc_auc_macro"] == pytest.approx(skm.roc_auc_score(y, probs[:, 1]))
+    if n == 1:
+        assert m["roc_auc_macro"] is None and m["pr_auc_macro"] is not None
+
+
+def test_ece_matches_scikit_learn_calibration_curve():
+    from sklearn.calibration import calibration_curve
+
+    y, probs = _random_case(300, 5, 9)
+    cal = calibration(y, probs, n_bins=10)
+    conf, correct = probs.max(1), (probs.argmax(1) == y)
+    prob_true, prob_pred = calibration_curve(correct, conf, n_bins=10, strategy="uniform")
+    counts = np.array(cal["bin_count"])
+    nonempty = counts > 0
+    assert np.allclose(np.array(cal["bin_accuracy"])[nonempty], prob_true)
+    assert np.allclose(np.array(cal["bin_confidence"])[nonempty], prob_pred)
+    assert counts.sum() == 300
+    ece_ref = np.sum(np.abs(prob_true - prob_pred) * counts[nonempty]) / 300
+    assert cal["ece"] == pytest.approx(ece_ref)
+    # A perfectly calibrated toy: confidence 0.75, three of four right.
+    p = np.array([[0.75, 0.25]] * 4)
+    assert calibration(np.array([0, 0, 0, 1]), p)["ece"] == pytest.approx(0.0)
+
+
+def test_binary_best_f1_threshold_matches_scikit_learn():
+    y, probs = _random_case(80, 2, 11)
+    b = classification_metrics(y, probs, ["neg", "pos"])["binary"]
+    precision, recall, thresholds = skm.precision_recall_curve(y, probs[:, 1])
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    assert b["f1"] == pytest.approx(f1[:-1].max())
+    pred = probs[:, 1] >= b["threshold"]
+    assert b["f1"] == pytest.approx(skm.f1_score(y, pred))
+    assert b["precision"] == pytest.approx(skm.precision_score(y, pred))
+    assert b["recall"] == pytest.approx(skm.recall_score(y, pred))
+    assert b["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert b["confusion_matrix"] == skm.confusion_matrix(y, pred).tolist()
+    assert "binary" not in classification_metrics(*_random_case(30, 3, 1), ["a", "b", "c"])
+    assert best_f1_threshold(np.array([0, 0]), np.array([0.1, 0.2]))["threshold"] is None
+
+
+def test_auc_helpers_on_degenerate_input():
+    assert roc_auc(np.array([1, 1]), np.array([0.2, 0.3])) is None
+    assert average_precision(np.array([0, 0]), np.array([0.2, 0.3])) is None
+    assert roc_auc(np.array([0, 1]), np.array([0.5, 0.5])) == pytest.approx(0.5)

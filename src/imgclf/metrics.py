@@ -83,7 +83,166 @@ def classification_metrics(y_true, probs, classes: list[str]) -> dict:
     for k in (3, 5):
         if n_classes > k:
             out[f"top{k}_accuracy"] = top_k_accuracy(y_true, probs, k)
+    out["cohen_kappa"] = cohen_kappa(cm)
+    out["confusion_matrix_normalized"] = row_normalize(cm).round(6).tolist()
+    out.update(score_metrics(y_true, probs, classes))
+    out["calibration"] = calibration(y_true, probs)
+    out["expected_calibration_error"] = out["calibration"]["ece"]
+    if n_classes == 2:
+        out["binary"] = best_f1_threshold(y_true, probs[:, 1])
     return out
+
+
+def row_normalize(cm) -> np.ndarray:
+    """Each row of a confusion matrix divided by its total (rows of absent classes stay 0).
+
+    Example:
+        >>> row_normalize([[3, 1], [0, 0]]).tolist()
+        [[0.75, 0.25], [0.0, 0.0]]
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    return _safe_div(cm, np.broadcast_to(cm.sum(axis=1, keepdims=True), cm.shape))
+
+
+def cohen_kappa(cm) -> float | None:
+    """Cohen's kappa: agreement beyond chance, from a confusion matrix; None when undefined.
+
+    Example:
+        >>> round(cohen_kappa([[1, 0], [1, 1]]), 4)
+        0.4
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    n = cm.sum()
+    if n == 0:
+        return None
+    expected = np.outer(cm.sum(axis=1), cm.sum(axis=0)) / n
+    off = ~np.eye(len(cm), dtype=bool)
+    denominator = expected[off].sum()
+    # All samples in one class, predicted as that class: chance agreement is total, kappa is 0/0.
+    return float(1 - cm[off].sum() / denominator) if denominator > 0 else None
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties given their average rank (what the Mann-Whitney AUC needs)."""
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_x)) + 1]
+    ends = np.r_[starts[1:], len(x)]
+    avg = (starts + ends + 1) / 2.0  # mean of ranks start+1 .. end
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.repeat(avg, ends - starts)
+    return ranks
+
+
+def roc_auc(y_binary, scores) -> float | None:
+    """Area under the ROC curve for one class against the rest; None without both positives and negatives.
+
+    Computed as the Mann-Whitney statistic, which equals the trapezoidal area
+    under the ROC curve, ties included.
+
+    Example:
+        >>> roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+        0.75
+    """
+    y = np.asarray(y_binary, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = _ranks(np.asarray(scores, dtype=np.float64))
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def average_precision(y_binary, scores) -> float | None:
+    """Area under the precision-recall curve as a step sum (scikit-learn's average precision).
+
+    Example:
+        >>> round(average_precision(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])), 4)
+        0.8333
+    """
+    y = np.asarray(y_binary, dtype=bool)
+    if not y.any():
+        return None
+    precision, recall, _ = _pr_points(y, np.asarray(scores, dtype=np.float64))
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def _pr_points(y: np.ndarray, scores: np.ndarray):
+    """Precision and recall at each distinct score used as a threshold (score >= t is positive), high to low."""
+    order = np.argsort(-scores, kind="mergesort")
+    s, yy = scores[order], y[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tps = np.cumsum(yy)[last_of_tie].astype(np.float64)
+    fps = (last_of_tie + 1) - tps
+    return tps / (tps + fps), tps / max(y.sum(), 1), s[last_of_tie]
+
+
+def score_metrics(y_true, probs, classes: list[str]) -> dict:
+    """ROC-AUC and PR-AUC (average precision), per class one-vs-rest and macro-averaged.
+
+    Classes with no positive (or no negative) sample have no AUC (None) and are
+    left out of the macro average, which is then over the classes that have one.
+
+    Example:
+        >>> score_metrics(np.array([0, 1]), np.array([[0.7, 0.3], [0.2, 0.8]]), ["a", "b"])["roc_auc_macro"]
+        1.0
+    """
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype=np.float64)
+    roc = {c: roc_auc(y_true == i, probs[:, i]) for i, c in enumerate(classes)}
+    ap = {c: average_precision(y_true == i, probs[:, i]) for i, c in enumerate(classes)}
+
+    def macro(d):
+        values = [v for v in d.values() if v is not None]
+        return float(np.mean(values)) if values else None
+
+    return {"roc_auc_macro": macro(roc), "pr_auc_macro": macro(ap), "roc_auc_per_class": roc, "pr_auc_per_class": ap}
+
+
+def calibration(y_true, probs, n_bins: int = 15) -> dict:
+    """Expected calibration error of the top-1 confidence, with the reliability-diagram bins.
+
+    Bins are equal-width on (0, 1], right-closed, as scikit-learn's
+    calibration_curve draws them; ECE is the sample-weighted mean gap between
+    accuracy and confidence over the bins.
+
+    Example:
+        >>> round(calibration(np.array([0, 1]), np.array([[0.9, 0.1], [0.6, 0.4]]))["ece"], 3)
+        0.35
+    """
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype=np.float64)
+    confidence = probs.max(axis=1) if len(probs) else np.zeros(0)
+    correct = (probs.argmax(axis=1) == y_true).astype(np.float64) if len(probs) else np.zeros(0)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    ids = np.searchsorted(edges[1:-1], confidence)
+    count = np.bincount(ids, minlength=n_bins)
+    acc = _safe_div(np.bincount(ids, weights=correct, minlength=n_bins), count)
+    conf = _safe_div(np.bincount(ids, weights=confidence, minlength=n_bins), count)
+    ece = float(np.sum(np.abs(acc - conf) * count) / max(len(y_true), 1))
+    return {"ece": ece, "bin_edges": edges.round(6).tolist(), "bin_accuracy": acc.tolist(),
+            "bin_confidence": conf.tolist(), "bin_count": count.tolist()}
+
+
+def best_f1_threshold(y_true, p_positive) -> dict:
+    """For a two-class problem: the threshold on P(second class) that maximises F1, and the metrics there.
+
+    Example:
+        >>> best_f1_threshold(np.array([0, 1, 1]), np.array([0.2, 0.4, 0.9]))["threshold"]
+        0.4
+    """
+    y = np.asarray(y_true) == 1
+    scores = np.asarray(p_positive, dtype=np.float64)
+    if not y.any():
+        return {"threshold": None, "note": "no sample of the positive class"}
+    precision, recall, thresholds = _pr_points(y, scores)
+    f1 = _safe_div(2 * precision * recall, precision + recall)
+    best = int(np.argmax(f1))  # first maximum: the highest threshold among equals
+    t = float(thresholds[best])
+    pred = scores >= t
+    tp, fp = int((pred & y).sum()), int((pred & ~y).sum())
+    fn, tn = int((~pred & y).sum()), int((~pred & ~y).sum())
+    return {"threshold": t, "f1": float(f1[best]), "precision": float(precision[best]), "recall": float(recall[best]),
+            "accuracy": float((tp + tn) / len(y)), "confusion_matrix": [[tn, fp], [fn, tp]]}
 
 
 def most_confused(cm, classes: list[str], n: int = 10) -> list[dict]:
