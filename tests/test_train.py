@@ -93,13 +93,13 @@ def test_phase_freezing_rules(image_folder):
     from imgclf.train import Trainer
 
     trainer = Trainer(make_config({"data": image_folder, "weights": "imagenet", "finetune_fraction": 0.5, "epochs": 6}))
-    assert trainer._phases() == [("head", 2), ("finetune", 6)]
+    assert trainer._phases() == [("head", 2, 0.3), ("finetune", 6, 0.7)]
     model = imgclf.create_model("small_cnn", num_classes=3, img_size=16)
     trainer.classes = ["a", "b", "c"]
-    trainer._prepare_phase(model, "head", total_steps=10)
+    trainer._prepare_phase(model, "head")
     backbone = model.get_layer("backbone")
     assert not backbone.trainable and len(model.trainable_weights) == 2  # the classifier only
-    trainer._prepare_phase(model, "finetune", total_steps=10)
+    trainer._prepare_phase(model, "finetune")
     trainable = [l for l in backbone.layers if l.trainable and l.weights]
     assert trainable and not any(isinstance(l, keras.layers.BatchNormalization) for l in trainable)
     assert all(l.name.startswith(("stage1", "stage2")) for l in trainable)

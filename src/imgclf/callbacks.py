@@ -88,3 +88,76 @@ def read_state(run_dir) -> dict:
         return {}
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """A progress bar per epoch (loss, accuracy, learning rate, images/s, time left) and a
+    one-line summary per epoch. On a terminal the bar redraws in place; in a log only the
+    summaries appear.
+
+    Example:
+        >>> model.fit(ds, epochs=5, verbose=0, callbacks=[EpochProgress(5, 422, 64)])  # doctest: +SKIP
+    """
+
+    def __init__(self, epochs: int, steps: int, batch_size: int, schedule=None, stream=None):
+        super().__init__()
+        import sys
+
+        self.epochs, self.steps, self.batch_size = epochs, steps, batch_size
+        self.schedule = schedule  # a ProgressSchedule, for time-budget estimates
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty()
+        self._last_draw = 0.0
+        self.epoch_times: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.t0 = time.perf_counter()
+
+    def _epoch_label(self) -> str:
+        return f"Epoch {self.epoch + 1}/{self.epochs}" if self.epochs else f"Epoch {self.epoch + 1}"
+
+    def _time_left(self, epoch_left_s: float) -> float:
+        if self.schedule is not None and self.schedule.budget_s:
+            return max(self.schedule.planned_end - self.schedule.elapsed(), 0.0)
+        per_epoch = self.epoch_times[-1] if self.epoch_times else (time.perf_counter() - self.t0 + epoch_left_s)
+        return epoch_left_s + per_epoch * max(self.epochs - self.epoch - 1, 0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.tty:
+            return
+        now = time.perf_counter()
+        if now - self._last_draw < 0.25 and batch + 1 < self.steps:
+            return
+        self._last_draw = now
+        logs = logs or {}
+        done = batch + 1
+        elapsed = now - self.t0
+        rate = done * self.batch_size / max(elapsed, 1e-9)
+        left = (self.steps - done) * elapsed / done
+        filled = int(20 * done / self.steps)
+        line = (f"\r{self._epoch_label()} [{'#' * filled}{'.' * (20 - filled)}] {done}/{self.steps} "
+                f"loss {logs.get('loss', float('nan')):.4f} acc {logs.get('accuracy', float('nan')):.4f} "
+                f"lr {current_lr(self.model.optimizer):.2e} {rate:,.0f} img/s, {_fmt_time(left)} left in epoch, "
+                f"{_fmt_time(self._time_left(left))} in all ")
+        self.stream.write(line)
+        self.stream.flush()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        elapsed = time.perf_counter() - self.t0
+        self.epoch_times.append(elapsed)
+        rate = self.steps * self.batch_size / max(elapsed, 1e-9)
+        parts = [f"{self._epoch_label()}: loss {logs.get('loss', float('nan')):.4f} acc {logs.get('accuracy', float('nan')):.4f}"]
+        if "val_loss" in logs:
+            parts.append(f"val_loss {logs['val_loss']:.4f} val_acc {logs.get('val_accuracy', float('nan')):.4f}")
+        parts.append(f"lr {current_lr(self.model.optimizer):.2e}")
+        parts.append(f"{rate:,.0f} img/s")
+        parts.append(f"{_fmt_time(elapsed)} (about {_fmt_time(self._time_left(0.0))} left)")
+        self.stream.write(("\r" if self.tty else "") + " | ".join(parts) + (" " * 8 if self.tty else "") + "\n")
+        self.stream.flush()

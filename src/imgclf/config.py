@@ -24,6 +24,7 @@ CHOICES = {
     "cache": ("auto", "memory", "disk"),
     "monitor": ("val_accuracy", "val_loss"),
     "resize": ("squash", "crop", "pad"),
+    "schedule": ("cosine", "onecycle", "constant"),
 }
 
 
@@ -40,8 +41,11 @@ class TrainConfig:
     resize: str = "squash"  # squash (ignore aspect) | crop (centre crop) | pad (letterbox)
     epochs: int = 10  # total epochs, both transfer-learning phases included
     batch_size: int = 64  # images per step
-    lr: float = 0.002  # peak learning rate (cosine decay after a short warmup)
+    time_budget: float = 0.0  # minutes of training; the schedule fits the budget (0 = use epochs)
+    lr: float = 0.002  # peak learning rate
+    schedule: str = "cosine"  # cosine (short warmup, then cosine decay) | onecycle | constant
     optimizer: str = "adamw"  # adamw | adam | sgd (Nesterov momentum 0.9)
+    ema: bool = False  # evaluate and save an exponential moving average of the weights
     weight_decay: float = 0.0001  # decoupled weight decay (adamw, sgd)
     label_smoothing: float = 0.0  # 0 = plain cross-entropy
     dropout: float = 0.2  # dropout before the classifier
@@ -80,6 +84,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"Invalid {name}: expected an integer of at least 1, received {getattr(self, name)!r}.")
+        if self.time_budget < 0:
+            raise UserError(f"Invalid time_budget: expected minutes >= 0, received {self.time_budget!r}.")
         if self.lr <= 0:
             raise UserError(f"Invalid lr: expected a positive number, received {self.lr!r}.")
         if self.img_size and self.img_size < 8:

@@ -237,16 +237,16 @@ class Trainer:
             dropout=cfg.dropout, bn_momentum=cfg.bn_momentum,
         )
 
-    def _phases(self) -> list[tuple[str, int]]:
-        """(name, last epoch) of each phase: one 'train' phase, or 'head' then 'finetune'."""
+    def _phases(self) -> list[tuple[str, int, float]]:
+        """(name, last epoch, share of the time budget) of each phase: 'train', or 'head' then 'finetune'."""
         cfg = self.cfg
         if cfg.weights in ("none", ""):
-            return [("train", cfg.epochs)]
-        if cfg.finetune == "none" or cfg.epochs < 2:
-            return [("head", cfg.epochs)]
+            return [("train", cfg.epochs, 1.0)]
+        if cfg.finetune == "none" or (cfg.epochs < 2 and not cfg.time_budget):
+            return [("head", cfg.epochs, 1.0)]
         head = cfg.head_epochs or max(1, cfg.epochs // 3)
         head = min(head, cfg.epochs - 1)
-        return [("head", head), ("finetune", cfg.epochs)]
+        return [("head", head, 0.3), ("finetune", cfg.epochs, 0.7)]
 
     def _run_phases(self, model, state: dict) -> Run:
         from .data.pipeline import make_dataset
@@ -254,24 +254,30 @@ class Trainer:
         cfg = self.cfg
         train_ds = make_dataset(self.sets["train"], cfg.batch_size, shuffle=True, seed=cfg.seed, map_fn=self._label_map())
         val_ds = make_dataset(self.sets["val"], max(cfg.batch_size, 128), map_fn=self._label_map())
-        steps = -(-len(self.sets["train"]) // cfg.batch_size)
+        self.steps = -(-len(self.sets["train"]) // cfg.batch_size)
         start = time.perf_counter()
         start_epoch = state.get("epoch", 0)
         first = 0
         try:
-            for name, end in self._phases():
-                if end <= start_epoch:
+            for name, end, budget_share in self._phases():
+                if cfg.time_budget:
+                    if _phase_done(state, name):
+                        continue
+                elif end <= start_epoch:
                     first = end
                     continue
-                resuming_this_phase = start_epoch > first and state.get("phase") == name
-                if not resuming_this_phase:
-                    self._prepare_phase(model, name, steps * (end - first))
-                log(f"Phase {name}: epochs {max(first, start_epoch) + 1}-{end}, "
-                    f"{sum(int(w.shape.num_elements() or 0) for w in model.trainable_weights):,} trainable weights")
-                self._fit(model, name, train_ds, val_ds, state, initial_epoch=max(first, start_epoch), epochs=end)
+                if state.get("phase") != name:  # resuming mid-phase keeps the restored optimizer
+                    self._prepare_phase(model, name)
+                initial = max(first, start_epoch)
+                log(f"Phase {name}: " + (f"{cfg.time_budget * budget_share:.1f} minutes" if cfg.time_budget else f"epochs {initial + 1}-{end}")
+                    + f", {sum(int(w.shape.num_elements() or 0) for w in model.trainable_weights):,} trainable weights")
+                self._fit(model, name, train_ds, val_ds, state, initial_epoch=initial, epochs=end, first_epoch=first,
+                          budget_s=60 * cfg.time_budget * budget_share)
+                state.setdefault("phases_done", []).append(name)
                 if state.get("stopped_early"):
                     break
-                first = end
+                first = end if not cfg.time_budget else state["epoch"]
+                start_epoch = max(start_epoch, state["epoch"])
         except KeyboardInterrupt:
             raise UserError(
                 f"Training interrupted after epoch {state.get('epoch', 0)}. Continue with "
@@ -299,33 +305,28 @@ class Trainer:
         n = len(self.classes)
         return lambda x, y: (x, tf.one_hot(y, n))
 
-    def _prepare_phase(self, model, name: str, total_steps: int):
+    def _prepare_phase(self, model, name: str):
         import keras
 
         cfg = self.cfg
-        lr = cfg.lr
         backbone = model.get_layer("backbone")
         if name == "head":
             backbone.trainable = False
         elif name == "finetune":
-            lr = cfg.lr * cfg.finetune_lr_scale
             backbone.trainable = True
             layers = backbone.layers
             cut = 0 if cfg.finetune == "all" else int(len(layers) * (1 - cfg.finetune_fraction))
             for i, layer in enumerate(layers):
                 # BatchNorm stays frozen: its statistics came from far more data than ours.
                 layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
-        warmup = min(max(total_steps // 20, 1), 500)
-        schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=lr * 0.1, decay_steps=max(total_steps - warmup, 1), alpha=0.01,
-            warmup_target=lr, warmup_steps=warmup,
-        )
+        # The rate itself is set before every step by ProgressSchedule.
+        ema = {"use_ema": True, "ema_momentum": 0.999} if cfg.ema else {}
         if cfg.optimizer == "sgd":
-            opt = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay or None)
+            opt = keras.optimizers.SGD(cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay or None, **ema)
         elif cfg.optimizer == "adam":
-            opt = keras.optimizers.Adam(schedule)
+            opt = keras.optimizers.Adam(cfg.lr, **ema)
         else:
-            opt = keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+            opt = keras.optimizers.AdamW(cfg.lr, weight_decay=cfg.weight_decay, **ema)
         if cfg.optimizer != "adam" and cfg.weight_decay:
             # Decay weights only: not BatchNorm scales and shifts, not biases.
             opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
@@ -337,23 +338,41 @@ class Trainer:
             acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         model.compile(optimizer=opt, loss=loss, metrics=[acc])
 
-    def _fit(self, model, phase, train_ds, val_ds, state, initial_epoch, epochs):
+    def _fit(self, model, phase, train_ds, val_ds, state, initial_epoch, epochs, first_epoch, budget_s):
         import keras
 
-        from .callbacks import RunWriter
+        from .callbacks import EpochProgress, RunWriter
+        from .schedules import ProgressSchedule
 
         cfg = self.cfg
-        callbacks = [RunWriter(self.run_dir, phase, state, len(self.sets["train"]), monitor=cfg.monitor)]
+        peak = cfg.lr * (cfg.finetune_lr_scale if phase == "finetune" else 1.0)
+        spent = sum(h.get("time_s", 0) for h in state.get("history", []) if h.get("phase") == phase)
+        schedule = ProgressSchedule(
+            peak, total_steps=self.steps * (epochs - first_epoch), kind=cfg.schedule,
+            budget_s=budget_s, elapsed_s=spent if budget_s else 0.0,
+            start_step=(initial_epoch - first_epoch) * self.steps,
+        )
+        if budget_s:
+            epochs = initial_epoch + 100_000  # the schedule stops training when the budget is spent
+        callbacks = [schedule]
+        if cfg.ema:
+            callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))  # validate and save the average
+        callbacks.append(RunWriter(self.run_dir, phase, state, len(self.sets["train"]), monitor=cfg.monitor))
         if cfg.patience:
             stopper = keras.callbacks.EarlyStopping(monitor=cfg.monitor, patience=cfg.patience)
             callbacks.append(stopper)
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(self.run_dir / "logs"), write_graph=False, profile_batch=0))
-        verbose = cfg.verbose if cfg.verbose >= 0 else (1 if sys.stdout.isatty() else 2)
+        if cfg.verbose != 0:
+            callbacks.append(EpochProgress(0 if budget_s else epochs, self.steps, cfg.batch_size, schedule=schedule if budget_s else None))
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
-                  callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data shuffles
+                  callbacks=callbacks, verbose=0, shuffle=False)  # tf.data shuffles; EpochProgress reports
         if cfg.patience and stopper.stopped_epoch > 0:
             state["stopped_early"] = True
             log(f"Early stopping: no improvement in {cfg.monitor} for {cfg.patience} epochs.")
+
+
+def _phase_done(state: dict, name: str) -> bool:
+    return name in state.get("phases_done", [])
 
 
 def _class_counts(labels, classes) -> dict:

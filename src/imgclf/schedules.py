@@ -1,0 +1,98 @@
+"""Learning-rate schedules over training progress, and the time budget that can drive them.
+
+A schedule here is a function of progress p in [0, 1], not of the step
+number, so that the same cosine or one-cycle curve fits a fixed number of
+epochs (p = step / total steps) or a wall-clock budget (p = elapsed / planned
+end), and ends at its lowest rate exactly when training ends.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+
+SCHEDULES = ("cosine", "onecycle", "constant")
+
+
+def lr_at(p: float, peak: float, kind: str = "cosine", warmup: float = 0.03, floor: float = 0.01) -> float:
+    """The learning rate at progress p (0 = start, 1 = end) for a peak rate.
+
+    cosine: linear warmup from peak/10 over the first `warmup` share, then
+    cosine decay to floor*peak. onecycle: Smith's one-cycle (30% up from
+    peak/25, cosine down to peak/1e4). constant: flat after the warmup.
+
+    Example:
+        >>> round(lr_at(0.0, 1.0), 3), round(lr_at(0.5, 1.0, warmup=0.0), 3), round(lr_at(1.0, 1.0), 3)
+        (0.1, 0.505, 0.01)
+    """
+    p = min(max(p, 0.0), 1.0)
+    if kind == "onecycle":
+        up = 0.3
+        if p < up:
+            return peak / 25 + (peak - peak / 25) * (1 - math.cos(math.pi * p / up)) / 2
+        q = (p - up) / (1 - up)
+        return peak / 1e4 + (peak - peak / 1e4) * (1 + math.cos(math.pi * q)) / 2
+    if warmup > 0 and p < warmup:
+        return peak * (0.1 + 0.9 * p / warmup)
+    if kind == "constant":
+        return peak
+    q = (p - warmup) / max(1 - warmup, 1e-9)
+    return peak * (floor + (1 - floor) * (1 + math.cos(math.pi * q)) / 2)
+
+
+class ProgressSchedule(keras.callbacks.Callback):
+    """Set the optimizer's learning rate before every step from training progress.
+
+    With `budget_s`, progress is wall time over the planned end of training
+    (re-planned after every epoch from the measured epoch time) and training
+    stops at the end of the last epoch that fits the budget. Otherwise
+    progress is the global step over `total_steps`.
+
+    Example:
+        >>> model.fit(ds, epochs=10, callbacks=[ProgressSchedule(1e-3, total_steps=10 * len(ds))])  # doctest: +SKIP
+    """
+
+    def __init__(self, peak: float, total_steps: int = 0, kind: str = "cosine", warmup: float = 0.03,
+                 budget_s: float = 0.0, elapsed_s: float = 0.0, start_step: int = 0):
+        super().__init__()
+        self.peak, self.kind, self.warmup = peak, kind, warmup
+        self.total_steps = max(total_steps, 1)
+        self.budget_s = budget_s
+        self.elapsed_before = elapsed_s  # time already spent in earlier sessions (resume)
+        self.step = start_step
+        self.planned_end = budget_s
+        self._t0 = None
+        self._epoch_t0 = 0.0
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (time.perf_counter() - self._t0 if self._t0 else 0.0)
+
+    def progress(self) -> float:
+        if self.budget_s:
+            return self.elapsed() / max(self.planned_end, 1e-9)
+        return self.step / self.total_steps
+
+    def on_train_begin(self, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_t0 = time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.optimizer.learning_rate.assign(lr_at(self.progress(), self.peak, self.kind, self.warmup))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.budget_s:
+            return
+        epoch_s = time.perf_counter() - self._epoch_t0
+        elapsed = self.elapsed()
+        fits = int((self.budget_s - elapsed) // max(epoch_s, 1e-9))
+        if fits < 1:
+            self.model.stop_training = True
+        else:
+            self.planned_end = elapsed + fits * epoch_s
