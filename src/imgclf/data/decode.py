@@ -133,6 +133,8 @@ def to_color_mode(img: Image.Image, color_mode: str = "rgb", background=(255, 25
         img = img.convert("RGBA")
     elif mode == "1":
         img = img.convert("L")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        img = img.convert("RGB")  # Pillow inverts Adobe CMYK JPEGs on load, so this is a plain conversion
     if img.mode in ("RGBA", "LA", "RGBa", "La"):
         rgba = img.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, tuple(background) + (255,))
@@ -157,17 +159,22 @@ def decode_image(
     color_mode: str = "rgb",
     resize: str = "squash",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    *,
+    min_side: int = 0,
 ) -> np.ndarray:
     """Decode one image to a uint8 array of shape (size, size, 3) or (size, size, 1).
 
     `source` may be a path, bytes, a file object, a PIL image or an array.
-    Raises `DecodeError` (with ``.reason``) when it is not a usable image.
+    Raises `DecodeError` (with ``.reason``) when it is not a usable image,
+    including one whose shorter side is under `min_side` pixels (0 = any).
 
     Example:
         >>> decode_image("cat.jpg", size=224).shape  # doctest: +SKIP
         (224, 224, 3)
     """
     img = open_image(source, max_pixels=max_pixels)
+    if min_side and min(img.size) < min_side:
+        raise DecodeError(f"too small: {img.size[0]}x{img.size[1]} pixels, under the minimum side of {min_side}")
     try:
         if size and img.format == "JPEG" and resize == "squash":
             # Let libjpeg decode at a reduced scale: much faster for big photos.

@@ -1,7 +1,10 @@
-"""Stratified, seeded splits, saved as a manifest CSV (path, label, split, sha1, status).
+"""Stratified, seeded, leakage-free splits, saved as a manifest CSV (path, label, split, sha1, status, group).
 
 The same rows and seed always give the same split: rows are sorted by path
-before a seeded shuffle within each class.
+before a seeded shuffle within each class. Files that must not be separated
+(exact copies, near-duplicate photos, files sharing a ``--group-by`` key such
+as a patient id) form one group, and a group goes to one split as a whole:
+otherwise the model is tested on pictures it trained on.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ import csv
 import io
 import os
 import random
+import re
 from pathlib import Path
 
 from ..errors import UserError
 
-MANIFEST_FIELDS = ("path", "label", "split", "sha1", "status")
+MANIFEST_FIELDS = ("path", "label", "split", "sha1", "status", "group")
+SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 
 
 def _take(n: int, fraction: float, keep: int) -> int:
@@ -24,12 +29,21 @@ def _take(n: int, fraction: float, keep: int) -> int:
     return min(max(1, round(n * fraction)), n - keep)
 
 
-def stratified_split(rows: list[dict], val_fraction: float, test_fraction: float, seed: int) -> list[dict]:
-    """Assign 'train', 'val' or 'test' to rows whose split is empty, per class.
+def _closer(count: int, size: int, target: int) -> bool:
+    """Whether adding a group of `size` brings `count` closer to `target` (ties: take it)."""
+    return count < target and abs(count + size - target) <= target - count
 
-    Rows that already have a split keep it. Each class keeps at least one
-    training image and, where it has three or more, gets at least one
-    validation image.
+
+def stratified_split(rows: list[dict], val_fraction: float, test_fraction: float, seed: int,
+                     groups: list[str] | None = None) -> list[dict]:
+    """Assign 'train', 'val' or 'test' to rows whose split is empty, per class, keeping groups whole.
+
+    Rows that already have a split keep it. `groups` gives each row a group
+    key ('' = a group of its own); rows with the same key land in the same
+    split, and a group with a pre-split member joins that member's split.
+    A group counts towards the class most of its members have. Each class
+    keeps at least one training image and, where it has three or more, gets
+    at least one validation image.
 
     Example:
         >>> rows = [{"path": f"{c}/{i}.png", "label": c, "split": ""} for c in "ab" for i in range(10)]
@@ -37,29 +51,142 @@ def stratified_split(rows: list[dict], val_fraction: float, test_fraction: float
         4
     """
     out = [dict(r) for r in rows]
-    by_class: dict[str, list[dict]] = {}
-    for r in out:
-        if not r.get("split"):
-            by_class.setdefault(r["label"], []).append(r)
+    members: dict[str, list[dict]] = {}
+    for i, r in enumerate(out):
+        key = (groups[i] if groups else "") or f"\0{i}"  # '' = alone
+        members.setdefault(key, []).append(r)
+    by_class: dict[str, list[list[dict]]] = {}
+    for group in members.values():
+        fixed = sorted({r["split"] for r in group if r.get("split")}, key=lambda s: -SPLIT_ORDER.get(s, 3))
+        if fixed:
+            for r in group:
+                r["split"] = r.get("split") or fixed[0]  # the most held-out split wins: no leak into it
+            continue
+        group.sort(key=lambda r: r["path"])
+        labels = sorted({r["label"] for r in group}, key=lambda c: (-sum(r["label"] == c for r in group), c))
+        by_class.setdefault(labels[0], []).append(group)
     for label in sorted(by_class):
-        members = sorted(by_class[label], key=lambda r: r["path"])
-        random.Random(f"{seed}:{label}").shuffle(members)
-        n = len(members)
+        class_groups = sorted(by_class[label], key=lambda g: g[0]["path"])
+        random.Random(f"{seed}:{label}").shuffle(class_groups)
+        n = sum(len(g) for g in class_groups)
         n_test = _take(n, test_fraction, keep=2)
         n_val = _take(n - n_test, val_fraction, keep=1)
-        for i, r in enumerate(members):
-            r["split"] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+        counts = {"test": 0, "val": 0}
+        for group in class_groups:
+            if _closer(counts["test"], len(group), n_test):
+                split = "test"
+            elif _closer(counts["val"], len(group), n_val):
+                split = "val"
+            else:
+                split = "train"
+            counts[split] = counts.get(split, 0) + len(group)
+            for r in group:
+                r["split"] = split
     return out
 
 
-def manifest_csv(rows: list[dict]) -> str:
-    """Rows as manifest CSV text (sorted by split, label, path). Example: ``manifest_csv(rows)``."""
+def group_keys(rows: list[dict], root: str | os.PathLike | None = None, group_by: str = "",
+               sha1: list[str] | None = None, hashes: list[int | None] | None = None,
+               max_distance: int | None = None) -> list[str]:
+    """One group key per row ('' = alone): exact and near duplicates and `group_by` matches are joined.
+
+    `group_by` is a regular expression searched in each path relative to
+    `root` (with / separators); its first capture group, or else the whole
+    match, is the key. Rows it does not match stay alone.
+
+    Example:
+        >>> rows = [{"path": "/d/a/p1_1.png"}, {"path": "/d/b/p1_2.png"}, {"path": "/d/a/p2_1.png"}]
+        >>> group_keys(rows, "/d", group_by=r"(p\\d+)_")
+        ['group:p1', 'group:p1', 'group:p2']
+    """
+    from .fingerprint import NEAR_DISTANCE, UnionFind, duplicate_groups
+
+    n = len(rows)
+    uf = UnionFind(n)
+    names = [""] * n
+    if group_by:
+        try:
+            pattern = re.compile(group_by)
+        except re.error as e:
+            raise UserError(f"Invalid --group-by regular expression {group_by!r}: {e}. "
+                            r"Example: --group-by 'patient(\d+)' to keep each patient's files together.") from None
+        first: dict[str, int] = {}
+        for i, r in enumerate(rows):
+            rel = Path(os.path.relpath(r["path"], root)).as_posix() if root else Path(r["path"]).as_posix()
+            m = pattern.search(rel)
+            if not m:
+                continue
+            key = m.group(1) if pattern.groups else m.group(0)
+            names[i] = f"group:{key}"
+            uf.union(first.setdefault(key, i), i)
+    if sha1 is not None:
+        exact, near = duplicate_groups(sha1, hashes or [None] * n, NEAR_DISTANCE if max_distance is None else max_distance)
+        for g in exact + near:
+            for i in g[1:]:
+                uf.union(g[0], i)
+    keys = [""] * n
+    for root_i, items in uf.groups().items():
+        if len(items) < 2:
+            keys[items[0]] = names[items[0]]
+            continue
+        tags = sorted({names[i] for i in items if names[i]})
+        if tags:
+            key = "+".join(tags) if len(tags) <= 3 else f"{tags[0]}+{len(tags) - 1} more"
+        else:
+            key = "dup:" + (sha1[min(items, key=lambda i: rows[i]["path"])] or "")[:12]
+        for i in items:
+            keys[i] = key
+    return keys
+
+
+def split_rows(rows: list[dict], val_fraction: float, test_fraction: float, seed: int, *,
+               root: str | os.PathLike | None = None, group_by: str = "", dedupe: bool = True,
+               workers: int = 0, verbose: bool = True) -> list[dict]:
+    """The split used everywhere (`imgclf split` and `imgclf train`): fingerprint, group, stratify.
+
+    Fills each row's sha1 and group; duplicates (exact and near) and
+    `group_by` groups are never split apart.
+
+    Example:
+        >>> from imgclf.data.scan import scan_folder
+        >>> scan = scan_folder("data/")  # doctest: +SKIP
+        >>> rows = split_rows(scan.rows, 0.15, 0.15, seed=0, root=scan.root)  # doctest: +SKIP
+    """
+    sha1 = hashes = None
+    if dedupe and rows:
+        from .fingerprint import fingerprint_files
+
+        prints = fingerprint_files([r["path"] for r in rows], workers=workers, label="Finding duplicates", verbose=verbose)
+        sha1 = [p["sha1"] for p in prints]
+        hashes = [p["dhash"] for p in prints]
+    keys = group_keys(rows, root, group_by, sha1, hashes)
+    out = stratified_split(rows, val_fraction, test_fraction, seed, groups=keys)
+    for i, r in enumerate(out):
+        r["group"] = keys[i]
+        if sha1 is not None:
+            r["sha1"] = sha1[i]
+    return out
+
+
+def manifest_csv(rows: list[dict], relative_to: str | os.PathLike | None = None) -> str:
+    """Rows as manifest CSV text (sorted by split, label, path).
+
+    With `relative_to` (the folder the CSV will live in), paths are written
+    relative to it with / separators, so the file is portable and the same
+    bytes on every machine. Example: ``manifest_csv(rows)``.
+    """
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    order = {"train": 0, "val": 1, "test": 2}
-    for r in sorted(rows, key=lambda r: (order.get(r["split"], 3), r["label"], r["path"])):
-        writer.writerow({k: r.get(k, "") for k in MANIFEST_FIELDS})
+    base = os.path.abspath(relative_to) if relative_to is not None else None
+    out = []
+    for r in rows:
+        path = r["path"]
+        if base is not None:
+            path = Path(os.path.relpath(os.path.abspath(path), base)).as_posix()
+        out.append({**{k: r.get(k, "") for k in MANIFEST_FIELDS}, "path": path})
+    for r in sorted(out, key=lambda r: (SPLIT_ORDER.get(r["split"], 3), r["label"], r["path"])):
+        writer.writerow(r)
     return buf.getvalue()
 
 
