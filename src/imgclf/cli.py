@@ -1,7 +1,8 @@
 """The `imgclf` command line: parses arguments and calls the Python API, nothing more.
 
 Exit status: 0 success, 2 bad usage or bad input (one line on stderr), 1 an
-internal error (with a traceback to report). TensorFlow is imported only by
+internal error (with a traceback to report); `imgclf check` exits 3 when it
+finds blocking problems in the data. TensorFlow is imported only by
 the commands that need it, so `imgclf --help` is instant.
 """
 
@@ -96,6 +97,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="imgclf-data", help="where the dataset is written as PNG folders (default: imgclf-data/)")
     p.add_argument("--epochs", type=int, help="override the demo's number of epochs")
 
+    p = sub.add_parser("check", help="dataset health report: problems, duplicates, imbalance; quarantine", formatter_class=fmt,
+                       epilog="examples:\n  imgclf check data/\n  imgclf check data/ --json health.json --quarantine ../quarantine\n"
+                              "  imgclf check --restore ../quarantine\n\nexit status: 0 no blocking problems, 3 blocking problems found "
+                              "(unusable files, empty classes, identical files in two classes or splits), 2 bad usage\n")
+    p.add_argument("data", nargs="?", help="folder with one subfolder per class (or train/ val/ test/)")
+    p.add_argument("--json", metavar="REPORT.json", help="also write the full report (every path) as JSON")
+    p.add_argument("--quarantine", metavar="DIR", help="move problem files to DIR (same relative paths, logged in DIR/quarantine.json; nothing is deleted)")
+    p.add_argument("--restore", metavar="DIR", help="put back every file quarantined in DIR")
+    p.add_argument("--min-side", type=int, default=16, help="warn about images whose shorter side is below this (default: 16)")
+    p.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse images with more pixels (decompression-bomb guard; default: 100,000,000)")
+    p.add_argument("--near-distance", type=int, default=6, help="near duplicates: perceptual hashes at most this many bits apart out of 64 (default: 6; 0 = off)")
+    p.add_argument("--workers", type=int, default=0, help="threads (default: one per core)")
+    p.add_argument("--show", type=int, default=10, help="paths shown per problem (default: 10; --json has all)")
+
+    p = sub.add_parser("split", help="stratified, leakage-free, reproducible train/val/test manifest", formatter_class=fmt,
+                       epilog="examples:\n  imgclf split data/ --out split.csv\n  imgclf split data/ --out split.csv --val 0.15 --test 0.15 --seed 1 --group-by 'patient(\\d+)'\n"
+                              "  imgclf train --manifest split.csv --out runs/leaves\n")
+    p.add_argument("data", help="folder with one subfolder per class")
+    p.add_argument("--out", required=True, help="manifest CSV to write (path, label, split, sha1, status, group)")
+    p.add_argument("--val", type=float, default=0.15, help="share of each class for validation (default: 0.15)")
+    p.add_argument("--test", type=float, default=0.15, help="share of each class for testing (default: 0.15)")
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same manifest, byte for byte (default: 0)")
+    p.add_argument("--group-by", default="", metavar="REGEX",
+                   help="keep files whose path (relative to DATA) gives the same match, or first capture group, in one split")
+    p.add_argument("--workers", type=int, default=0, help="threads for hashing (default: one per core)")
+
     p = sub.add_parser("datasets", help="write a built-in dataset as PNG class folders", formatter_class=fmt,
                        epilog="examples:\n  imgclf datasets export fashion-mnist data/fmnist\n")
     dsub = p.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
@@ -188,6 +215,38 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_check(args) -> int:
+    from .data.check_report import format_report
+
+    if args.restore:
+        from .data.quarantine import restore
+
+        result = restore(args.restore, data=args.data)
+        print(f"Restored {len(result['restored'])} file(s) to {result['data']}")
+        for k in result["kept"]:
+            print(f"  kept in quarantine: {k['path']}: {k['reason']}")
+        return 0
+    if not args.data:
+        raise UserError("Nothing to check: pass DATA, a folder with one subfolder per class (or --restore DIR).")
+    from .data.check import check
+
+    report = check(args.data, json_path=args.json, quarantine_dir=args.quarantine, max_pixels=args.max_pixels,
+                   min_side=args.min_side, near_distance=args.near_distance, workers=args.workers)
+    print(format_report(report, limit=args.show))
+    return report["exit_status"]
+
+
+def _cmd_split(args) -> int:
+    from .data.split import split_folder, split_summary
+
+    rows = split_folder(args.data, args.out, val_fraction=args.val, test_fraction=args.test, seed=args.seed,
+                        group_by=args.group_by, workers=args.workers)
+    print(split_summary(rows))
+    print(f"Manifest: {args.out}")
+    print(f"Next: imgclf train --manifest {args.out}")
+    return 0
+
+
 def _cmd_datasets(args) -> int:
     from .data.builtin import export_dataset
 
@@ -203,6 +262,8 @@ COMMANDS = {
     "models": _cmd_models,
     "demo": _cmd_demo,
     "datasets": _cmd_datasets,
+    "check": _cmd_check,
+    "split": _cmd_split,
 }
 
 

@@ -165,6 +165,8 @@ def split_rows(rows: list[dict], val_fraction: float, test_fraction: float, seed
         r["group"] = keys[i]
         if sha1 is not None:
             r["sha1"] = sha1[i]
+            if prints[i]["error"]:
+                r["status"] = f"skipped: {prints[i]['error']}"  # evaluate and train leave it out
     return out
 
 
@@ -202,5 +204,57 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
     base = Path(path).parent
     for r in rows:
         if not os.path.isabs(r["path"]):
-            r["path"] = str(base / r["path"])
+            r["path"] = os.path.normpath(base / r["path"])
     return rows
+
+
+def split_folder(data: str | os.PathLike, out: str | os.PathLike, val_fraction: float = 0.15, test_fraction: float = 0.15,
+                 seed: int = 0, group_by: str = "", workers: int = 0, verbose: bool = True) -> list[dict]:
+    """Scan DATA, split it without leaks (see `split_rows`) and write the manifest CSV to `out`.
+
+    A folder with its own train/ val/ test/ keeps that split (val is carved
+    from train when missing). Paths in the CSV are relative to its folder.
+    The same data and seed give the same file, byte for byte.
+
+    Example:
+        >>> rows = split_folder("data/", "split.csv", val_fraction=0.15, test_fraction=0.15, seed=0)  # doctest: +SKIP
+        >>> sorted({r["split"] for r in rows})  # doctest: +SKIP
+        ['test', 'train', 'val']
+    """
+    from ..run import atomic_write_text
+    from .scan import require_trainable, scan_folder
+
+    for name, v in (("--val", val_fraction), ("--test", test_fraction)):
+        if not 0 <= v < 0.9:
+            raise UserError(f"Invalid {name}: expected a share between 0 and 0.9, received {v!r}.")
+    if val_fraction + test_fraction >= 0.9:
+        raise UserError("--val + --test leaves almost nothing to train on; keep their sum under 0.9.")
+    scan = scan_folder(data)
+    require_trainable(scan)
+    rows = [dict(r) for r in scan.rows]
+    if scan.layout == "splits":
+        if any(r["split"] == "test" for r in rows):
+            test_fraction = 0.0  # the user's test/ is the test set
+        if not any(r["split"] == "val" for r in rows):
+            rows = [dict(r, split="" if r["split"] == "train" else r["split"]) for r in rows]
+    rows = split_rows(rows, val_fraction, test_fraction, seed, root=scan.root, group_by=group_by,
+                      workers=workers, verbose=verbose)
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"--out {str(out)!r} is a folder; pass a file name such as split.csv.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, manifest_csv(rows, relative_to=out.parent))
+    return rows
+
+
+def split_summary(rows: list[dict]) -> str:
+    """Images per split and class, and how many groups were kept whole, as text. Example: ``print(split_summary(rows))``."""
+    classes = sorted({r["label"] for r in rows})
+    lines = [f"{'class':<20} {'train':>7} {'val':>7} {'test':>7}"]
+    for c in classes:
+        n = [sum(r["label"] == c and r["split"] == s for r in rows) for s in ("train", "val", "test")]
+        lines.append(f"{c:<20} {n[0]:>7} {n[1]:>7} {n[2]:>7}")
+    groups = {r["group"] for r in rows if r.get("group")}
+    dups = {g for g in groups if g.startswith("dup:")}
+    lines.append(f"{len(groups)} group(s) kept whole ({len(dups)} of duplicates, {len(groups) - len(dups)} from --group-by)")
+    return "\n".join(lines)
