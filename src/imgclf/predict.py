@@ -1,15 +1,18 @@
-"""Prediction behind one interface, from a Run bundle or a saved model.
+"""Prediction behind one interface, from a Run bundle or an exported model.
 
-`load()` returns a `Predictor`; it decodes with the same function and settings
-as training (from preprocess.json) and returns class names with probabilities.
-Folder prediction streams: paths are expanded lazily and decoded batch by
-batch in a thread pool while the model works, so memory stays bounded.
+`load()` returns a `Predictor` for a Run bundle, a .keras file, a SavedModel
+folder, a .tflite or a .onnx file (the runtimes live in `imgclf.backends`);
+it decodes with the same function and settings as training (from
+preprocess.json) and returns class names with probabilities. A .tflite or
+.onnx model never imports TensorFlow. Folder prediction streams: paths are
+expanded lazily and the next batch is decoded in a thread pool while the
+model works on this one, so memory stays bounded (two batches in flight).
 """
 
 from __future__ import annotations
 
 import glob
-import json
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +24,8 @@ from .data.decode import DecodeError, decode_image
 from .data.scan import is_hidden_or_system, is_image_name
 from .errors import UserError
 
+UNKNOWN = "unknown"  # the class given when the top probability is below the threshold
+
 
 class Predictor:
     """A trained classifier ready to predict.
@@ -31,15 +36,27 @@ class Predictor:
         [{'path': 'a.jpg', 'class': 'rust', 'probability': 0.93, 'top_k': [['rust', 0.93], ['scab', 0.05]]}]
     """
 
-    def __init__(self, model, classes: list[str], preprocess: dict, source: str = ""):
-        self.model = model
+    def __init__(self, model, classes: list[str], preprocess: dict, source: str = "", tta: str = "none"):
+        if hasattr(model, "has_embedding") and hasattr(model, "embed"):
+            self.backend = model  # already a runtime from imgclf.backends
+        else:
+            from .backends.keras_model import KerasBackend
+
+            self.backend = KerasBackend(model, source)
+        self.model = getattr(self.backend, "model", None)  # the Keras model, where there is one (Grad-CAM needs it)
         self.classes = list(classes)
         self.preprocess = dict(preprocess)
         self.source = source
-        self._fn = None
+        self.tta = tta  # "none" or "flip": test-time augmentation applied by predict_arrays
 
     def __repr__(self) -> str:
-        return f"Predictor({self.source!r}, {len(self.classes)} classes, {self.preprocess['img_size']}px {self.preprocess['color_mode']})"
+        return (f"Predictor({self.source!r}, {self.backend.name}, {len(self.classes)} classes, "
+                f"{self.preprocess['img_size']}px {self.preprocess['color_mode']})")
+
+    @property
+    def format(self) -> str:
+        """The runtime: 'keras', 'savedmodel', 'tflite' or 'onnx'. Example: ``imgclf.load("m.onnx").format``."""
+        return self.backend.name
 
     def decode(self, source) -> np.ndarray:
         """Decode one input exactly as training did. Example: ``clf.decode("a.jpg").shape``."""
@@ -48,13 +65,41 @@ class Predictor:
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """Probabilities for a batch of decoded uint8 images (N, H, W, C). Example: ``clf.predict_arrays(x)``."""
-        if self._fn is None:
-            import tensorflow as tf
+        if self.tta not in (None, "", "none"):
+            from .tta import tta_predict
 
-            model = self.model
-            self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        out = self._fn(np.asarray(images, dtype=np.float32))
-        return np.asarray(out, dtype=np.float32)
+            return tta_predict(images, self._run_backend, self.tta)
+        return self._run_backend(images)
+
+    def _run_backend(self, images: np.ndarray) -> np.ndarray:
+        return self.backend.predict(np.asarray(images, dtype=np.float32))
+
+    def _decode_all(self, inputs) -> tuple[list, np.ndarray]:
+        items = _as_list(inputs)
+        arrays = []
+        for item in items:
+            try:
+                arrays.append(self.decode(item))
+            except DecodeError as e:
+                raise UserError(f"Cannot predict {_describe(item)}: {e.reason}.") from None
+        shape = (0, self.preprocess["img_size"], self.preprocess["img_size"], self.preprocess.get("channels", 3))
+        return items, np.stack(arrays) if arrays else np.zeros(shape, np.uint8)
+
+    def embed(self, inputs, batch_size: int = 64) -> np.ndarray:
+        """Penultimate features (N, D): the input of the final 'classifier' layer, for search or clustering.
+
+        Works for Keras, SavedModel, TFLite and ONNX models exported by
+        imgclf (they carry a second output named 'embedding'). TTA does not apply.
+
+        Example:
+            >>> clf.embed(["a.jpg", "b.png"]).shape  # doctest: +SKIP
+            (2, 96)
+        """
+        _, stacked = self._decode_all(inputs)
+        if not len(stacked):
+            return np.zeros((0, 0), dtype=np.float32)
+        x = stacked.astype(np.float32)
+        return np.concatenate([self.backend.embed(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
     def predict_proba(self, inputs, batch_size: int = 64) -> np.ndarray:
         """Class probabilities (N, num_classes) for paths, bytes, PIL images or arrays.
@@ -66,20 +111,16 @@ class Predictor:
             >>> clf.predict_proba(["a.jpg", "b.png"]).shape  # doctest: +SKIP
             (2, 3)
         """
-        items = _as_list(inputs)
-        arrays = []
-        for item in items:
-            try:
-                arrays.append(self.decode(item))
-            except DecodeError as e:
-                raise UserError(f"Cannot predict {_describe(item)}: {e.reason}.") from None
-        if not arrays:
+        _, stacked = self._decode_all(inputs)
+        if not len(stacked):
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        stacked = np.stack(arrays)
         return np.concatenate([self.predict_arrays(stacked[i:i + batch_size]) for i in range(0, len(stacked), batch_size)])
 
-    def predict(self, inputs, top_k: int = 1, batch_size: int = 64) -> list[dict]:
+    def predict(self, inputs, top_k: int = 1, batch_size: int = 64, threshold: float = 0.0) -> list[dict]:
         """Top-k classes for each input, as dicts with path, class, probability and top_k.
+
+        Below `threshold` (top probability), the class is ``'unknown'``; top_k
+        still lists the model's best guesses.
 
         Example:
             >>> clf.predict("a.jpg", top_k=3)[0]["class"]  # doctest: +SKIP
@@ -87,20 +128,25 @@ class Predictor:
         """
         items = _as_list(inputs)
         probs = self.predict_proba(items, batch_size=batch_size)
-        return [self._row(_describe(item), p, top_k) for item, p in zip(items, probs)]
+        return [self._row(_describe(item), p, top_k, threshold) for item, p in zip(items, probs)]
 
-    def _row(self, path: str, p: np.ndarray, top_k: int) -> dict:
+    def _row(self, path: str, p: np.ndarray, top_k: int, threshold: float = 0.0) -> dict:
         order = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(self.classes)))]
         return {
             "path": path,
-            "class": self.classes[order[0]],
+            "class": self.classes[order[0]] if p[order[0]] >= threshold else UNKNOWN,
             "probability": float(p[order[0]]),
             "top_k": [[self.classes[i], float(p[i])] for i in order],
             "error": "",
         }
 
-    def predict_paths(self, paths: Iterable[str], top_k: int = 1, batch_size: int = 64, workers: int = 0) -> Iterator[dict]:
+    def predict_paths(self, paths: Iterable[str], top_k: int = 1, batch_size: int = 64, workers: int = 0,
+                      threshold: float = 0.0) -> Iterator[dict]:
         """Stream predictions for many files; unreadable ones yield a row with ``error`` set.
+
+        While the model runs on one batch, the thread pool decodes the next,
+        and no more than two batches are ever held: a million files need no
+        more memory than a hundred.
 
         Example:
             >>> for row in clf.predict_paths(iter_image_paths(["photos/"])): print(row["class"])  # doctest: +SKIP
@@ -114,16 +160,24 @@ class Predictor:
                 return None, e.reason
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for chunk in _chunks(paths, batch_size):
-                decoded = list(pool.map(decode_safely, chunk))
-                good = [i for i, (arr, _) in enumerate(decoded) if arr is not None]
-                probs = self.predict_arrays(np.stack([decoded[i][0] for i in good])) if good else []
-                by_index = dict(zip(good, probs))
-                for i, path in enumerate(chunk):
-                    if i in by_index:
-                        yield self._row(path, by_index[i], top_k)
-                    else:
-                        yield {"path": path, "class": "", "probability": float("nan"), "top_k": [], "error": decoded[i][1]}
+            chunks = _chunks(paths, batch_size)
+            pending = None
+            for chunk in itertools.chain(chunks, [None]):
+                submitted = (chunk, [pool.submit(decode_safely, p) for p in chunk]) if chunk is not None else None
+                if pending is not None:
+                    yield from self._predict_chunk(*pending, top_k, threshold)
+                pending = submitted
+
+    def _predict_chunk(self, chunk: list, futures: list, top_k: int, threshold: float) -> Iterator[dict]:
+        decoded = [f.result() for f in futures]
+        good = [i for i, (arr, _) in enumerate(decoded) if arr is not None]
+        probs = self.predict_arrays(np.stack([decoded[i][0] for i in good])) if good else []
+        by_index = dict(zip(good, probs))
+        for i, path in enumerate(chunk):
+            if i in by_index:
+                yield self._row(path, by_index[i], top_k, threshold)
+            else:
+                yield {"path": path, "class": "", "probability": float("nan"), "top_k": [], "error": decoded[i][1]}
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -196,34 +250,45 @@ def _check_inputs(inputs: list[str]) -> None:
             raise UserError(f"The pattern {item!r} matches no image files.")
 
 
-def load(path: str | os.PathLike) -> Predictor:
-    """Load a Run bundle (or a .keras model saved by imgclf) as a `Predictor`.
+def load(path: str | os.PathLike, tta: str = "none") -> Predictor:
+    """Load a Run bundle or an exported model (.keras, SavedModel folder, .tflite, .onnx) as a `Predictor`.
+
+    Class names and preprocessing come from the run, from metadata inside the
+    file (.tflite, .onnx), or from the sidecar JSON that `imgclf export` writes.
+    A .tflite or .onnx model is run by LiteRT or ONNX Runtime without importing
+    TensorFlow. `tta="flip"` averages each image with its mirror.
 
     Example:
         >>> clf = imgclf.load("runs/leaves")  # doctest: +SKIP
         >>> clf.classes  # doctest: +SKIP
         ['healthy', 'rust', 'scab']
+        >>> imgclf.load("runs/leaves/exports/model.tflite").format  # doctest: +SKIP
+        'tflite'
     """
-    from .run import Run
+    from .backends import metadata
 
     p = Path(path)
-    if p.is_dir():
+    if not p.exists():
+        raise UserError(
+            f"Model not found: {str(path)!r}. Pass a run folder (for example runs/leaves), a .keras, "
+            ".tflite or .onnx file, or a SavedModel folder."
+        )
+    if p.is_dir() and (p / "classes.json").exists() and not (p / "saved_model.pb").exists():
+        from .run import Run
+
         run = Run(p)
-        return Predictor(run.load_model(), run.classes, run.preprocess, source=str(p))
-    if p.suffix == ".keras" and p.exists():
-        sidecar = p.with_suffix(".json")
-        meta_dir = p.parent
-        if sidecar.exists():
-            meta = json.loads(sidecar.read_text())
-            classes, preprocess = meta["classes"], meta["preprocess"]
-        elif (meta_dir / "classes.json").exists():
-            classes = json.loads((meta_dir / "classes.json").read_text())
-            preprocess = json.loads((meta_dir / "preprocess.json").read_text())
-        else:
-            raise UserError(f"{str(p)!r} has no class names beside it (classes.json or {sidecar.name}).")
+        return Predictor(run.load_model(), run.classes, run.preprocess, source=str(p), tta=tta)
+    if p.suffix == ".keras" and p.is_file():
+        meta = metadata.require(metadata.read_sidecar(p), p)
         from .models.registry import load_keras_model
 
-        return Predictor(load_keras_model(p), classes, preprocess, source=str(p))
-    if not p.exists():
-        raise UserError(f"Model not found: {str(path)!r}. Pass a run folder (for example runs/leaves) or a .keras file.")
-    raise UserError(f"Cannot load {str(path)!r}: expected a run folder or a .keras file.")
+        return Predictor(load_keras_model(p), meta["classes"], meta["preprocess"], source=str(p), tta=tta)
+    if p.is_dir() and not (p / "saved_model.pb").exists():
+        raise UserError(
+            f"{str(path)!r} is neither an imgclf run (no classes.json) nor a SavedModel folder (no saved_model.pb)."
+        )
+    from .backends import open_backend
+
+    backend, meta = open_backend(p)
+    meta = metadata.require(meta, p)
+    return Predictor(backend, meta["classes"], meta["preprocess"], source=str(p), tta=tta)
