@@ -12,7 +12,8 @@ import keras
 
 from .run import atomic_save_model, atomic_write_json, atomic_write_text
 
-HISTORY_FIELDS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time_s", "images_per_s")
+HISTORY_FIELDS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "val_balanced_accuracy",
+                  "lr", "time_s", "images_per_s")
 
 
 def current_lr(optimizer) -> float:
@@ -51,7 +52,7 @@ class RunWriter(keras.callbacks.Callback):
             "time_s": round(elapsed, 3),
             "images_per_s": round(self.train_images / elapsed, 1) if elapsed > 0 else 0,
         }
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "val_balanced_accuracy"):
             if key in logs:
                 row[key] = float(logs[key])
         self.state.setdefault("history", []).append(row)

@@ -22,7 +22,9 @@ CHOICES = {
     "finetune": ("none", "top", "all"),
     "precision": ("auto", "float32", "bfloat16", "float16"),
     "cache": ("auto", "memory", "disk"),
-    "monitor": ("val_accuracy", "val_loss"),
+    "monitor": ("val_accuracy", "val_loss", "val_macro_f1", "val_balanced_accuracy"),
+    "class_weight": ("auto", "none"),
+    "sampling": ("natural", "balanced"),
     "resize": ("squash", "crop", "pad"),
     "schedule": ("cosine", "onecycle", "constant"),
 }
@@ -33,6 +35,7 @@ class TrainConfig:
     """All settings of `imgclf.train`. Example: ``TrainConfig(data="data/", epochs=5)``."""
 
     data: str = ""  # folder with one subfolder per class, or with train/ val/ [test/] inside
+    manifest: str = ""  # CSV from `imgclf split` (path, label, split): use its split instead of making one
     out: str = ""  # run folder; empty means runs/<model>, with a suffix if taken
     model: str = "small_cnn"  # a name from `imgclf models`
     weights: str = "none"  # none | imagenet | path to a .weights.h5 file or a .keras model
@@ -48,11 +51,14 @@ class TrainConfig:
     ema: bool = False  # evaluate and save an exponential moving average of the weights
     weight_decay: float = 0.0001  # decoupled weight decay (adamw, sgd)
     label_smoothing: float = 0.0  # 0 = plain cross-entropy
+    class_weight: str = "auto"  # auto (weight the loss by inverse class size when the imbalance ratio > 1.5) | none
+    sampling: str = "natural"  # natural | balanced (each class drawn equally often per epoch)
     dropout: float = 0.2  # dropout before the classifier
     bn_momentum: float = 0.9  # BatchNorm momentum of trainable models; 0.99 is too slow for short runs
     seed: int = 0  # seeds the split, the shuffling and the weights
     val_fraction: float = 0.1  # share of each class held out for validation when DATA has no val/
     test_fraction: float = 0.1  # share held out for testing when DATA has no test/ (0 = none)
+    group_by: str = ""  # regex on paths: files with the same match (e.g. a patient id) stay in one split
     patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
     monitor: str = "val_accuracy"  # metric that picks the best checkpoint
     finetune: str = "top"  # pretrained backbones: none (head only) | top | all layers

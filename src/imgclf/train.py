@@ -40,8 +40,8 @@ def train(data: str | os.PathLike | None = None, *, config: str | os.PathLike | 
     if given.get("resume"):
         return _resume(file_settings, given)
     cfg = make_config(file_settings, given)
-    if not cfg.data:
-        raise UserError("No data folder given: pass DATA, a folder with one subfolder per class.")
+    if not cfg.data and not cfg.manifest:
+        raise UserError("No data given: pass DATA, a folder with one subfolder per class, or --manifest split.csv.")
     return Trainer(cfg).fit_new()
 
 
@@ -70,23 +70,15 @@ class Trainer:
 
     # ---------------------------------------------------------------- data
     def _prepare_rows(self):
-        from .data.scan import require_trainable, scan_folder
-        from .data.split import stratified_split
+        from .data.split import training_rows
 
         cfg = self.cfg
-        scan = scan_folder(cfg.data)
-        require_trainable(scan)
-        test_fraction = cfg.test_fraction
-        if scan.layout == "splits" and any(r["split"] == "test" for r in scan.rows):
-            test_fraction = 0.0  # the user's test/ folder is the test set
-        rows = [dict(r, split=r["split"] if r["split"] != "train" else "") for r in scan.rows]
-        if scan.layout == "splits" and any(r["split"] == "val" for r in rows):
-            rows = [dict(r, split=r["split"] or "train") for r in rows]
-        rows = stratified_split(rows, cfg.val_fraction, test_fraction, cfg.seed)
+        # The same code as `imgclf split`: duplicates and --group-by groups never straddle splits.
+        rows, self.classes = training_rows(cfg.data, cfg.manifest, cfg.val_fraction, cfg.test_fraction, cfg.seed,
+                                           group_by=cfg.group_by, workers=cfg.workers, verbose=cfg.verbose != 0)
         if cfg.max_images:
             rows = _limit_train_rows(rows, cfg.max_images, cfg.seed)
-        self.scan, self.rows = scan, rows
-        self.classes = scan.classes
+        self.rows = rows
         if not any(r["split"] == "val" for r in rows):
             raise UserError(
                 "No validation images: every class is too small to hold one out. Add images, "
@@ -151,6 +143,9 @@ class Trainer:
         if len(self.sets["val"]) == 0:
             raise UserError("No decodable validation images left; see manifest.csv for the reasons.")
         self.summary["skipped"] = [{"path": p, "reason": r} for p, r in skipped.items()]
+        from .data.balance import resolve_balance
+
+        self.class_weight = resolve_balance(self.sets["train"].labels, self.classes, cfg.class_weight, cfg.sampling, self.summary)
 
     def _write_manifest(self):
         from .data.split import manifest_csv
@@ -252,7 +247,7 @@ class Trainer:
         from .data.pipeline import make_dataset
 
         cfg = self.cfg
-        train_ds = make_dataset(self.sets["train"], cfg.batch_size, shuffle=True, seed=cfg.seed, map_fn=self._label_map())
+        train_ds = make_dataset(self.sets["train"], cfg.batch_size, shuffle=True, seed=cfg.seed, balanced=cfg.sampling == "balanced", map_fn=self._label_map())
         val_ds = make_dataset(self.sets["val"], max(cfg.batch_size, 128), map_fn=self._label_map())
         self.steps = -(-len(self.sets["train"]) // cfg.batch_size)
         start = time.perf_counter()
@@ -342,6 +337,7 @@ class Trainer:
         import keras
 
         from .callbacks import EpochProgress, RunWriter
+        from .monitor import EXTRA_MONITORS, ValidationMetrics
         from .schedules import ProgressSchedule
 
         cfg = self.cfg
@@ -357,14 +353,17 @@ class Trainer:
         callbacks = [schedule]
         if cfg.ema:
             callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))  # validate and save the average
+        if cfg.monitor in EXTRA_MONITORS:  # before RunWriter and EarlyStopping, which read them
+            callbacks.append(ValidationMetrics(val_ds, self.sets["val"].labels, self.classes))
         callbacks.append(RunWriter(self.run_dir, phase, state, len(self.sets["train"]), monitor=cfg.monitor))
         if cfg.patience:
-            stopper = keras.callbacks.EarlyStopping(monitor=cfg.monitor, patience=cfg.patience)
+            stopper = keras.callbacks.EarlyStopping(monitor=cfg.monitor, patience=cfg.patience,
+                                                    mode="min" if cfg.monitor == "val_loss" else "max")
             callbacks.append(stopper)
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(self.run_dir / "logs"), write_graph=False, profile_batch=0))
         if cfg.verbose != 0:
             callbacks.append(EpochProgress(0 if budget_s else epochs, self.steps, cfg.batch_size, schedule=schedule if budget_s else None))
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
+        model.fit(train_ds, class_weight=self.class_weight, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
                   callbacks=callbacks, verbose=0, shuffle=False)  # tf.data shuffles; EpochProgress reports
         if cfg.patience and stopper.stopped_epoch > 0:
             state["stopped_early"] = True

@@ -134,6 +134,17 @@ def _compact_memmap(images: np.ndarray, keep: np.ndarray, cache_path) -> np.ndar
     return images[: len(keep)]
 
 
+def _index_dataset(labels, n: int, shuffle: bool, seed: int, balanced: bool):
+    import tensorflow as tf
+
+    if balanced and n:
+        from .balance import balanced_index_dataset
+
+        return balanced_index_dataset(labels, n, seed)
+    ds = tf.data.Dataset.range(n)
+    return ds.shuffle(n, seed=seed, reshuffle_each_iteration=True) if shuffle else ds
+
+
 def make_dataset(
     data: DecodedSet,
     batch_size: int,
@@ -141,8 +152,12 @@ def make_dataset(
     seed: int = 0,
     map_fn=None,
     drop_remainder: bool = False,
+    balanced: bool = False,
 ):
     """A tf.data pipeline over cached pixels: shuffle indices -> batch -> gather -> map -> prefetch.
+
+    ``balanced=True`` draws each class equally often instead of shuffling
+    (`imgclf.data.balance.balanced_index_dataset`); an epoch keeps its size.
 
     Batches are (float32 images in [0, 255], int32 labels); scaling to what the
     backbone expects happens inside the model, so prediction needs nothing but
@@ -167,16 +182,12 @@ def make_dataset(
             y.set_shape((None,))
             return x, y
 
-        ds = tf.data.Dataset.range(n)
-        if shuffle:
-            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = _index_dataset(labels, n, shuffle, seed, balanced)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(load, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         x_all = tf.constant(images)
         y_all = tf.constant(labels)
-        ds = tf.data.Dataset.range(n)
-        if shuffle:
-            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = _index_dataset(labels, n, shuffle, seed, balanced)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(
             lambda idx: (tf.gather(x_all, idx), tf.gather(y_all, idx)), num_parallel_calls=tf.data.AUTOTUNE
         )

@@ -222,23 +222,13 @@ def split_folder(data: str | os.PathLike, out: str | os.PathLike, val_fraction: 
         ['test', 'train', 'val']
     """
     from ..run import atomic_write_text
-    from .scan import require_trainable, scan_folder
 
     for name, v in (("--val", val_fraction), ("--test", test_fraction)):
         if not 0 <= v < 0.9:
             raise UserError(f"Invalid {name}: expected a share between 0 and 0.9, received {v!r}.")
     if val_fraction + test_fraction >= 0.9:
         raise UserError("--val + --test leaves almost nothing to train on; keep their sum under 0.9.")
-    scan = scan_folder(data)
-    require_trainable(scan)
-    rows = [dict(r) for r in scan.rows]
-    if scan.layout == "splits":
-        if any(r["split"] == "test" for r in rows):
-            test_fraction = 0.0  # the user's test/ is the test set
-        if not any(r["split"] == "val" for r in rows):
-            rows = [dict(r, split="" if r["split"] == "train" else r["split"]) for r in rows]
-    rows = split_rows(rows, val_fraction, test_fraction, seed, root=scan.root, group_by=group_by,
-                      workers=workers, verbose=verbose)
+    rows, _ = training_rows(data, "", val_fraction, test_fraction, seed, group_by=group_by, workers=workers, verbose=verbose)
     out = Path(out)
     if out.is_dir():
         raise UserError(f"--out {str(out)!r} is a folder; pass a file name such as split.csv.")
@@ -258,3 +248,46 @@ def split_summary(rows: list[dict]) -> str:
     dups = {g for g in groups if g.startswith("dup:")}
     lines.append(f"{len(groups)} group(s) kept whole ({len(dups)} of duplicates, {len(groups) - len(dups)} from --group-by)")
     return "\n".join(lines)
+
+
+def training_rows(data: str | os.PathLike = "", manifest: str | os.PathLike = "", val_fraction: float = 0.1,
+                  test_fraction: float = 0.1, seed: int = 0, group_by: str = "", workers: int = 0,
+                  verbose: bool = True) -> tuple[list[dict], list[str]]:
+    """The rows (path, label, split, sha1, group) and classes that `imgclf train` uses.
+
+    From `manifest` (a CSV of `imgclf split`) when given: its splits are kept
+    and rows without one are split here. Otherwise DATA is scanned and split
+    by `split_rows`, exactly as `imgclf split` would, so duplicates and
+    groups never straddle train, val and test.
+
+    Example:
+        >>> rows, classes = training_rows(manifest="split.csv")  # doctest: +SKIP
+    """
+    from .scan import require_trainable, scan_folder
+
+    if manifest:
+        rows = read_manifest(manifest)
+        classes = sorted({r["label"] for r in rows if r.get("label")})
+        if len(classes) < 2:
+            raise UserError(f"Manifest {str(manifest)!r} names {len(classes)} class(es); a classifier needs at least two. "
+                            "Write it with `imgclf split DATA --out split.csv`.")
+        bad = sorted({r["split"] for r in rows} - {"", "train", "val", "test"})
+        if bad:
+            raise UserError(f"Manifest {str(manifest)!r} has unknown split name(s) {', '.join(bad)}: expected train, val, test or empty.")
+        missing = [c for c in classes if not any(r["label"] == c and r["split"] in ("train", "") for r in rows)]
+        if missing:
+            raise UserError(f"Manifest {str(manifest)!r} has no training rows for class(es) {', '.join(missing)}.")
+        if any(not r["split"] for r in rows):
+            rows = split_rows(rows, val_fraction, test_fraction, seed, root=Path(manifest).parent, group_by=group_by,
+                              workers=workers, verbose=verbose)
+        return rows, classes
+    scan = scan_folder(data)
+    require_trainable(scan)
+    if scan.layout == "splits" and any(r["split"] == "test" for r in scan.rows):
+        test_fraction = 0.0  # the user's test/ folder is the test set
+    rows = [dict(r, split=r["split"] if r["split"] != "train" else "") for r in scan.rows]
+    if scan.layout == "splits" and any(r["split"] == "val" for r in rows):
+        rows = [dict(r, split=r["split"] or "train") for r in rows]
+    rows = split_rows(rows, val_fraction, test_fraction, seed, root=scan.root, group_by=group_by,
+                      workers=workers, verbose=verbose)
+    return rows, scan.classes
