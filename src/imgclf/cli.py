@@ -77,13 +77,31 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
 
     p = sub.add_parser("predict", help="classify image files, folders or globs", formatter_class=fmt,
-                       epilog="examples:\n  imgclf predict runs/leaves photos/ --top-k 3\n  imgclf predict runs/leaves 'new/*.jpg' --format csv --output preds.csv\n")
-    p.add_argument("model", help="run folder (or .keras file saved by imgclf)")
+                       epilog="examples:\n  imgclf predict runs/leaves photos/ --top-k 3\n"
+                              "  imgclf predict runs/leaves 'new/*.jpg' --format csv --output preds.csv\n"
+                              "  imgclf predict runs/leaves/exports/model.tflite one.jpg    # no TensorFlow needed\n"
+                              "  imgclf predict runs/leaves inbox/ --threshold 0.8 --sort-into sorted/\n")
+    p.add_argument("model", help="run folder, or an exported model: .keras, .tflite, .onnx or a SavedModel folder")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--top-k", type=int, default=1, help="how many classes to show per image (default: 1)")
     p.add_argument("--format", choices=("table", "csv", "json", "jsonl"), default="table")
     p.add_argument("--output", help="write to this file instead of standard output")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="images per model call (default: 64)")
+    p.add_argument("--threshold", type=float, default=0.0, help="below this top probability the class is 'unknown' (default: 0)")
+    p.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation: average with the mirror image")
+    p.add_argument("--sort-into", metavar="DIR", help="copy each image into DIR/<class>/ (or unknown/), never overwriting; log in DIR/sorted.csv")
+    p.add_argument("--move", action="store_true", help="with --sort-into: move the files instead of copying them")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="hide the progress bar")
+
+    p = sub.add_parser("export", help="export a run for production (TFLite, ONNX, SavedModel, Keras) and check it", formatter_class=fmt,
+                       epilog="examples:\n  imgclf export runs/leaves --format tflite\n"
+                              "  imgclf export runs/leaves --format tflite-int8\n"
+                              "  imgclf export runs/leaves --format onnx --out leaves.onnx\n")
+    p.add_argument("run", help="run folder written by `imgclf train`")
+    p.add_argument("--format", required=True, choices=("keras", "savedmodel", "tflite", "tflite-fp16", "tflite-int8", "onnx"))
+    p.add_argument("--out", help="output file or folder (default: RUN/exports/model.<format>, suffixed if taken)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--max-int8-drop", type=float, default=0.05, help="largest accuracy drop accepted for int8 (default: 0.05)")
 
     p = sub.add_parser("models", help="list the registered models", formatter_class=fmt,
                        epilog="examples:\n  imgclf models\n  imgclf models 'mobilenet*'\n")
@@ -173,22 +191,21 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from .predict import iter_image_paths, load
-    from .predict_output import write_predictions
+    from .predict_files import predict_files
 
-    if args.top_k < 1:
-        raise UserError(f"--top-k must be at least 1, received {args.top_k}.")
-    paths = iter_image_paths(args.paths)
-    first = next(paths, None)  # validate inputs before paying for TensorFlow
-    if first is None:
-        raise UserError(f"No image files found in {' '.join(args.paths)}.")
-    import itertools
+    counts = predict_files(args.model, args.paths, top_k=args.top_k, fmt=args.format, output=args.output,
+                           threshold=args.threshold, batch_size=args.batch_size, tta=args.tta,
+                           sort_into=args.sort_into, move=args.move, progress=args.progress)
+    if counts["errors"]:
+        print(f"{counts['errors']} file(s) could not be read; see the error column.", file=sys.stderr)
+    return 0
 
-    predictor = load(args.model)
-    rows = predictor.predict_paths(itertools.chain([first], paths), top_k=args.top_k, batch_size=args.batch_size)
-    errors = write_predictions(rows, args.format, args.output, args.top_k)
-    if errors:
-        print(f"{errors} file(s) could not be read; see the error column.", file=sys.stderr)
+
+def _cmd_export(args) -> int:
+    from .export import export
+
+    result = export(args.run, format=args.format, out=args.out, overwrite=args.overwrite, max_int8_drop=args.max_int8_drop)
+    print(result.summary())
     return 0
 
 
@@ -259,6 +276,7 @@ COMMANDS = {
     "train": _cmd_train,
     "evaluate": _cmd_evaluate,
     "predict": _cmd_predict,
+    "export": _cmd_export,
     "models": _cmd_models,
     "demo": _cmd_demo,
     "datasets": _cmd_datasets,
