@@ -115,6 +115,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="imgclf-data", help="where the dataset is written as PNG folders (default: imgclf-data/)")
     p.add_argument("--epochs", type=int, help="override the demo's number of epochs")
 
+    p = sub.add_parser("lr-find", help="learning-rate range test: a plot and a suggested --lr", formatter_class=fmt,
+                       epilog="examples:\n  imgclf lr-find data/ --model small_cnn\n  imgclf lr-find data/ --batch-size 32 --plot lr.png\n")
+    _add_train_args(p)
+    p.add_argument("--plot", default="lr_find.png", help="where to write the plot (default: lr_find.png)")
+    p.add_argument("--steps", type=int, default=100, help="steps of the range test (default: 100)")
+
+    p = sub.add_parser("augment-preview", help="a grid PNG of augmented training images", formatter_class=fmt,
+                       epilog="examples:\n  imgclf augment-preview data/ --augment strong\n  imgclf augment-preview data/ --augment light --mixup 0.2 --out aug.png\n")
+    p.add_argument("data", help="folder of class subfolders")
+    p.add_argument("--augment", choices=("none", "light", "standard", "strong"), default="standard")
+    p.add_argument("--flip", choices=("auto", "none", "horizontal", "both"), default="auto")
+    p.add_argument("--mixup", type=float, default=0.0)
+    p.add_argument("--cutmix", type=float, default=0.0)
+    p.add_argument("--img-size", type=int, default=0, help="side in pixels (default: from the data)")
+    p.add_argument("--samples", type=int, default=8, help="rows: how many images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="augment_preview.png")
+
     p = sub.add_parser("check", help="dataset health report: problems, duplicates, imbalance; quarantine", formatter_class=fmt,
                        epilog="examples:\n  imgclf check data/\n  imgclf check data/ --json health.json --quarantine ../quarantine\n"
                               "  imgclf check --restore ../quarantine\n\nexit status: 0 no blocking problems, 3 blocking problems found "
@@ -232,6 +250,31 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_lr_find(args) -> int:
+    from .lr_find import lr_find
+
+    settings = {k: v for k, v in vars(args).items() if k not in ("command", "config", "data", "plot", "steps")}
+    if getattr(args, "data", None) is None:
+        raise UserError("lr-find needs DATA, a folder with one subfolder per class.")
+    if args.config:
+        from .config import load_yaml
+
+        settings = {**load_yaml(args.config), **settings}
+    found = lr_find(args.data, out=args.plot, steps=args.steps, **settings)
+    print(f"Suggested learning rate: {found['suggested_lr']:.3g}")
+    print(f"Plot: {found['plot']}")
+    return 0
+
+
+def _cmd_augment_preview(args) -> int:
+    from .augment import preview
+
+    path = preview(args.data, args.augment, out=args.out, img_size=args.img_size, flip=args.flip,
+                   samples=args.samples, seed=args.seed, mixup=args.mixup, cutmix=args.cutmix)
+    print(path)
+    return 0
+
+
 def _cmd_check(args) -> int:
     from .data.check_report import format_report
 
@@ -282,6 +325,8 @@ COMMANDS = {
     "datasets": _cmd_datasets,
     "check": _cmd_check,
     "split": _cmd_split,
+    "lr-find": _cmd_lr_find,
+    "augment-preview": _cmd_augment_preview,
 }
 
 

@@ -27,6 +27,8 @@ CHOICES = {
     "sampling": ("natural", "balanced"),
     "resize": ("squash", "crop", "pad"),
     "schedule": ("cosine", "onecycle", "constant"),
+    "augment": ("auto", "none", "light", "standard", "strong"),
+    "flip": ("auto", "none", "horizontal", "both"),
 }
 
 
@@ -45,7 +47,7 @@ class TrainConfig:
     epochs: int = 10  # total epochs, both transfer-learning phases included
     batch_size: int = 64  # images per step
     time_budget: float = 0.0  # minutes of training; the schedule fits the budget (0 = use epochs)
-    lr: float = 0.002  # peak learning rate
+    lr: float | str = 0.002  # peak learning rate, or auto (a learning-rate range test picks it)
     schedule: str = "cosine"  # cosine (short warmup, then cosine decay) | onecycle | constant
     optimizer: str = "adamw"  # adamw | adam | sgd (Nesterov momentum 0.9)
     ema: bool = False  # evaluate and save an exponential moving average of the weights
@@ -53,6 +55,10 @@ class TrainConfig:
     label_smoothing: float = 0.0  # 0 = plain cross-entropy
     class_weight: str = "auto"  # auto (weight the loss by inverse class size when the imbalance ratio > 1.5) | none
     sampling: str = "natural"  # natural | balanced (each class drawn equally often per epoch)
+    augment: str = "auto"  # auto (none for short runs, light otherwise) | none | light | standard | strong
+    flip: str = "auto"  # auto (none for digit/letter classes, else horizontal) | none | horizontal | both
+    mixup: float = 0.0  # MixUp alpha (0.2 is typical); 0 = off
+    cutmix: float = 0.0  # CutMix alpha (1.0 is typical); 0 = off
     dropout: float = 0.2  # dropout before the classifier
     bn_momentum: float = 0.9  # BatchNorm momentum of trainable models; 0.99 is too slow for short runs
     seed: int = 0  # seeds the split, the shuffling and the weights
@@ -92,7 +98,7 @@ class TrainConfig:
                 raise UserError(f"Invalid {name}: expected an integer of at least 1, received {getattr(self, name)!r}.")
         if self.time_budget < 0:
             raise UserError(f"Invalid time_budget: expected minutes >= 0, received {self.time_budget!r}.")
-        if self.lr <= 0:
+        if self.lr != "auto" and self.lr <= 0:
             raise UserError(f"Invalid lr: expected a positive number, received {self.lr!r}.")
         if self.img_size and self.img_size < 8:
             raise UserError(f"Invalid img_size: expected at least 8 pixels, received {self.img_size}.")
@@ -102,6 +108,9 @@ class TrainConfig:
                 raise UserError(f"Invalid {name}: expected a share between 0 and 0.9, received {v!r}.")
         if self.val_fraction + self.test_fraction >= 0.9:
             raise UserError("val_fraction + test_fraction leaves almost nothing to train on; keep their sum under 0.9.")
+        for name in ("mixup", "cutmix"):
+            if getattr(self, name) < 0:
+                raise UserError(f"Invalid {name}: expected an alpha >= 0 (0 = off), received {getattr(self, name)!r}.")
         for name in ("label_smoothing", "dropout", "weight_decay", "finetune_fraction"):
             v = getattr(self, name)
             if not 0 <= v < 1:
@@ -120,13 +129,15 @@ def _coerce(name: str, value: Any, type_name: str) -> Any:
     """Convert a YAML or CLI value to the field's type, with a clear error."""
     if value is None:
         return value
+    if type_name == "float | str" and value == "auto":
+        return value
     try:
+        if type_name in ("float", "float | str"):
+            return float(value)
         if type_name == "int":
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return int(value)
-        if type_name == "float":
-            return float(value)
         if type_name == "bool":
             if isinstance(value, str):
                 if value.lower() in ("true", "yes", "1"):

@@ -93,3 +93,42 @@ def plot_training_curves(history_path, path) -> Path:
                 ax.axvline(epochs[i] - 0.5, color="grey", ls="--", lw=1)
                 ax.text(epochs[i] - 0.45, ax.get_ylim()[1], rows[i]["phase"], va="top", fontsize=8, color="grey")
     return _save(fig, path)
+
+
+def plot_augmentation_grid(images, labels: list[str], preset: str, path) -> Path:
+    """Rows of (original, augmented, augmented, ...) images. Example: see `imgclf augment-preview`."""
+    plt = _plt()
+    images = np.clip(np.asarray(images), 0, 255).astype(np.uint8)  # (rows, cols, H, W, C)
+    rows, cols = images.shape[:2]
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows), squeeze=False)
+    for i in range(rows):
+        for j in range(cols):
+            ax = axes[i][j]
+            img = images[i, j]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(labels[i], fontsize=8)
+            if i == 0:
+                ax.set_title("original" if j == 0 else f"{preset} #{j}", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_lr_find(lrs, losses, smooth, suggested: float, path) -> Path:
+    """Loss against learning rate (log scale) with the suggestion marked. Example: see `imgclf lr-find`."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(lrs, losses, color="lightgray", lw=1, label="loss per step")
+    ax.plot(lrs, smooth, color="tab:blue", lw=2, label="smoothed")
+    ax.axvline(suggested, color="tab:red", ls="--", label=f"suggested {suggested:.1e}")
+    ax.set_xscale("log")
+    finite = np.asarray(smooth)[np.isfinite(smooth)]
+    if finite.size:
+        ax.set_ylim(finite.min() - 0.1 * abs(finite.min()), min(finite.max(), 3 * finite[0]) * 1.05)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title("Learning-rate range test")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return _save(fig, path)

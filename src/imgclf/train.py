@@ -107,6 +107,10 @@ class Trainer:
                 # are shrunk to keep a CPU epoch short.
                 cfg.img_size = int(min(max(probe["median_side"], 28), 96))
         cfg.img_size = max(cfg.img_size, spec.min_size)
+        if cfg.augment == "auto":
+            # Augmentation pays off only once the model has seen the data a few
+            # times; in short runs it costs accuracy (measured in bench/).
+            cfg.augment = "light" if (cfg.epochs >= 15 or cfg.time_budget >= 10) else "none"
         self.probe = probe
 
     def _decode_splits(self):
@@ -174,19 +178,44 @@ class Trainer:
         })
 
     # ---------------------------------------------------------------- fit
-    def fit_new(self) -> Run:
+    def prepare(self, run_dir: str | os.PathLike | None = None) -> None:
+        """Scan, split, resolve automatic settings, set up Keras and decode: all but the model.
+
+        With `run_dir` None a new run folder is created from ``out``.
+        """
         from .models.registry import get_spec
 
         cfg = self.cfg
         get_spec(cfg.model)  # fail fast on an unknown model name, before any work
         self._prepare_rows()
         self._resolve_auto_settings()
-        self.run_dir = new_run_dir(cfg.out or Path("runs") / cfg.model)
-        cfg.out = str(self.run_dir)
-        log(f"Run folder: {self.run_dir}")
-        self._write_bundle_start()
+        if run_dir is None:
+            self.run_dir = new_run_dir(cfg.out or Path("runs") / cfg.model)
+            cfg.out = str(self.run_dir)
+            log(f"Run folder: {self.run_dir}")
+        else:
+            self.run_dir = Path(run_dir)
         self._setup_backend()
         self._decode_splits()
+
+    def train_dataset(self):
+        """The training tf.data pipeline (shuffled, augmented). Example: ``trainer.train_dataset()``."""
+        from .data.pipeline import make_dataset
+
+        cfg = self.cfg
+        return make_dataset(self.sets["train"], cfg.batch_size, shuffle=True, seed=cfg.seed, balanced=cfg.sampling == "balanced", map_fn=self._train_map())
+
+    def fit_new(self) -> Run:
+        self.prepare()
+        if self.cfg.lr == "auto":
+            from .lr_find import lr_find
+
+            found = lr_find(trainer=self, out=self.run_dir / "plots" / "lr_find.png")
+            self.cfg.lr = float(f"{found['suggested_lr']:.3g}")
+            import keras
+
+            keras.utils.set_random_seed(self.cfg.seed)  # the real model starts from the same weights as without lr-find
+        self._write_bundle_start()
         model = self._build_model()
         state = {"epoch": 0, "phase": "", "history": []}
         return self._run_phases(model, state)
@@ -247,8 +276,8 @@ class Trainer:
         from .data.pipeline import make_dataset
 
         cfg = self.cfg
-        train_ds = make_dataset(self.sets["train"], cfg.batch_size, shuffle=True, seed=cfg.seed, balanced=cfg.sampling == "balanced", map_fn=self._label_map())
-        val_ds = make_dataset(self.sets["val"], max(cfg.batch_size, 128), map_fn=self._label_map())
+        train_ds = self.train_dataset()
+        val_ds = make_dataset(self.sets["val"], max(cfg.batch_size, 128), map_fn=self._val_map())
         self.steps = -(-len(self.sets["train"]) // cfg.batch_size)
         start = time.perf_counter()
         start_epoch = state.get("epoch", 0)
@@ -292,8 +321,20 @@ class Trainer:
             f"Model saved to {run.path / 'model.keras'}")
         return run
 
-    def _label_map(self):
-        if self.cfg.label_smoothing <= 0:
+    @property
+    def _one_hot(self) -> bool:
+        cfg = self.cfg
+        return cfg.label_smoothing > 0 or cfg.mixup > 0 or cfg.cutmix > 0
+
+    def _train_map(self):
+        from .augment import make_train_map, resolve_flip
+
+        cfg = self.cfg
+        flip = resolve_flip(cfg.flip, self.classes)
+        return make_train_map(cfg.augment, flip, len(self.classes), self._one_hot, cfg.mixup, cfg.cutmix, cfg.seed)
+
+    def _val_map(self):
+        if not self._one_hot:
             return None
         import tensorflow as tf
 
@@ -314,18 +355,19 @@ class Trainer:
             for i, layer in enumerate(layers):
                 # BatchNorm stays frozen: its statistics came from far more data than ours.
                 layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
-        # The rate itself is set before every step by ProgressSchedule.
+        # The rate itself is set before every step by ProgressSchedule (or the lr-find sweep).
+        lr = cfg.lr if cfg.lr != "auto" else 1e-3
         ema = {"use_ema": True, "ema_momentum": 0.999} if cfg.ema else {}
         if cfg.optimizer == "sgd":
-            opt = keras.optimizers.SGD(cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay or None, **ema)
+            opt = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay or None, **ema)
         elif cfg.optimizer == "adam":
-            opt = keras.optimizers.Adam(cfg.lr, **ema)
+            opt = keras.optimizers.Adam(lr, **ema)
         else:
-            opt = keras.optimizers.AdamW(cfg.lr, weight_decay=cfg.weight_decay, **ema)
+            opt = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay, **ema)
         if cfg.optimizer != "adam" and cfg.weight_decay:
             # Decay weights only: not BatchNorm scales and shifts, not biases.
             opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-        if cfg.label_smoothing > 0:
+        if self._one_hot:
             loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
             acc = keras.metrics.CategoricalAccuracy(name="accuracy")
         else:

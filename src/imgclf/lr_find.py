@@ -1,0 +1,92 @@
+"""The learning-rate range test (Smith 2015; fastai's lr_find): pick a rate from data, not folklore.
+
+Train for ~100 steps while the rate grows exponentially from 1e-6 to 1, record
+the loss of every step, stop once the loss explodes, and suggest a tenth of
+the rate at which the smoothed loss was lowest (fastai's "min/10" rule: the
+loss is still falling steeply there, and far from divergence).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from .progress import log
+
+
+def suggest_lr(lrs, losses, beta: float = 0.9) -> tuple[float, list[float]]:
+    """The suggested rate and the smoothed losses (bias-corrected exponential average).
+
+    Example:
+        >>> lrs = np.geomspace(1e-5, 1, 50)
+        >>> losses = 1 + (np.log10(lrs) + 2) ** 2  # lowest at 1e-2
+        >>> round(suggest_lr(lrs, losses)[0], 5) < 1e-2
+        True
+    """
+    smooth, avg = [], 0.0
+    for i, loss in enumerate(losses):
+        avg = beta * avg + (1 - beta) * loss
+        smooth.append(avg / (1 - beta ** (i + 1)))
+    best = int(np.nanargmin(smooth))
+    return float(lrs[best]) / 10, smooth
+
+
+def _range_test(model, dataset, steps: int, start: float, end: float):
+    import keras
+
+    lrs, losses = [], []
+
+    class Sweep(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            lr = start * (end / start) ** (batch / max(steps - 1, 1))
+            self.model.optimizer.learning_rate.assign(lr)
+            lrs.append(lr)
+
+        def on_train_batch_end(self, batch, logs=None):
+            # Keras reports the running mean of the epoch; recover this step's loss from it.
+            mean = float(logs["loss"])
+            step_loss = mean * (batch + 1) - (self.prev_mean * batch if batch else 0.0)
+            self.prev_mean = mean
+            losses.append(step_loss)
+            finite = [l for l in losses if math.isfinite(l)]
+            if not math.isfinite(step_loss) or (len(finite) > 10 and step_loss > 4 * min(finite)):
+                self.model.stop_training = True
+
+    model.fit(dataset.repeat().take(steps), epochs=1, verbose=0, callbacks=[Sweep()])
+    n = min(len(lrs), len(losses))
+    return np.array(lrs[:n]), np.array(losses[:n])
+
+
+def lr_find(data: str | os.PathLike | None = None, out: str | os.PathLike = "lr_find.png", steps: int = 100,
+            start: float = 1e-6, end: float = 1.0, trainer=None, **settings) -> dict:
+    """Run the range test on DATA with the given training settings; write a plot; return the suggestion.
+
+    Example:
+        >>> imgclf.lr_find("data/", model="small_cnn")["suggested_lr"]  # doctest: +SKIP
+        0.0031
+    """
+    from .config import make_config
+    from .plots import plot_lr_find
+    from .train import Trainer
+
+    with tempfile.TemporaryDirectory(prefix="imgclf-lrfind-") as tmp:
+        if trainer is None:
+            settings = {k: v for k, v in settings.items() if v is not None}
+            cfg = make_config(settings, {"data": os.fspath(data), "lr": 1e-3, "verbose": 0})
+            trainer = Trainer(cfg)
+            trainer.prepare(run_dir=tmp)
+        model = trainer._build_model()
+        trainer._prepare_phase(model, "head" if trainer.cfg.weights not in ("none", "") else "train")
+        dataset = trainer.train_dataset()
+        lrs, losses = _range_test(model, dataset, steps, start, end)
+    if len(losses) < 5:
+        from .errors import UserError
+
+        raise UserError("The learning-rate range test diverged at once; check the data (are labels right?) or lower --lr start.")
+    suggested, smooth = suggest_lr(lrs, losses)
+    plot_lr_find(lrs, losses, smooth, suggested, out)
+    log(f"Suggested learning rate: {suggested:.2e} (plot: {out})")
+    return {"suggested_lr": suggested, "lrs": lrs.tolist(), "losses": losses.tolist(), "plot": str(out)}
