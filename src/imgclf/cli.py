@@ -143,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--restore", metavar="DIR", help="put back every file quarantined in DIR")
     p.add_argument("--min-side", type=int, default=16, help="warn about images whose shorter side is below this (default: 16)")
     p.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse images with more pixels (decompression-bomb guard; default: 100,000,000)")
-    p.add_argument("--near-distance", type=int, default=6, help="near duplicates: perceptual hashes at most this many bits apart out of 64 (default: 6; 0 = off)")
+    p.add_argument("--near-distance", type=int, default=8, help="near duplicates: perceptual hashes at most this many bits apart out of 64, confirmed on thumbnails (default: 8; 0 = off)")
     p.add_argument("--workers", type=int, default=0, help="threads (default: one per core)")
     p.add_argument("--show", type=int, default=10, help="paths shown per problem (default: 10; --json has all)")
 

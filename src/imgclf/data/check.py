@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 
 from ..progress import Progress
 from .decode import DEFAULT_MAX_PIXELS, DecodeError, open_image
-from .fingerprint import NEAR_DISTANCE, dhash, duplicate_groups, read_bytes
+from .fingerprint import NEAR_DISTANCE, duplicate_groups, perceptual_hash, read_bytes
 from .scan import is_hidden_or_system, scan_folder
 
 EXIT_BLOCKING = 3  # `imgclf check` exit status when blocking problems are found (2 is bad usage)
@@ -71,7 +71,7 @@ def _decode_kind(reason: str) -> str:
 
 
 def inspect_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = DEFAULT_MIN_SIDE) -> dict:
-    """Read one file and describe it: sha1, format, mode, bits, size, frames, EXIF, dHash, problems.
+    """Read one file and describe it: sha1, format, mode, bits, size, frames, EXIF, pHash, problems.
 
     ``problems`` is a list of (kind, reason); ``usable`` says whether training can decode it.
 
@@ -80,7 +80,7 @@ def inspect_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
         'JPEG'
     """
     rec = {"sha1": "", "bytes": 0, "format": "", "mode": "", "bits": 0, "width": 0, "height": 0,
-           "frames": 1, "exif_rotated": False, "dhash": None, "problems": [], "usable": False}
+           "frames": 1, "exif_rotated": False, "phash": None, "thumb": b"", "problems": [], "usable": False}
     try:
         data = read_bytes(path)
     except DecodeError as e:
@@ -98,7 +98,7 @@ def inspect_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
         rec["exif_rotated"] = img.getexif().get(0x0112, 1) not in (0, 1)
         if img.format == "JPEG":
             img.draft("L", (64, 64))  # a full decode (catches truncation) at a fraction of the cost
-        rec["dhash"] = dhash(ImageOps.exif_transpose(img))
+        rec["phash"], rec["thumb"] = perceptual_hash(ImageOps.exif_transpose(img))
     except DecodeError as e:
         rec["problems"].append((_decode_kind(e.reason), e.reason))
         return rec
@@ -247,7 +247,8 @@ def check_folder(data: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXEL
 
 def _duplicates(rows, recs, near_distance, rel, problems) -> dict:
     """Exact and near groups, conflicts and leaks first; adds their problems."""
-    exact, near = duplicate_groups([r["sha1"] for r in recs], [r["dhash"] for r in recs], near_distance)
+    exact, near = duplicate_groups([r["sha1"] for r in recs], [r["phash"] for r in recs], [r["thumb"] for r in recs],
+                                   max_distance=near_distance if near_distance > 0 else -1)
 
     def describe(kind, group):
         members = [{"path": rel(rows[i]["path"]), "label": rows[i]["label"], "split": rows[i]["split"] or ""} for i in group]

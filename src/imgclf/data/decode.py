@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -65,22 +66,57 @@ def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     else:
         fp = source
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(fp)
-            w, h = img.size
-            if w * h > max_pixels:
-                raise DecodeError(f"too large: {w}x{h} pixels is over the limit of {max_pixels:,} (decompression-bomb guard)")
-            img.seek(0)  # animated GIF/WebP/TIFF: the first frame
-            return img
+        img = _open_within_limit(fp, max_pixels)
+        w, h = img.size
+        if w * h > max_pixels:
+            raise DecodeError(f"too large: {w}x{h} pixels is over the limit of {max_pixels:,} (decompression-bomb guard)")
+        img.seek(0)  # animated GIF/WebP/TIFF: the first frame
+        return img
     except DecodeError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DecodeError(f"too large: {e}") from None
+    except Image.DecompressionBombError:
+        raise DecodeError(f"too large: over {2 * Image.MAX_IMAGE_PIXELS:,} pixels, above the limit of {max_pixels:,} "
+                          "(decompression-bomb guard)") from None
     except UnidentifiedImageError:
+        if _looks_like_image(fp):
+            raise DecodeError("corrupt image: it starts like an image file but cannot be parsed") from None
         raise DecodeError("not an image (unknown or corrupt format)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise DecodeError(f"corrupt image: {e}") from None
+
+
+_LIMIT_LOCK = threading.Lock()
+SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _looks_like_image(fp) -> bool:
+    try:
+        fp.seek(0)
+        head = fp.read(12)
+    except (AttributeError, OSError, ValueError):
+        return False
+    return head.startswith(SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def _open_within_limit(fp, max_pixels: int) -> Image.Image:
+    """Image.open with our pixel limit in charge, not Pillow's global one.
+
+    Pillow warns above MAX_IMAGE_PIXELS (about 89 million) and refuses above
+    twice that, before we can see the size. Its warning is silenced (our own
+    check follows); a limit the user raised beyond Pillow's refusal is
+    honoured by raising Pillow's for this one open.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        if max_pixels <= 2 * (Image.MAX_IMAGE_PIXELS or max_pixels):
+            return Image.open(fp)
+        with _LIMIT_LOCK:
+            saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = max_pixels
+            try:
+                return Image.open(fp)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
 
 
 def _from_array(arr: np.ndarray) -> Image.Image:

@@ -87,7 +87,7 @@ def stratified_split(rows: list[dict], val_fraction: float, test_fraction: float
 
 def group_keys(rows: list[dict], root: str | os.PathLike | None = None, group_by: str = "",
                sha1: list[str] | None = None, hashes: list[int | None] | None = None,
-               max_distance: int | None = None) -> list[str]:
+               thumbs: list[bytes] | None = None, max_distance: int | None = None) -> list[str]:
     """One group key per row ('' = alone): exact and near duplicates and `group_by` matches are joined.
 
     `group_by` is a regular expression searched in each path relative to
@@ -120,7 +120,8 @@ def group_keys(rows: list[dict], root: str | os.PathLike | None = None, group_by
             names[i] = f"group:{key}"
             uf.union(first.setdefault(key, i), i)
     if sha1 is not None:
-        exact, near = duplicate_groups(sha1, hashes or [None] * n, NEAR_DISTANCE if max_distance is None else max_distance)
+        exact, near = duplicate_groups(sha1, hashes or [None] * n, thumbs,
+                                       NEAR_DISTANCE if max_distance is None else max_distance)
         for g in exact + near:
             for i in g[1:]:
                 uf.union(g[0], i)
@@ -152,14 +153,15 @@ def split_rows(rows: list[dict], val_fraction: float, test_fraction: float, seed
         >>> scan = scan_folder("data/")  # doctest: +SKIP
         >>> rows = split_rows(scan.rows, 0.15, 0.15, seed=0, root=scan.root)  # doctest: +SKIP
     """
-    sha1 = hashes = None
+    sha1 = hashes = thumbs = None
     if dedupe and rows:
         from .fingerprint import fingerprint_files
 
         prints = fingerprint_files([r["path"] for r in rows], workers=workers, label="Finding duplicates", verbose=verbose)
         sha1 = [p["sha1"] for p in prints]
-        hashes = [p["dhash"] for p in prints]
-    keys = group_keys(rows, root, group_by, sha1, hashes)
+        hashes = [p["phash"] for p in prints]
+        thumbs = [p["thumb"] for p in prints]
+    keys = group_keys(rows, root, group_by, sha1, hashes, thumbs)
     out = stratified_split(rows, val_fraction, test_fraction, seed, groups=keys)
     for i, r in enumerate(out):
         r["group"] = keys[i]

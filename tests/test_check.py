@@ -1,0 +1,155 @@
+"""imgclf check: the report on a folder with every problem, quarantine and restore losing nothing."""
+
+import hashlib
+import json
+import os
+import shutil
+
+import pytest
+from PIL import Image
+
+from imgclf.cli import main
+from imgclf.data.check import EXIT_BLOCKING, check, check_folder
+from imgclf.data.check_report import format_report
+from imgclf.data.quarantine import restore
+from problem_data import IS_ROOT, make_problem_folder
+
+
+@pytest.fixture
+def problem_folder(tmp_path):
+    expected = make_problem_folder(tmp_path / "data", empty_class=True)
+    yield tmp_path / "data", expected
+    for dirpath, _, files in os.walk(tmp_path):  # let pytest clean up the unreadable file
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                os.chmod(p, 0o644)
+
+
+def _found(report):
+    return {k: {f["path"] for f in v["files"]} for k, v in report["problems"].items()}
+
+
+def test_report_finds_every_problem_with_its_reason(problem_folder):
+    data, expected = problem_folder
+    report = check_folder(data, verbose=False)
+    found = _found(report)
+    for kind, paths in expected.items():
+        if not kind.startswith("_"):
+            assert found.get(kind) == paths, kind
+    unexpected = set(found) - set(expected) - {"near_label_conflict", "near_leakage"}
+    assert not unexpected, {k: found[k] for k in unexpected}
+    reasons = {f["path"]: f["reason"] for v in report["problems"].values() for f in v["files"]}
+    assert reasons["circle/empty.jpg"] == "empty file (0 bytes)"
+    assert "truncated" in reasons["circle/truncated.jpg"]
+    assert "12000x9000 pixels is over the limit of 100,000,000" in reasons["stripes/bomb.png"]
+    assert reasons["square/really_png.jpg"] == "named .jpg but is PNG"
+    assert reasons["stripes/anim.gif"].startswith("3 frames")
+    assert reasons["circle/loop.jpg"] == "symbolic-link loop"
+    assert "also in class(es) square" in reasons["circle/img_5.png"]
+
+    assert report["blocking"] and report["exit_status"] == EXIT_BLOCKING == 3
+    # Classes count usable images: 12 drawn + cmyk, palette, tiny, copy (+ locked when root reads it).
+    assert report["classes"]["circle"]["images"] == 16 + IS_ROOT
+    assert report["classes"]["stripes"]["images"] == 6 + 4  # anim, sixteen, float, near copy
+    assert report["classes"]["unused"] == {"files": 0, "images": 0, "share": 0.0}
+    assert report["imbalance_ratio"] == round((16 + IS_ROOT) / 10, 3)
+    images = report["images"]
+    assert images["exif_orientation_not_normal"] == 1 and images["animated"] == 1
+    assert {"CMYK", "I;16", "F", "RGBA", "P", "RGB"} <= set(images["modes"])
+    assert images["bit_depths"][16] == 1 and images["formats"]["TIFF"] == 1
+    assert images["width"]["min"] == 10 and images["width"]["max"] == 24
+    assert report["ignored"]["hidden_or_system"]["files"] == sorted(expected["_hidden"])
+    assert report["ignored"]["other_extension"]["files"] == ["stripes/labels.csv"]
+
+    dup = report["duplicates"]
+    groups = {(g["kind"], "|".join(m["path"] for m in g["files"])) for g in dup["groups"]}
+    assert groups == {("exact", g) for g in expected["_exact_groups"]} | {("near", g) for g in expected["_near_groups"]}
+    assert dup["groups"][0]["label_conflict"]  # conflicts are listed first
+
+    text = format_report(report)
+    assert "Blocking problems:" in text and "exit status 3" in text and "stripes/bomb.png" in text
+    assert text.index("label_conflict") < text.index("too_small")
+
+
+def test_leakage_between_the_users_splits(tmp_path):
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (tmp_path / split / c).mkdir(parents=True)
+    for i, c in enumerate("ab"):
+        for j in range(3):
+            Image.new("RGB", (20, 20), (40 * i + 10 * j, 255 - 60 * j, 30 * j)).save(tmp_path / "train" / c / f"{j}.png")
+    shutil.copy(tmp_path / "train" / "a" / "0.png", tmp_path / "test" / "a" / "same.png")
+    Image.new("RGB", (20, 20), (200, 10, 90)).save(tmp_path / "test" / "b" / "own.png")
+    report = check_folder(tmp_path, verbose=False, near_distance=0)
+    assert _found(report)["leakage"] == {"train/a/0.png", "test/a/same.png"}
+    assert report["splits"] == {"train": 6, "test": 2} and report["exit_status"] == 3
+
+
+def _snapshot(root):
+    """Every entry under root: file -> sha1 (or 'unreadable'), link -> its target."""
+    out = {}
+    for dirpath, dirnames, files in os.walk(root):
+        for name in files + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, root)
+            if os.path.islink(p):
+                out[rel] = "link:" + os.readlink(p)
+            elif os.access(p, os.R_OK):
+                out[rel] = hashlib.sha1(open(p, "rb").read()).hexdigest()
+            else:
+                out[rel] = f"unreadable:{os.path.getsize(p)}"
+    return out
+
+
+def test_quarantine_and_restore_lose_nothing(problem_folder, tmp_path, capsys):
+    data, _ = problem_folder
+    shutil.rmtree(data / "unused")  # an empty class is fixed by the user, not by moving files
+    before = _snapshot(data)
+    qdir = tmp_path / "quarantine"
+    status = main(["check", str(data), "--quarantine", str(qdir), "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert status == 0, out  # what is left has no blocking problem
+    moved = _snapshot(qdir)
+    log = json.loads((qdir / "quarantine.json").read_text())
+    left = _snapshot(data)
+    # Nothing lost: what stayed plus what moved is exactly what was there.
+    assert {k: v for k, v in moved.items() if k != "quarantine.json"} | left == before
+    assert not set(left) & set(moved)
+    reasons = {e["from"]: e["reason"].split(":")[0] for e in log["entries"]}
+    assert reasons["circle/empty.jpg"] == "empty" and reasons["stripes/bomb.png"] == "too_large"
+    assert reasons["square/conflict.png"] == reasons["circle/img_5.png"] == "label_conflict"
+    assert reasons["circle/img_3_copy.png"] == "exact_duplicate" and "circle/img_3.png" in left
+    assert reasons["square/again"] == "symlink_loop" and "stripes/anim.gif" in left  # warnings stay
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["exit_status"] == 0 and len(report["quarantine"]["moved"]) == len(log["entries"])
+
+    assert main(["check", "--restore", str(qdir)]) == 0
+    assert _snapshot(data) == before
+    assert json.loads((qdir / "quarantine.json").read_text())["entries"] == []
+
+
+def test_restore_never_overwrites(tmp_path):
+    data = tmp_path / "data"
+    for c in ("a", "b"):
+        (data / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (20, 20), (80 * i, 100 if c == "a" else 0, 5)).save(data / c / f"{i}.png")
+    (data / "a" / "bad.png").write_bytes(b"nope")
+    report = check(data, quarantine_dir=tmp_path / "q", verbose=False)
+    assert [e["from"] for e in report["quarantine"]["moved"]] == ["a/bad.png"]
+    (data / "a" / "bad.png").write_bytes(b"a new file the user made")
+    result = restore(tmp_path / "q")
+    assert result["restored"] == [] and result["kept"][0]["path"] == "a/bad.png"
+    assert (data / "a" / "bad.png").read_bytes() == b"a new file the user made"
+    assert (tmp_path / "q" / "a" / "bad.png").read_bytes() == b"nope"
+
+
+def test_cli_usage_errors_exit_2(tmp_path, capsys):
+    assert main(["check", str(tmp_path / "missing")]) == 2
+    assert main(["check"]) == 2
+    assert main(["check", "--restore", str(tmp_path)]) == 2
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    assert main(["check", str(tmp_path / "d"), "--quarantine", str(tmp_path / "d" / "q")]) == 2
+    err = capsys.readouterr().err
+    assert "inside the data folder" in err and "Traceback" not in err
