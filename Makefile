@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/imgclf demo
 
 test: $(STAMP)
+	sh scripts/ensure-system-deps.sh
 	$(VENV)/bin/python -m pytest -q
 
 clean:

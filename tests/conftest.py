@@ -71,3 +71,11 @@ def trained_run(tmp_path_factory):
     run = imgclf.train(data, out=str(root / "runs" / "tiny"), epochs=6, batch_size=16, lr=0.005, verbose=0,
                        val_fraction=0.2, test_fraction=0.2)
     return run
+
+
+@pytest.fixture(scope="session")
+def exported_models(trained_run):
+    """The session's trained run exported once to every format (issue 7): {format: ExportResult}."""
+    from imgclf.export import FORMATS, export
+
+    return {fmt: export(trained_run, fmt) for fmt in FORMATS}

@@ -103,6 +103,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--max-int8-drop", type=float, default=0.05, help="largest accuracy drop accepted for int8 (default: 0.05)")
 
+    p = sub.add_parser("serve", help="HTTP API and a web page for a model (binds to 127.0.0.1 by default)", formatter_class=fmt,
+                       epilog="examples:\n  imgclf serve runs/leaves\n"
+                              "  imgclf serve runs/leaves/exports/model.tflite --port 8080 --max-upload-mb 5\n"
+                              "  curl -F file=@leaf.jpg 'http://127.0.0.1:8000/predict?top_k=3'\n")
+    p.add_argument("model", help="run folder, or an exported model: .keras, .tflite, .onnx or a SavedModel folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted upload, in MB (default: 10)")
+    p.add_argument("--workers", type=int, default=1, help="server processes, each with its own copy of the model (default: 1)")
+    p.add_argument("--max-batch", type=int, default=32, help="most concurrent requests batched into one model call (default: 32)")
+
     p = sub.add_parser("models", help="list the registered models", formatter_class=fmt,
                        epilog="examples:\n  imgclf models\n  imgclf models 'mobilenet*'\n")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern")
@@ -219,6 +230,14 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from .serve import serve
+
+    serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, workers=args.workers,
+          max_batch=args.max_batch)
+    return 0
+
+
 def _cmd_export(args) -> int:
     from .export import export
 
@@ -320,6 +339,7 @@ COMMANDS = {
     "evaluate": _cmd_evaluate,
     "predict": _cmd_predict,
     "export": _cmd_export,
+    "serve": _cmd_serve,
     "models": _cmd_models,
     "demo": _cmd_demo,
     "datasets": _cmd_datasets,

@@ -48,6 +48,7 @@ class Predictor:
         self.preprocess = dict(preprocess)
         self.source = source
         self.tta = tta  # "none" or "flip": test-time augmentation applied by predict_arrays
+        self.info: dict = {}  # what load() knows besides: model name, metrics summary (shown by `imgclf serve`)
 
     def __repr__(self) -> str:
         return (f"Predictor({self.source!r}, {self.backend.name}, {len(self.classes)} classes, "
@@ -277,12 +278,16 @@ def load(path: str | os.PathLike, tta: str = "none") -> Predictor:
         from .run import Run
 
         run = Run(p)
-        return Predictor(run.load_model(), run.classes, run.preprocess, source=str(p), tta=tta)
+        clf = Predictor(run.load_model(), run.classes, run.preprocess, source=str(p), tta=tta)
+        clf.info = _run_info(run)
+        return clf
     if p.suffix == ".keras" and p.is_file():
         meta = metadata.require(metadata.read_sidecar(p), p)
         from .models.registry import load_keras_model
 
-        return Predictor(load_keras_model(p), meta["classes"], meta["preprocess"], source=str(p), tta=tta)
+        clf = Predictor(load_keras_model(p), meta["classes"], meta["preprocess"], source=str(p), tta=tta)
+        clf.info = {k: meta[k] for k in ("model", "metrics") if k in meta}
+        return clf
     if p.is_dir() and not (p / "saved_model.pb").exists():
         raise UserError(
             f"{str(path)!r} is neither an imgclf run (no classes.json) nor a SavedModel folder (no saved_model.pb)."
@@ -291,4 +296,18 @@ def load(path: str | os.PathLike, tta: str = "none") -> Predictor:
 
     backend, meta = open_backend(p)
     meta = metadata.require(meta, p)
-    return Predictor(backend, meta["classes"], meta["preprocess"], source=str(p), tta=tta)
+    clf = Predictor(backend, meta["classes"], meta["preprocess"], source=str(p), tta=tta)
+    clf.info = {k: meta[k] for k in ("model", "metrics") if k in meta}
+    return clf
+
+
+def _run_info(run) -> dict:
+    info = {}
+    try:
+        info["model"] = run.config.get("model", "")
+    except Exception:  # noqa: BLE001 - a hand-made run without config.yaml still predicts
+        pass
+    if run.file("metrics.json").exists():
+        m = run.read_json("metrics.json")
+        info["metrics"] = {k: m[k] for k in ("accuracy", "macro_f1", "num_samples") if k in m}
+    return info

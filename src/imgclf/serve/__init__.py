@@ -1,0 +1,82 @@
+"""`imgclf serve`: an HTTP API and a web page for a trained or exported model (FastAPI + uvicorn).
+
+Endpoints: ``POST /predict`` (multipart or raw body, ``?top_k=``), ``POST
+/predict/batch``, ``GET /health``, ``/classes``, ``/model``, ``/docs`` and
+``GET /`` (a page to drop images on; it loads nothing from the internet).
+Concurrent requests are batched into one model call (batcher.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from ..errors import UserError
+
+CONFIG_ENV = "IMGCLF_SERVE_CONFIG"  # how worker processes learn what to serve
+
+
+def _require_packages() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import multipart  # noqa: F401  (python-multipart, for uploads)
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        raise UserError(f"`imgclf serve` needs FastAPI, uvicorn and python-multipart ({e.name} is missing). "
+                        "Install them with: pip install 'imgclf[serve]'") from None
+
+
+def app_from_env():
+    """App factory for uvicorn workers: reads the settings that `serve` put in the environment.
+
+    Example:
+        >>> os.environ[CONFIG_ENV] = json.dumps({"model": "model.tflite"}); app = app_from_env()  # doctest: +SKIP
+    """
+    from ..predict import load
+    from .app import create_app
+
+    cfg = json.loads(os.environ[CONFIG_ENV])
+    model = cfg.pop("model")
+    return create_app(load(model), **cfg)
+
+
+def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 10.0, workers: int = 1,
+          max_batch: int = 32, log_level: str = "warning") -> None:
+    """Serve `model` (a run folder or an exported file) over HTTP until interrupted.
+
+    Binds to 127.0.0.1 unless `host` says otherwise: only this machine can
+    reach it. Each of `workers` processes loads its own copy of the model.
+
+    Example:
+        >>> serve("runs/leaves/exports/model.tflite", port=8000)  # doctest: +SKIP
+        Serving runs/leaves/exports/model.tflite on http://127.0.0.1:8000 ...
+    """
+    _require_packages()
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, received {workers}.")
+    if max_upload_mb <= 0:
+        raise UserError(f"--max-upload-mb must be positive, received {max_upload_mb}.")
+    import uvicorn
+
+    from ..predict import load
+
+    predictor = load(model)  # load once here so that a bad model fails now, with a clear message
+    where = ("local only: other machines cannot connect; pass --host 0.0.0.0 to allow them" if host in ("127.0.0.1", "localhost", "::1")
+             else f"reachable from other machines through {host}: anyone who can reach this port can use the model")
+    print(f"Serving {model} ({predictor.format}, {len(predictor.classes)} classes) on http://{_url_host(host)}:{port} ({where})",
+          file=sys.stderr)
+    print(f"Web page: http://{_url_host(host)}:{port}/   API docs: http://{_url_host(host)}:{port}/docs   Stop with Ctrl+C",
+          file=sys.stderr)
+    settings = {"max_upload_mb": max_upload_mb, "max_batch": max_batch}
+    if workers == 1:
+        from .app import create_app
+
+        uvicorn.run(create_app(predictor, **settings), host=host, port=port, log_level=log_level)
+    else:
+        os.environ[CONFIG_ENV] = json.dumps({"model": str(model), **settings})
+        uvicorn.run("imgclf.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level)
+
+
+def _url_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)

@@ -1,0 +1,189 @@
+"""The HTTP app: prediction endpoints, model information and the web page.
+
+Bad input never reaches the model and never takes the server down: the body
+is read with a size cap (413 past it), decoded by imgclf's one decoder in a
+worker thread (with a pixel cap against decompression bombs), and every
+failure is a 4xx answer with a JSON body ``{"error": ..., "detail": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+
+import numpy as np
+from fastapi import FastAPI, Query, Request  # at module level: FastAPI resolves the annotations below by name
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from ..data.decode import DecodeError, decode_image
+from .batcher import MicroBatcher
+
+RAW_TYPES = ("image/", "application/octet-stream")
+DEFAULT_MAX_PIXELS = 40_000_000  # ~6300x6300: far beyond any photo a classifier needs, far below a bomb
+
+
+class ApiError(Exception):
+    """An error answered as JSON with an HTTP status. Example: ``raise ApiError(415, "wrong content type", "...")``."""
+
+    def __init__(self, status: int, error: str, detail: str):
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+
+
+def _decode_status(reason: str) -> tuple[int, str]:
+    if reason.startswith("empty"):
+        return 400, "empty image"
+    if reason.startswith("too large"):
+        return 413, "image too large"
+    if reason.startswith("not an image"):
+        return 422, "not an image"
+    return 422, "unreadable image"
+
+
+def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_wait_ms: float = 5.0,
+               max_pixels: int = DEFAULT_MAX_PIXELS, max_files: int = 64):
+    """Build the FastAPI app around a loaded `Predictor`.
+
+    Example:
+        >>> from fastapi.testclient import TestClient  # doctest: +SKIP
+        >>> client = TestClient(create_app(imgclf.load("model.tflite")))  # doctest: +SKIP
+        >>> client.post("/predict", content=open("a.jpg", "rb").read(), headers={"content-type": "image/jpeg"}).json()["class"]  # doctest: +SKIP
+        'rust'
+    """
+    max_bytes = int(max_upload_mb * 1024 * 1024)
+    batcher = MicroBatcher(predictor.predict_arrays, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    started = time.time()
+    pre = predictor.preprocess
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="imgclf", description=f"Image classifier: {', '.join(predictor.classes[:20])}",
+                  version=_version(), lifespan=lifespan)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request, exc: ApiError):
+        return JSONResponse({"error": exc.error, "detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request, exc):
+        detail = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": "invalid request", "detail": detail}, status_code=422)
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise ApiError(413, "upload too large", f"The upload is {int(declared):,} bytes; the limit is {max_bytes:,} "
+                                                    f"({max_upload_mb:g} MB). Send a smaller image or raise --max-upload-mb.")
+        chunks, size = [], 0
+        async for chunk in request.stream():  # counted as it arrives: a missing or false Content-Length cannot get past
+            size += len(chunk)
+            if size > max_bytes:
+                raise ApiError(413, "upload too large", f"The upload is over the limit of {max_bytes:,} bytes "
+                                                        f"({max_upload_mb:g} MB).")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def images_from(request: Request, many: bool) -> list[tuple[str, bytes]]:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if not (ctype == "multipart/form-data" or ctype.startswith(RAW_TYPES)):
+            raise ApiError(415, "wrong content type",
+                           f"Received Content-Type {ctype or '(none)'!r}; send multipart/form-data with a file field, "
+                           "or the raw image bytes as image/* or application/octet-stream.")
+        body = await read_body(request)
+        if not body:
+            raise ApiError(400, "empty body", "The request has no image in it.")
+        if ctype != "multipart/form-data":
+            return [("body", body)]
+        request._body = body  # let Starlette parse the body we already read and measured
+        try:
+            form = await request.form(max_files=max_files, max_fields=max_files)
+        except Exception as e:  # noqa: BLE001 - Starlette raises several types for malformed multipart
+            raise ApiError(400, "malformed multipart", f"Cannot parse the multipart body: {e}") from None
+        files = [(v.filename or k, await v.read()) for k, v in form.multi_items() if hasattr(v, "read")]
+        if not files:
+            raise ApiError(400, "no file", "The multipart form has no file field; send the image as a file (for example field 'file').")
+        if not many and len(files) > 1:
+            raise ApiError(400, "too many files", f"POST /predict takes one image, received {len(files)}; use /predict/batch.")
+        return files
+
+    def decode(data: bytes) -> np.ndarray:
+        return decode_image(data, size=pre["img_size"], color_mode=pre["color_mode"], resize=pre.get("resize", "squash"),
+                            max_pixels=max_pixels)
+
+    async def classify(name: str, data: bytes, top_k: int) -> dict:
+        t0 = time.perf_counter()
+        try:
+            image = await asyncio.to_thread(decode, data)
+        except DecodeError as e:
+            status, error = _decode_status(e.reason)
+            raise ApiError(status, error, f"{name}: {e.reason}") from None
+        t1 = time.perf_counter()
+        probs, batch_size = await batcher.submit(image)
+        t2 = time.perf_counter()
+        row = predictor._row(name, probs, top_k)
+        return {"filename": name, "class": row["class"], "probability": row["probability"],
+                "top_k": [{"class": c, "probability": p} for c, p in row["top_k"]],
+                "timing_ms": {"decode": round(1000 * (t1 - t0), 2), "model": round(1000 * (t2 - t1), 2)},
+                "batch_size": batch_size}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page():
+        return HTMLResponse(resources.files(__package__).joinpath("static/index.html").read_text(encoding="utf-8"))
+
+    @app.get("/health")
+    async def health():
+        """Liveness: the model is loaded and answering."""
+        return {"status": "ok", "uptime_s": round(time.time() - started, 1), "images_served": batcher.images,
+                "batches": batcher.batches}
+
+    @app.get("/classes")
+    async def classes():
+        """The class names, in the model's output order."""
+        return {"classes": predictor.classes}
+
+    @app.get("/model")
+    async def model_info():
+        """What is being served: source, format, input size, colour mode and the metrics it was exported with."""
+        return {"source": predictor.source, "format": predictor.format, "name": predictor.info.get("model", ""),
+                "num_classes": len(predictor.classes), "input_size": pre["img_size"], "color_mode": pre["color_mode"],
+                "resize": pre.get("resize", "squash"), "metrics": predictor.info.get("metrics", {}),
+                "max_upload_mb": max_upload_mb, "max_batch": max_batch}
+
+    @app.post("/predict")
+    async def predict(request: Request, top_k: int = Query(3, ge=1, le=1000)):
+        """Classify one image: a multipart upload (field 'file') or the raw bytes as the body."""
+        t0 = time.perf_counter()
+        (name, data), = await images_from(request, many=False)
+        result = await classify(name, data, top_k)
+        result["timing_ms"]["total"] = round(1000 * (time.perf_counter() - t0), 2)
+        return result
+
+    @app.post("/predict/batch")
+    async def predict_batch(request: Request, top_k: int = Query(3, ge=1, le=1000)):
+        """Classify several images sent as multipart files; an unreadable one gets an 'error' entry."""
+        t0 = time.perf_counter()
+        files = await images_from(request, many=True)
+
+        async def one(name, data):
+            try:
+                return await classify(name, data, top_k)
+            except ApiError as e:
+                return {"filename": name, "error": e.error, "detail": e.detail}
+
+        results = await asyncio.gather(*(one(n, d) for n, d in files))
+        return {"results": results, "timing_ms": {"total": round(1000 * (time.perf_counter() - t0), 2)}}
+
+    return app
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

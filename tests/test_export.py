@@ -1,0 +1,90 @@
+"""Exports (issue 7): every format loads through imgclf.load, carries its classes, and answers like the run."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import imgclf
+from imgclf.errors import UserError
+from imgclf.export import ExportCheckError, _judge, export
+from tests.conftest import make_image_folder
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_format_passes_parity_and_predicts_like_the_run(trained_run, exported_models, tmp_path):
+    data = make_image_folder(tmp_path / "new", per_class=4, seed=11)
+    paths = sorted(str(p) for p in (tmp_path / "new").rglob("*.*"))
+    run_clf = imgclf.load(trained_run.path)
+    ref = run_clf.predict_proba(paths)
+    ref_emb = run_clf.embed(paths)
+    for fmt, result in exported_models.items():
+        p = result.parity
+        assert result.path.exists() and result.path.parent == trained_run.file("exports")
+        val = [r for r in trained_run.manifest() if r["split"] == "val"]
+        assert p["images"] == len(val) > 0 and p["split"] == "val"  # the run's validation images
+        clf = imgclf.load(result.path)
+        assert clf.classes == trained_run.classes and clf.preprocess == trained_run.preprocess
+        probs = clf.predict_proba(paths)
+        agreement = np.mean(probs.argmax(1) == ref.argmax(1))
+        emb = clf.embed(paths)
+        assert emb.shape == ref_emb.shape  # the penultimate features travel as a second output
+        if fmt == "tflite-int8":
+            assert p["accuracy_drop"] <= 0.05 and agreement >= 0.8
+            assert result.path.stat().st_size < 0.5 * exported_models["tflite"].path.stat().st_size
+        else:
+            assert p["agreement"] >= 0.995 and agreement >= 0.99, fmt
+            # The run may compute in bfloat16 on this CPU; the exports are float32.
+            assert np.abs(probs - ref).max() < 0.05, fmt
+            assert np.abs(emb - ref_emb).max() < 0.05 * max(1.0, np.abs(ref_emb).max()), fmt
+    assert data
+
+
+def test_metadata_travels_inside_tflite_and_onnx(exported_models):
+    import onnx
+
+    from imgclf.backends.metadata import tflite_metadata
+
+    meta = tflite_metadata(exported_models["tflite"].path.read_bytes())
+    assert meta["classes"] == ["circle", "square", "stripes"] and meta["preprocess"]["img_size"] > 0
+    props = {p.key: p.value for p in onnx.load(str(exported_models["onnx"].path)).metadata_props}
+    assert json.loads(props["imgclf"])["classes"] == meta["classes"]
+    assert json.loads(exported_models["keras"].path.with_suffix(".json").read_text())["classes"] == meta["classes"]
+    assert (exported_models["savedmodel"].path / "imgclf.json").exists()
+
+
+def test_export_never_overwrites_and_validates(trained_run, exported_models, tmp_path):
+    taken = exported_models["tflite"].path
+    with pytest.raises(UserError, match="already exists"):
+        export(trained_run, "tflite", out=taken)
+    with pytest.raises(UserError, match="Unknown export format 'tflit'"):
+        export(trained_run, "tflit")
+    with pytest.raises(UserError, match="must end in .onnx"):
+        export(trained_run, "onnx", out=tmp_path / "model.tflite")
+
+
+def test_failed_parity_is_an_error():
+    bad = {"images": 200, "split": "val", "agreement": 0.97, "max_prob_diff": 0.6, "accuracy_drop": 0.2}
+    with pytest.raises(ExportCheckError, match="97.00%"):
+        _judge("onnx", bad, 0.05)
+    with pytest.raises(ExportCheckError, match="loses 20.0% accuracy"):
+        _judge("tflite-int8", bad, 0.05)
+    _judge("tflite-int8", {**bad, "accuracy_drop": 0.01}, 0.05)
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_prediction_from_an_export_never_imports_tensorflow(exported_models, tmp_path, fmt):
+    make_image_folder(tmp_path / "imgs", per_class=1)
+    code = (
+        "import sys, imgclf.cli\n"
+        f"rc = imgclf.cli.main(['predict', {str(exported_models[fmt].path)!r}, {str(tmp_path / 'imgs')!r}, '--format', 'json'])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'))\n"
+        "print('HEAVY', heavy[:5], 'RC', rc, file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "HEAVY [] RC 0" in out.stderr, out.stderr[-2000:]
+    rows = json.loads(out.stdout)
+    assert len(rows) == 3 and {r["class"] for r in rows} <= {"circle", "square", "stripes"}
