@@ -133,7 +133,8 @@ class Trainer:
         skipped = {p: reason for s in self.sets.values() for p, reason in s.skipped}
         for r in self.rows:
             r["sha1"] = sha1.get(r["path"], "")
-            r["status"] = f"skipped: {skipped[r['path']]}" if r["path"] in skipped else ("ok" if r["split"] in ("train", "val") else "")
+            r["status"] = f"skipped: {skipped[r['path']]}" if r["path"] in skipped else (
+                "ok" if r["split"] in ("train", "val") else r.get("status", ""))  # test rows: the split's verdict
         self._write_manifest()
         if skipped:
             log(f"Skipped {len(skipped)} file(s) that could not be decoded (see {self.run_dir / 'manifest.csv'}):")
