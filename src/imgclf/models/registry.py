@@ -10,7 +10,9 @@ TensorFlow: listing models is instant, builders import Keras when called.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError, did_you_mean
@@ -35,6 +37,9 @@ class ModelSpec:
     pretrained: bool = False  # ImageNet weights exist for it
     family: str = ""
     description: str = ""
+    # () -> path of ImageNet weights already on this machine (Keras cache file or
+    # an installed weights package), or None; see `weights.pretrained_location`.
+    weights_locator: Callable | None = field(default=None, repr=False, compare=False)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -62,7 +67,7 @@ def register_model(name: str | None = None, **spec_fields):
 
 def _ensure_loaded() -> None:
     # Importing these modules runs their @register_model decorators.
-    from . import applications, custom  # noqa: F401
+    from . import applications, custom, efficientnet_lite  # noqa: F401
 
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
@@ -80,12 +85,18 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
 
 
 def get_spec(name: str) -> ModelSpec:
-    """The `ModelSpec` of a registered model; unknown names suggest close ones.
+    """The `ModelSpec` of a registered model, or of a YAML architecture file; unknown names suggest close ones.
 
     Example:
         >>> get_spec("small_cnn").min_size
         8
+        >>> get_spec("my_cnn.yaml").family  # doctest: +SKIP
+        'yaml'
     """
+    if str(name).lower().endswith((".yaml", ".yml")):
+        from .yaml_arch import spec_from_yaml
+
+        return spec_from_yaml(name)
     _ensure_loaded()
     if name not in _REGISTRY:
         raise UserError(
@@ -102,13 +113,15 @@ def create_model(
     weights: str | None = None,
     dropout: float = 0.2,
     bn_momentum: float = 0.9,
+    freeze_bn: bool = True,
 ):
     """Build backbone + head as one Keras model taking raw 0..255 pixels.
 
     `weights` is None/"none" (random), "imagenet" (the Keras download path), or
     a path to a .weights.h5 file or a .keras model whose backbone is reused.
-    A pretrained backbone is called with ``training=False`` so that its
-    BatchNorm layers stay in inference mode during fine-tuning.
+    A pretrained backbone is called with ``training=False`` (unless
+    `freeze_bn` is False) so that its BatchNorm layers stay in inference mode,
+    with their ImageNet statistics, during fine-tuning.
 
     Example:
         >>> model = create_model("small_cnn", num_classes=10, img_size=28, channels=1)  # doctest: +SKIP
@@ -140,13 +153,14 @@ def create_model(
     pretrained = weights is not None
     if weights not in (None, "imagenet"):
         load_backbone_weights(backbone, weights)
-    x = backbone(x, training=False) if pretrained else backbone(x)
+    x = backbone(x, training=False) if pretrained and freeze_bn else backbone(x)
     if len(x.shape) == 4:
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")(x)
-    return keras.Model(inputs, outputs, name=name)
+    # A YAML architecture's name is its path; Keras names may not hold '/'.
+    return keras.Model(inputs, outputs, name=re.sub(r"[^\w.-]", "_", Path(name).stem if name.endswith((".yaml", ".yml")) else name))
 
 
 def load_keras_model(path):

@@ -1,0 +1,118 @@
+"""Transfer learning: what trains in each phase, the feature-cache fast path, --weights PATH."""
+
+import numpy as np
+import pytest
+
+from imgclf.config import make_config
+from imgclf.errors import UserError
+from imgclf.models.registry import create_model
+from imgclf.train import Trainer, train
+
+
+def _trainable(model):
+    return {w.path for w in model.trainable_weights}
+
+
+def _phase_model(tmp_path, **settings):
+    cfg = make_config({"weights": "imagenet", "model": "efficientnet_lite0", "img_size": 32, **settings})
+    trainer = Trainer(cfg, run_dir=tmp_path)
+    model = create_model("efficientnet_lite0", num_classes=3, img_size=32, weights="imagenet", freeze_bn=cfg.freeze_bn)
+    return trainer, model
+
+
+def test_head_phase_trains_only_the_classifier(tmp_path):
+    trainer, model = _phase_model(tmp_path)
+    trainer._prepare_phase(model, "head")
+    assert _trainable(model) == {"classifier/kernel", "classifier/bias"}
+
+
+@pytest.mark.parametrize("finetune,fraction", [("top", 0.3), ("all", 0.3)])
+def test_finetune_unfreezes_the_top_and_keeps_batchnorm_frozen(tmp_path, finetune, fraction):
+    import keras
+
+    trainer, model = _phase_model(tmp_path, finetune=finetune, finetune_fraction=fraction)
+    trainer._prepare_phase(model, "head")
+    trainer._prepare_phase(model, "finetune")
+    backbone = model.get_layer("backbone")
+    layers = backbone.layers
+    cut = 0 if finetune == "all" else int(len(layers) * (1 - fraction))
+    for i, layer in enumerate(layers):
+        if not layer.weights:
+            continue
+        is_bn = isinstance(layer, keras.layers.BatchNormalization)
+        assert bool(layer.trainable_weights) == (i >= cut and not is_bn), layer.name
+    assert {"classifier/kernel", "classifier/bias"} <= _trainable(model)
+    if finetune == "top":
+        assert backbone.get_layer("top_conv").trainable and not backbone.get_layer("stem_conv").trainable
+
+
+def test_unfrozen_batchnorm_trains_when_asked(tmp_path):
+    trainer, model = _phase_model(tmp_path, freeze_bn=False, finetune="all")
+    trainer._prepare_phase(model, "finetune")
+    assert model.get_layer("backbone").get_layer("top_bn").trainable_weights
+
+
+def test_head_epochs_follow_the_dataset_size(tmp_path):
+    from types import SimpleNamespace
+
+    trainer, _ = _phase_model(tmp_path, epochs=10, batch_size=64)
+    trainer.sets = {"train": np.zeros(1000)}  # 16 steps per epoch: 150 steps would be 10 epochs, capped at half
+    assert trainer._phases() == [("head", 5, 0.3), ("finetune", 10, 0.7)]
+    trainer.sets = {"train": np.zeros(64 * 200)}  # 200 steps per epoch: one epoch is enough
+    assert trainer._phases()[0] == ("head", 1, 0.3)
+    trainer.cfg.head_epochs = 3
+    assert trainer._phases()[0] == ("head", 3, 0.3)
+    trainer.cfg.weights = "none"
+    assert trainer._phases() == [("train", 10, 1.0)]
+
+
+@pytest.mark.slow
+def test_fine_tune_an_earlier_run_with_and_without_the_feature_cache(tmp_path, image_folder):
+    """--weights PATH.keras starts the two-phase recipe from an earlier model. The feature cache is an
+    optimisation, not a different recipe: both runs reach the same head loss, and the full model
+    (not just the head) is what lands in model.keras."""
+    from imgclf.models.registry import load_keras_model
+
+    earlier = create_model("small_cnn", num_classes=3, img_size=24, channels=3)
+    earlier.save(tmp_path / "earlier.keras")
+    common = dict(model="small_cnn", weights=str(tmp_path / "earlier.keras"), img_size=24, color_mode="rgb", epochs=3,
+                  head_epochs=2, batch_size=8, lr=0.01, verbose=0, augment="none", seed=1, dropout=0.0)
+    fast = train(image_folder, out=str(tmp_path / "fast"), **common)
+    plain = train(image_folder, out=str(tmp_path / "plain"), feature_cache="off", **common)
+    rows = {}
+    for name, run in (("fast", fast), ("plain", plain)):
+        model = load_keras_model(run.path / "model.keras")
+        assert model.get_layer("backbone") is not None and model.input_shape == (None, 24, 24, 3)
+        rows[name] = [line.split(",") for line in open(run.path / "history.csv").read().splitlines()[1:]]
+        assert [r[1] for r in rows[name]] == ["head", "head", "finetune"]
+    # Same data order, same initial head, no dropout: the head-phase losses agree (float rounding aside).
+    for epoch in range(2):
+        fast_loss, plain_loss = float(rows["fast"][epoch][2]), float(rows["plain"][epoch][2])
+        assert abs(fast_loss - plain_loss) < 0.05 * plain_loss + 0.02, (epoch, fast_loss, plain_loss)
+
+
+def test_weights_path_h5_and_keras(tmp_path):
+    src = create_model("small_cnn", num_classes=3, img_size=16, channels=3)
+    h5 = tmp_path / "backbone.weights.h5"
+    src.get_layer("backbone").save_weights(h5)
+    keras_file = tmp_path / "model.keras"
+    src.save(keras_file)
+    for path in (h5, keras_file):
+        model = create_model("small_cnn", num_classes=5, img_size=16, channels=3, weights=str(path))
+        for a, b in zip(model.get_layer("backbone").get_weights(), src.get_layer("backbone").get_weights()):
+            np.testing.assert_array_equal(a, b)
+        assert model.output_shape == (None, 5)  # a new head for the new classes
+
+
+def test_weights_path_mistakes(tmp_path):
+    arch = tmp_path / "other.yaml"
+    arch.write_text("layers:\n  - Conv2D: {filters: 4, kernel_size: 3}\n")
+    other = create_model(str(arch), num_classes=2, img_size=16)
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(UserError, match="same architecture"):
+        create_model("small_cnn", num_classes=2, img_size=16, weights=str(tmp_path / "other.keras"))
+    with pytest.raises(UserError, match="Weights file not found"):
+        create_model("small_cnn", num_classes=2, img_size=16, weights=str(tmp_path / "missing.keras"))
+    (tmp_path / "w.pth").write_bytes(b"x")
+    with pytest.raises(UserError, match=r"expected a .weights.h5 file or a .keras model"):
+        create_model("small_cnn", num_classes=2, img_size=16, weights=str(tmp_path / "w.pth"))
