@@ -29,8 +29,10 @@ class RunWriter(keras.callbacks.Callback):
         >>> model.fit(ds, callbacks=[RunWriter(run_dir, "train", state, n_train)])  # doctest: +SKIP
     """
 
-    def __init__(self, run_dir, phase: str, state: dict, train_images: int, monitor: str = "val_accuracy"):
+    def __init__(self, run_dir, phase: str, state: dict, train_images: int, monitor: str = "val_accuracy",
+                 keep_epochs: bool = False):
         super().__init__()
+        self.keep_epochs = keep_epochs
         self.run_dir = run_dir
         self.phase = phase
         self.state = state  # shared across phases; persisted in checkpoints/state.json
@@ -69,6 +71,8 @@ class RunWriter(keras.callbacks.Callback):
         self.state["epoch"] = epoch + 1
         self.state["phase"] = self.phase
         atomic_save_model(self.model, self.run_dir / "checkpoints" / "last.keras")
+        if self.keep_epochs:
+            atomic_save_model(self.model, self.run_dir / "checkpoints" / f"epoch-{epoch + 1:03d}.keras")
         atomic_write_json(self.run_dir / "checkpoints" / "state.json", self.state)
 
 

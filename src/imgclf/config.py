@@ -80,6 +80,7 @@ class TrainConfig:
     max_images: int = 0  # use at most this many training images (quick experiments); 0 = all
     verbose: int = -1  # -1 = progress bar on a terminal, one line per epoch otherwise; 0 = quiet
     resume: bool = False  # continue the run in `out` from its last checkpoint
+    keep_epochs: bool = False  # also keep every epoch's model as checkpoints/epoch-NNN.keras
 
     def validate(self) -> "TrainConfig":
         """Check ranges and choices; raise `UserError` naming the bad setting.

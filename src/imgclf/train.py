@@ -21,11 +21,13 @@ from .progress import log
 from .run import Run, atomic_write_json, atomic_write_text, new_run_dir
 
 
-def train(data: str | os.PathLike | None = None, *, config: str | os.PathLike | None = None, **settings) -> Run:
+def train(data: str | os.PathLike | None = None, *, config: str | os.PathLike | None = None, callbacks=None,
+          **settings) -> Run:
     """Train a classifier on a folder of class subfolders and return its `Run`.
 
     Settings are the fields of `TrainConfig` (see `imgclf train --help`);
-    `config` is a YAML file of them, which keywords override.
+    `config` is a YAML file of them, which keywords override. `callbacks`
+    are extra Keras callbacks, run after imgclf's own in every phase.
 
     Example:
         >>> import imgclf
@@ -42,7 +44,7 @@ def train(data: str | os.PathLike | None = None, *, config: str | os.PathLike | 
     cfg = make_config(file_settings, given)
     if not cfg.data and not cfg.manifest:
         raise UserError("No data given: pass DATA, a folder with one subfolder per class, or --manifest split.csv.")
-    return Trainer(cfg).fit_new()
+    return Trainer(cfg, callbacks=callbacks).fit_new()
 
 
 def _resume(file_settings: dict | None, given: dict) -> Run:
@@ -63,8 +65,9 @@ def _resume(file_settings: dict | None, given: dict) -> Run:
 class Trainer:
     """Carries one training run through data, model, phases and the bundle. Use `train()`."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path | None = None):
+    def __init__(self, cfg: TrainConfig, run_dir: Path | None = None, callbacks=None):
         self.cfg = cfg
+        self.extra_callbacks = list(callbacks or [])
         self.run_dir = run_dir
         self.summary: dict = {}
 
@@ -409,12 +412,13 @@ class Trainer:
             callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))  # validate and save the average
         if cfg.monitor in EXTRA_MONITORS:  # before RunWriter and EarlyStopping, which read them
             callbacks.append(ValidationMetrics(val_ds, self.sets["val"].labels, self.classes))
-        callbacks.append(RunWriter(self.run_dir, phase, state, len(self.sets["train"]), monitor=cfg.monitor))
+        callbacks.append(RunWriter(self.run_dir, phase, state, len(self.sets["train"]), monitor=cfg.monitor, keep_epochs=cfg.keep_epochs))
         if cfg.patience:
             stopper = keras.callbacks.EarlyStopping(monitor=cfg.monitor, patience=cfg.patience,
                                                     mode="min" if cfg.monitor == "val_loss" else "max")
             callbacks.append(stopper)
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(self.run_dir / "logs"), write_graph=False, profile_batch=0))
+        callbacks += self.extra_callbacks
         if cfg.verbose != 0:
             callbacks.append(EpochProgress(0 if budget_s else epochs, self.steps, cfg.batch_size, schedule=schedule if budget_s else None))
         from .feature_cache import feature_cache_applies, fit_head_on_features

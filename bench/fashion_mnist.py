@@ -1,0 +1,222 @@
+"""Issue 5 benchmark: Fashion-MNIST on this CPU, imgclf's CLI against the Keras "Simple MNIST convnet".
+
+From a clean folder: export the data as PNG class folders with the CLI, train
+the baseline with plain Keras on the same pixels (as arrays), train imgclf
+with only the CLI and a time budget, evaluate on the official test split, and
+print time-to-accuracy checkpoints, final accuracies and throughput figures.
+Test accuracy per epoch is measured only for this table; imgclf chooses its
+checkpoint on a validation split carved from train, never on test.
+
+    .venv/bin/python bench/fashion_mnist.py --budgets 5,20
+    .venv/bin/python bench/fashion_mnist.py --budgets 0.5 --max-images 5000   # a quick smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+THRESHOLDS = (0.90, 0.91, 0.92, 0.93, 0.94, 0.945)
+ROOT = Path(__file__).resolve().parent.parent
+IMGCLF = [sys.executable, "-m", "imgclf"]
+
+
+def sh(cmd: list[str]) -> float:
+    print("$", " ".join(map(str, cmd)), flush=True)
+    start = time.perf_counter()
+    subprocess.run(list(map(str, cmd)), check=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def time_to(curve: list[tuple[float, float]], target: float):
+    for t, acc in curve:
+        if acc >= target:
+            return t
+    return None
+
+
+def load_split(folder: Path, classes: list[str]):
+    import numpy as np
+    from PIL import Image
+
+    xs, ys = [], []
+    for i, c in enumerate(classes):
+        for p in sorted((folder / c).glob("*.png")):
+            xs.append(np.asarray(Image.open(p)))
+            ys.append(i)
+    return np.stack(xs)[..., None], np.array(ys)
+
+
+def baseline(x_tr, y_tr, x_te, y_te, epochs: int):
+    """The Keras example 'Simple MNIST convnet', unchanged but for the input shape."""
+    import keras
+    from keras import layers
+
+    keras.mixed_precision.set_global_policy("float32")
+    model = keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Flatten(),
+        layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    x = x_tr.astype("float32") / 255
+    xt = x_te.astype("float32") / 255
+    y = keras.utils.to_categorical(y_tr, 10)
+    curve, train_time = [], 0.0
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            nonlocal train_time
+            train_time += time.perf_counter() - self.t0  # the test evaluation below is not counted
+            acc = float((self.model.predict(xt, batch_size=1000, verbose=0).argmax(1) == y_te).mean())
+            curve.append((train_time, acc))
+            print(f"  baseline epoch {epoch + 1}: {train_time:.0f}s test accuracy {acc:.4f}", flush=True)
+
+    model.fit(x, y, batch_size=128, epochs=epochs, validation_split=0.1, verbose=0, callbacks=[Clock()])
+    return curve
+
+
+def imgclf_curve(run: Path, x_te, y_te):
+    """Test accuracy of every kept epoch against cumulative training time from history.csv."""
+    import numpy as np
+
+    from imgclf.models.registry import load_keras_model
+
+    with open(run / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    elapsed, curve = 0.0, []
+    for row in history:
+        elapsed += float(row["time_s"])
+        path = run / "checkpoints" / f"epoch-{int(row['epoch']):03d}.keras"
+        model = load_keras_model(path)
+        probs = np.concatenate([np.asarray(model(x_te[i:i + 1000].astype("float32"), training=False)) for i in range(0, len(x_te), 1000)])
+        curve.append((elapsed, float((probs.argmax(1) == y_te).mean())))
+    return curve
+
+
+def throughput(data: Path, model_name: str, n: int = 20000):
+    """imgclf's pipeline + fit vs plain fit on in-memory arrays (same model); decoding alone."""
+    import keras
+    import numpy as np
+
+    from imgclf.data.pipeline import decode_all, make_dataset
+    from imgclf.data.scan import scan_folder
+    from imgclf.hardware import choose_precision
+    from imgclf.models.registry import create_model
+
+    keras.mixed_precision.set_global_policy(choose_precision("auto"))
+    rows = scan_folder(data).rows[:: max(1, len(scan_folder(data).rows) // n)][:n]
+    classes = sorted({r["label"] for r in rows})
+    labels = [classes.index(r["label"]) for r in rows]
+    start = time.perf_counter()
+    decoded = decode_all([r["path"] for r in rows], labels, 28, "grayscale", verbose=False)
+    decode_rate = len(rows) / (time.perf_counter() - start)
+
+    def epoch_rates(fit_once):
+        rates = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fit_once()
+            rates.append(len(rows) / (time.perf_counter() - t0))
+        return statistics.median(rates[1:])  # the first epoch includes tracing
+
+    model = create_model(model_name, 10, 28, 1)
+    model.compile(keras.optimizers.AdamW(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = decoded.images.astype("float32"), decoded.labels
+    plain = epoch_rates(lambda: model.fit(x, y, batch_size=128, epochs=1, verbose=0))
+    ds = make_dataset(decoded, 128, shuffle=True)
+    piped = epoch_rates(lambda: model.fit(ds, epochs=1, verbose=0))
+    return {"plain_fit_img_s": plain, "imgclf_pipeline_fit_img_s": piped, "ratio": piped / plain,
+            "decode_png_img_s": decode_rate, "decode_over_consumption": decode_rate / piped}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "fmnist"))
+    ap.add_argument("--model", default="small_cnn")
+    ap.add_argument("--budgets", default="5,20", help="comma-separated training budgets in minutes")
+    ap.add_argument("--baseline-epochs", type=int, default=15)
+    ap.add_argument("--max-images", type=int, default=0, help="train on a subset (smoke runs)")
+    ap.add_argument("--skip-baseline", action="store_true")
+    args = ap.parse_args()
+
+    from imgclf.data.builtin import FASHION_CLASSES
+    from imgclf.hardware import machine_summary
+
+    out = Path(args.out)
+    data = out / "data"
+    if not (data / ".imgclf-export-complete").exists():
+        sh(IMGCLF + ["datasets", "export", "fashion-mnist", data])
+    print(f"Machine: {machine_summary()}; load average before: {os.getloadavg()}", flush=True)
+    x_te, y_te = load_split(data / "test", FASHION_CLASSES)
+    results = {"machine": machine_summary(), "load_before": os.getloadavg()}
+
+    if not args.skip_baseline:
+        x_tr, y_tr = load_split(data / "train", FASHION_CLASSES)
+        results["baseline_curve"] = baseline(x_tr, y_tr, x_te, y_te, args.baseline_epochs)
+
+    results["imgclf"] = {}
+    for budget in [float(b) for b in args.budgets.split(",")]:
+        run = out / "runs" / f"{args.model}-{budget:g}min"
+        if run.exists():
+            import shutil
+
+            shutil.rmtree(run)
+        cmd = IMGCLF + ["train", data / "train", "--model", args.model, "--time-budget", budget, "--out", run,
+                        "--test-fraction", "0", "--keep-epochs"]
+        if args.max_images:
+            cmd += ["--max-images", args.max_images]
+        wall = sh(cmd)
+        sh(IMGCLF + ["evaluate", run, "--data", data / "test"])
+        metrics = json.loads((run / "metrics.json").read_text())
+        history_time = sum(float(r["time_s"]) for r in csv.DictReader(open(run / "history.csv")))
+        results["imgclf"][budget] = {"test_accuracy": metrics["accuracy"], "train_time_s": history_time,
+                                     "command_wall_s": wall, "curve": imgclf_curve(run, x_te, y_te)}
+
+    results["throughput"] = throughput(data / "train", args.model)
+    results["load_after"] = os.getloadavg()
+
+    print("\n== Fashion-MNIST on", results["machine"], "==")
+    print(f"load average before {results['load_before']}, after {results['load_after']}")
+    header = f"{'accuracy':>9} | {'baseline':>9} | " + " | ".join(f"imgclf {b:g} min" for b in results["imgclf"])
+    print("time to test accuracy (s of training)\n" + header)
+    for target in THRESHOLDS:
+        cells = [time_to(results.get("baseline_curve", []), target)] + [time_to(r["curve"], target) for r in results["imgclf"].values()]
+        print(f"{target:>9.3f} | " + " | ".join(f"{c:>9.0f}" if c is not None else f"{'-':>9}" for c in cells))
+    if results.get("baseline_curve"):
+        b = results["baseline_curve"]
+        print(f"baseline final test accuracy {b[-1][1]:.4f} after {b[-1][0]:.0f}s ({len(b)} epochs)")
+    for budget, r in results["imgclf"].items():
+        print(f"imgclf {budget:g} min budget: test accuracy {r['test_accuracy']:.4f}, training {r['train_time_s']:.0f}s, "
+              f"whole command {r['command_wall_s']:.0f}s")
+    base_t91 = time_to(results.get("baseline_curve", []), 0.91)
+    ours = [time_to(r["curve"], 0.91) for r in results["imgclf"].values()]
+    ours = [t for t in ours if t is not None]
+    if base_t91 and ours:
+        print(f"time to 0.91: baseline {base_t91:.0f}s, imgclf {min(ours):.0f}s, ratio {base_t91 / min(ours):.2f}x")
+    t = results["throughput"]
+    print(f"training throughput: plain model.fit on arrays {t['plain_fit_img_s']:.0f} img/s, imgclf pipeline "
+          f"{t['imgclf_pipeline_fit_img_s']:.0f} img/s (ratio {t['ratio']:.2f}); PNG decoding alone "
+          f"{t['decode_png_img_s']:.0f} img/s = {t['decode_over_consumption']:.1f}x what training consumes")
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
