@@ -70,6 +70,10 @@ def test_report_finds_every_problem_with_its_reason(problem_folder):
     text = format_report(report)
     assert "Blocking problems:" in text and "exit status 3" in text and "stripes/bomb.png" in text
     assert text.index("label_conflict") < text.index("too_small")
+    # Scripts gate on the exit status; the JSON has every path.
+    assert main(["check", str(data), "--json", str(data.parent / "r.json"), "--workers", "2"]) == 3
+    saved = json.loads((data.parent / "r.json").read_text())
+    assert saved["problems"]["corrupt"]["files"] == report["problems"]["corrupt"]["files"]
 
 
 def test_leakage_between_the_users_splits(tmp_path):
@@ -153,3 +157,20 @@ def test_cli_usage_errors_exit_2(tmp_path, capsys):
     assert main(["check", str(tmp_path / "d"), "--quarantine", str(tmp_path / "d" / "q")]) == 2
     err = capsys.readouterr().err
     assert "inside the data folder" in err and "Traceback" not in err
+
+
+def test_worker_processes_give_the_same_report(problem_folder):
+    """Big folders go to worker processes; the report must not depend on it."""
+    import subprocess
+    import sys
+
+    from imgclf.data.check_report import report_json
+
+    data, _ = problem_folder
+    threads = json.loads(report_json(check_folder(data, verbose=False)))
+    code = ("import sys, imgclf.data.parallel as p; p.PROCESS_MIN_FILES = 1; p.CHUNK = 4\n"
+            "from imgclf.data.check import check_folder; from imgclf.data.check_report import report_json\n"
+            "assert p._can_fork()\n"
+            f"sys.stdout.write(report_json(check_folder({str(data)!r}, verbose=False, workers=2)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == threads

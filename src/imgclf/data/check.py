@@ -15,15 +15,15 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..progress import Progress
 from .decode import DEFAULT_MAX_PIXELS, DecodeError, open_image
 from .fingerprint import NEAR_DISTANCE, duplicate_groups, perceptual_hash, read_bytes
+from .parallel import map_files
 from .scan import is_hidden_or_system, scan_folder
 
 EXIT_BLOCKING = 3  # `imgclf check` exit status when blocking problems are found (2 is bad usage)
@@ -98,7 +98,7 @@ def inspect_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
         rec["exif_rotated"] = img.getexif().get(0x0112, 1) not in (0, 1)
         if img.format == "JPEG":
             img.draft("L", (64, 64))  # a full decode (catches truncation) at a fraction of the cost
-        rec["phash"], rec["thumb"] = perceptual_hash(ImageOps.exif_transpose(img))
+        rec["phash"], rec["thumb"] = perceptual_hash(ImageOps.exif_transpose(img) if rec["exif_rotated"] else img)
     except DecodeError as e:
         rec["problems"].append((_decode_kind(e.reason), e.reason))
         return rec
@@ -171,12 +171,8 @@ def check_folder(data: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXEL
     root = scan.root
     rel = lambda p: Path(os.path.relpath(p, root)).as_posix()  # noqa: E731
     paths = [r["path"] for r in scan.rows]
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool, \
-            Progress(len(paths), "Checking", enabled=verbose and bool(paths), unit="files") as bar:
-        recs = []
-        for rec in pool.map(lambda p: inspect_file(p, max_pixels, min_side), paths, chunksize=32):
-            recs.append(rec)
-            bar.update(1)
+    recs = map_files(partial(inspect_file, max_pixels=max_pixels, min_side=min_side), paths, workers=workers,
+                     label="Checking", verbose=verbose)
 
     problems: dict[str, list[dict]] = {k: [] for k in PROBLEMS}
     for row, rec in zip(scan.rows, recs):

@@ -20,19 +20,17 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..progress import Progress
 from .decode import DEFAULT_MAX_PIXELS, DecodeError, open_image, to_color_mode
 
 NEAR_DISTANCE = 8  # pHash bits out of 64; resized, re-encoded copies measured 0-6 apart
 NEAR_MAD = 4.0  # mean absolute difference of 16x16 thumbnails (0-255) below which a candidate is a near duplicate
 _N = 32
-_DCT = np.cos(np.pi * (2 * np.arange(_N)[None, :] + 1) * np.arange(_N)[:, None] / (2 * _N))  # DCT-II basis
+_DCT8 = np.cos(np.pi * (2 * np.arange(_N)[None, :] + 1) * np.arange(8)[:, None] / (2 * _N))  # DCT-II basis, 8 lowest
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -56,6 +54,18 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raise DecodeError(f"unreadable: {e.strerror or e}") from None
 
 
+def upright(img: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says (a no-op, and cheap, for most files).
+
+    Example:
+        >>> upright(Image.new("L", (4, 2))).size
+        (4, 2)
+    """
+    if img.getexif().get(0x0112, 1) in (0, 1):
+        return img
+    return ImageOps.exif_transpose(img)
+
+
 def perceptual_hash(img: Image.Image) -> tuple[int, bytes]:
     """(64-bit pHash, 16x16 grayscale thumbnail bytes) of a PIL image in any mode.
 
@@ -66,8 +76,9 @@ def perceptual_hash(img: Image.Image) -> tuple[int, bytes]:
     """
     small = to_color_mode(img, "grayscale").resize((_N, _N), Image.BILINEAR)
     px = np.asarray(small, dtype=np.float64)
-    low = (_DCT @ px @ _DCT.T)[:8, :8].ravel()
-    bits = low > np.median(low[1:])  # the DC term (overall brightness) takes no part in the median
+    low = (_DCT8 @ px @ _DCT8.T).ravel()  # only the 8x8 lowest frequencies are needed
+    ac = np.partition(low[1:], (31, 32))  # the DC term (overall brightness) takes no part in the median
+    bits = low > (ac[31] + ac[32]) / 2
     bits[0] = False
     thumb = px.reshape(16, 2, 16, 2).mean(axis=(1, 3))
     return int(np.packbits(bits).view(">u8")[0]), np.rint(thumb).astype(np.uint8).tobytes()
@@ -103,7 +114,7 @@ def fingerprint_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
         img = open_image(data, max_pixels=max_pixels)
         if img.format == "JPEG":
             img.draft("L", (64, 64))  # a hash needs 32x32 pixels: decode at reduced scale
-        out["phash"], out["thumb"] = perceptual_hash(ImageOps.exif_transpose(img))
+        out["phash"], out["thumb"] = perceptual_hash(upright(img))
     except DecodeError as e:
         out["error"] = e.reason
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -112,19 +123,17 @@ def fingerprint_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
 
 
 def fingerprint_files(paths: list[str], workers: int = 0, label: str = "Hashing", verbose: bool = True) -> list[dict]:
-    """`fingerprint_file` for every path, in parallel threads (Pillow and hashlib release the GIL).
+    """`fingerprint_file` for every path, across cores (see `imgclf.data.parallel`).
 
     Example:
         >>> [f["sha1"][:8] for f in fingerprint_files(["a.png", "b.png"])]  # doctest: +SKIP
         ['3f786850', '89e6c98d']
     """
-    out = []
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool, \
-            Progress(len(paths), label, enabled=verbose and bool(paths), unit="files") as bar:
-        for result in pool.map(fingerprint_file, paths, chunksize=32):
-            out.append(result)
-            bar.update(1)
-    return out
+    from functools import partial
+
+    from .parallel import map_files
+
+    return map_files(partial(fingerprint_file), paths, workers=workers, label=label, verbose=verbose)
 
 
 class UnionFind:
