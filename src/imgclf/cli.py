@@ -70,11 +70,22 @@ def _parser() -> argparse.ArgumentParser:
     _add_train_args(p)
 
     p = sub.add_parser("evaluate", help="metrics, plots and report.html for a run", formatter_class=fmt,
-                       epilog="examples:\n  imgclf evaluate runs/leaves\n  imgclf evaluate runs/leaves --data test/\n")
+                       epilog="examples:\n  imgclf evaluate runs/leaves\n  imgclf evaluate runs/leaves --data test/ --tta flip\n"
+                              "  imgclf evaluate runs/leaves --find-label-issues --folds 5\n")
     p.add_argument("run", help="run folder written by `imgclf train`")
     p.add_argument("--data", help="folder of class subfolders to evaluate on (default: the run's test split)")
     p.add_argument("--split", choices=("val", "test"), help="which split of the run to evaluate (default: test if any)")
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation: average with the mirror image")
+    p.add_argument("--no-explain", dest="explain", action="store_false", help="skip Grad-CAM and the embedding pictures (faster)")
+    p.add_argument("--find-label-issues", action="store_true", help="also list images whose label the model confidently disputes")
+    p.add_argument("--label-method", choices=("cv", "holdout"), default="cv",
+                   help="label check: cv = k-fold copies of the model over all the run's images (default); holdout = the evaluated images only")
+    p.add_argument("--folds", type=int, default=5, help="folds for --label-method cv (default: 5)")
+
+    p = sub.add_parser("plot", help="redraw every picture and report.html of an evaluated run", formatter_class=fmt,
+                       epilog="examples:\n  imgclf plot runs/leaves\n")
+    p.add_argument("run", help="run folder on which `imgclf evaluate` has run")
 
     p = sub.add_parser("predict", help="classify image files, folders or globs", formatter_class=fmt,
                        epilog="examples:\n  imgclf predict runs/leaves photos/ --top-k 3\n"
@@ -225,10 +236,31 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     from .evaluate import evaluate
 
-    ev = evaluate(args.run, data=args.data, split=args.split, batch_size=args.batch_size)
+    if args.folds < 2:
+        raise UserError(f"--folds must be at least 2, received {args.folds}.")
+    ev = evaluate(args.run, data=args.data, split=args.split, batch_size=args.batch_size, tta=args.tta, explain=args.explain)
     print(ev.summary())
+    if args.find_label_issues:
+        from .label_issues import find_label_issues
+
+        issues = find_label_issues(args.run, method=args.label_method, data=args.data, folds=args.folds)
+        for i in issues[:10]:
+            print(f"possible label error: {i['path']}  given {i['given']}, suggested {i['suggested']} ({i['confidence']:.2f})")
+        print(f"Label issues: {len(issues)} in {os.path.join(args.run, 'label_issues.csv')}")
     print(f"Metrics: {os.path.join(args.run, 'metrics.json')}")
     print(f"Report: {os.path.join(args.run, 'report.html')}")
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from .report import write_report
+    from .run import Run
+    from .visuals import plot_run
+
+    run = Run(args.run)
+    for path in plot_run(run):
+        print(path)
+    print(f"Report: {write_report(run)}")
     return 0
 
 
@@ -369,6 +401,7 @@ def _cmd_datasets(args) -> int:
 COMMANDS = {
     "train": _cmd_train,
     "evaluate": _cmd_evaluate,
+    "plot": _cmd_plot,
     "predict": _cmd_predict,
     "export": _cmd_export,
     "serve": _cmd_serve,

@@ -78,6 +78,13 @@ class Evaluation:
         for k in (3, 5):
             if f"top{k}_accuracy" in m:
                 lines[-1] += f"   top-{k} {m[f'top{k}_accuracy']:.4f}"
+        extra = [(name, m.get(key)) for name, key in (("kappa", "cohen_kappa"), ("ROC-AUC", "roc_auc_macro"),
+                                                      ("PR-AUC", "pr_auc_macro"), ("ECE", "expected_calibration_error"))]
+        lines.append("   ".join(f"{name} {v:.4f}" for name, v in extra if v is not None))
+        if m.get("binary", {}).get("threshold") is not None:
+            b = m["binary"]
+            lines.append(f"best-F1 threshold on P({self.classes[1]}): {b['threshold']:.4f} -> F1 {b['f1']:.4f}, "
+                         f"precision {b['precision']:.4f}, recall {b['recall']:.4f}")
         lines.append(f"{'class':<{width}}  precision  recall     f1  support")
         for c, v in m["per_class"].items():
             lines.append(f"{c:<{width}}  {v['precision']:9.4f}  {v['recall']:6.4f}  {v['f1']:.4f}  {v['support']:7d}")
@@ -121,8 +128,11 @@ def _eval_rows(run: Run, data: str | None, split: str | None) -> tuple[list[dict
 
 
 def evaluate(run, data: str | os.PathLike | None = None, split: str | None = None, batch_size: int = 128,
-             plots: bool = True, verbose: bool = True) -> Evaluation:
-    """Evaluate a run on its test split (or `data`), write metrics.json, plots/ and report.html.
+             plots: bool = True, verbose: bool = True, tta: str = "none", explain: bool = True) -> Evaluation:
+    """Evaluate a run on its test split (or `data`), write metrics.json, predictions.npz, plots/ and report.html.
+
+    `tta="flip"` averages each prediction with the mirrored image's (see
+    `imgclf.tta`); `explain=False` skips Grad-CAM and the embedding projections.
 
     Example:
         >>> ev = imgclf.evaluate("runs/leaves", data="test/")  # doctest: +SKIP
@@ -134,7 +144,7 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
 
     run = run if isinstance(run, Run) else Run(run)
     rows, source = _eval_rows(run, os.fspath(data) if data else None, split)
-    predictor = load(run.path)
+    predictor = load(run.path, tta=tta)
     classes = run.classes
     index = {c: i for i, c in enumerate(classes)}
     pre = predictor.preprocess
@@ -148,15 +158,19 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
     elapsed = time.perf_counter() - start
     ev = Evaluation(decoded.labels, probs, classes, decoded.paths, source=source)
     ev.metrics["images_per_s"] = round(len(decoded) / max(elapsed, 1e-9), 1)
+    ev.metrics["tta"] = tta
     ev.metrics["skipped"] = [{"path": p, "reason": r} for p, r in decoded.skipped]
     ev.metrics["top_losses"] = ev.top_losses(16)
     atomic_write_json(run.file("metrics.json"), ev.metrics)
+    from .visuals import collect_visuals, plot_run, save_predictions
+
+    visuals = None
     if plots:
-        from .plots import plot_confusion_matrix, plot_training_curves
+        visuals = collect_visuals(getattr(predictor, "model", None), decoded.images, ev.y_true, ev.probs, explain=explain)
+    save_predictions(run, ev.y_true, ev.probs, ev.paths, classes, visuals)
+    if plots:
         from .report import write_report
 
-        plot_confusion_matrix(ev.confusion_matrix, classes, run.file("plots") / "confusion_matrix.png")
-        if run.file("history.csv").exists():
-            plot_training_curves(run.file("history.csv"), run.file("plots") / "training_curves.png")
+        plot_run(run)
         write_report(run, ev)
     return ev
