@@ -1,5 +1,6 @@
 #!/bin/sh
-# System packages the tests need (Debian): Chromium and its WebDriver for the web-page test of `imgclf serve`.
+# System packages the tests need (Debian): Chromium and its WebDriver for the web-page test of `imgclf serve`,
+# and Chromium for the report.html screenshot test (tests/test_report.py).
 # Installs only what is missing, and only when running as root (CI); otherwise it says what to install.
 set -e
 missing=""
