@@ -43,7 +43,9 @@ def time_to(curve: list[tuple[float, float]], target: float):
     return None
 
 
-def load_split(folder: Path, classes: list[str]):
+def load_split(folder: Path, classes: list[str], seed: int = 0):
+    """The PNGs as arrays, shuffled: Keras' validation_split takes the last 10% as they come, which
+    on class-ordered arrays would hold out whole classes."""
     import numpy as np
     from PIL import Image
 
@@ -52,7 +54,8 @@ def load_split(folder: Path, classes: list[str]):
         for p in sorted((folder / c).glob("*.png")):
             xs.append(np.asarray(Image.open(p)))
             ys.append(i)
-    return np.stack(xs)[..., None], np.array(ys)
+    order = np.random.default_rng(seed).permutation(len(ys))
+    return np.stack(xs)[order][..., None], np.array(ys)[order]
 
 
 def baseline(x_tr, y_tr, x_te, y_te, epochs: int):
