@@ -248,7 +248,10 @@ def probe_images(paths: list[str], limit: int = 200, seed: int = 0) -> dict:
     sides, gray = [], True
     for path in paths[::step][:limit]:
         try:
-            with Image.open(path) as img:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # only the header is read here
+                img = Image.open(path)
+            with img:
                 sides.append(min(img.size))
                 if img.mode == "P":
                     gray = gray and _palette_is_gray(img)
