@@ -174,3 +174,40 @@ def test_worker_processes_give_the_same_report(problem_folder):
             f"sys.stdout.write(report_json(check_folder({str(data)!r}, verbose=False, workers=2)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == threads
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="runs as root only; as a normal user the main report test covers it")
+def test_unreadable_file_when_not_root(tmp_path_factory):
+    """Root reads any file, so drop to an unprivileged user to see a real permission error."""
+    import subprocess
+    import sys
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="imgclf-perm-")
+    try:
+        os.chmod(base, 0o755)
+        data = os.path.join(base, "data")
+        for c in ("a", "b"):
+            os.makedirs(os.path.join(data, c))
+            for i in range(2):
+                Image.new("RGB", (20, 20), (90 * i, 50, 200 if c == "a" else 0)).save(os.path.join(data, c, f"{i}.png"))
+        locked = os.path.join(data, "a", "locked.png")
+        Image.new("RGB", (20, 20)).save(locked)
+        os.chmod(locked, 0)
+        for dirpath, dirs, _ in os.walk(base):
+            os.chmod(dirpath, 0o755)
+        code = ("import json, sys; from imgclf.data.check import check_folder; "
+                f"r = check_folder({data!r}, verbose=False); print(json.dumps(r['problems'].get('unreadable')))")
+        try:
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                                 preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
+        except (PermissionError, OSError) as e:
+            pytest.skip(f"cannot switch to an unprivileged user here: {e}")
+        if out.returncode != 0 and "Permission denied" in out.stderr and "imgclf" not in out.stderr:
+            pytest.skip("the unprivileged user cannot run this Python")
+        assert out.returncode == 0, out.stderr
+        problem = json.loads(out.stdout)
+        assert problem["files"] == [{"path": "a/locked.png", "reason": "unreadable: permission denied"}]
+        assert problem["blocking"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
