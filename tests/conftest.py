@@ -74,8 +74,11 @@ def trained_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def exported_models(trained_run):
-    """The session's trained run exported once to every format (issue 7): {format: ExportResult}."""
+def exported_models(trained_run, tmp_path_factory):
+    """The session's trained run exported once to every format (issue 7): {format: ExportResult}.
+
+    Written outside the run folder, which other tests expect unchanged."""
     from imgclf.export import FORMATS, export
 
-    return {fmt: export(trained_run, fmt) for fmt in FORMATS}
+    out = tmp_path_factory.mktemp("exports")
+    return {fmt: export(trained_run, fmt, out=out / name) for fmt, name in FORMATS.items()}

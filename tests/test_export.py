@@ -9,7 +9,7 @@ import pytest
 
 import imgclf
 from imgclf.errors import UserError
-from imgclf.export import ExportCheckError, _judge, export
+from imgclf.export import ExportCheckError, _judge, _target, export
 from tests.conftest import make_image_folder
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ def test_every_format_passes_parity_and_predicts_like_the_run(trained_run, expor
     ref_emb = run_clf.embed(paths)
     for fmt, result in exported_models.items():
         p = result.parity
-        assert result.path.exists() and result.path.parent == trained_run.file("exports")
+        assert result.path.exists()
         val = [r for r in trained_run.manifest() if r["split"] == "val"]
         assert p["images"] == len(val) > 0 and p["split"] == "val"  # the run's validation images
         clf = imgclf.load(result.path)
@@ -60,6 +60,7 @@ def test_export_never_overwrites_and_validates(trained_run, exported_models, tmp
     taken = exported_models["tflite"].path
     with pytest.raises(UserError, match="already exists"):
         export(trained_run, "tflite", out=taken)
+    assert _target(trained_run, "tflite-int8", None, False) == trained_run.file("exports") / "model_int8.tflite"
     with pytest.raises(UserError, match="Unknown export format 'tflit'"):
         export(trained_run, "tflit")
     with pytest.raises(UserError, match="must end in .onnx"):
@@ -88,3 +89,13 @@ def test_prediction_from_an_export_never_imports_tensorflow(exported_models, tmp
     assert "HEAVY [] RC 0" in out.stderr, out.stderr[-2000:]
     rows = json.loads(out.stdout)
     assert len(rows) == 3 and {r["class"] for r in rows} <= {"circle", "square", "stripes"}
+
+
+def test_export_command_prints_parity(trained_run, tmp_path, capsys):
+    from imgclf.cli import main
+
+    assert main(["export", str(trained_run.path), "--format", "tflite-fp16", "--out", str(tmp_path / "m.tflite")]) == 0
+    out = capsys.readouterr().out
+    assert "Exported tflite-fp16" in out and "top-1 agreement 100.00%" in out
+    assert imgclf.load(tmp_path / "m.tflite").classes == trained_run.classes
+    assert main(["export", str(trained_run.path), "--format", "tflite-fp16", "--out", str(tmp_path / "m.tflite")]) == 2
