@@ -53,8 +53,6 @@ def test_unfrozen_batchnorm_trains_when_asked(tmp_path):
 
 
 def test_head_epochs_follow_the_dataset_size(tmp_path):
-    from types import SimpleNamespace
-
     trainer, _ = _phase_model(tmp_path, epochs=10, batch_size=64)
     trainer.sets = {"train": np.zeros(1000)}  # 16 steps per epoch: 150 steps would be 10 epochs, capped at half
     assert trainer._phases() == [("head", 5, 0.3), ("finetune", 10, 0.7)]
@@ -67,7 +65,7 @@ def test_head_epochs_follow_the_dataset_size(tmp_path):
 
 
 @pytest.mark.slow
-def test_fine_tune_an_earlier_run_with_and_without_the_feature_cache(tmp_path, image_folder):
+def test_fine_tune_an_earlier_run_with_and_without_the_feature_cache(tmp_path, image_folder, capsys):
     """--weights PATH.keras starts the two-phase recipe from an earlier model. The feature cache is an
     optimisation, not a different recipe: both runs reach the same head loss, and the full model
     (not just the head) is what lands in model.keras."""
@@ -78,7 +76,9 @@ def test_fine_tune_an_earlier_run_with_and_without_the_feature_cache(tmp_path, i
     common = dict(model="small_cnn", weights=str(tmp_path / "earlier.keras"), img_size=24, color_mode="rgb", epochs=3,
                   head_epochs=2, batch_size=8, lr=0.01, verbose=0, augment="none", seed=1, dropout=0.0)
     fast = train(image_folder, out=str(tmp_path / "fast"), **common)
+    assert "Feature cache: backbone features of" in capsys.readouterr().err
     plain = train(image_folder, out=str(tmp_path / "plain"), feature_cache="off", **common)
+    assert "Feature cache" not in capsys.readouterr().err
     rows = {}
     for name, run in (("fast", fast), ("plain", plain)):
         model = load_keras_model(run.path / "model.keras")
@@ -116,3 +116,17 @@ def test_weights_path_mistakes(tmp_path):
     (tmp_path / "w.pth").write_bytes(b"x")
     with pytest.raises(UserError, match=r"expected a .weights.h5 file or a .keras model"):
         create_model("small_cnn", num_classes=2, img_size=16, weights=str(tmp_path / "w.pth"))
+
+
+def test_feature_cache_only_when_the_backbone_is_frozen_and_inputs_repeat():
+    from imgclf.feature_cache import feature_cache_applies
+
+    model = create_model("small_cnn", num_classes=2, img_size=16, channels=3)
+    model.get_layer("backbone").trainable = False
+    assert feature_cache_applies(make_config({"augment": "none"}), "head", model)
+    assert not feature_cache_applies(make_config({"augment": "none"}), "finetune", model)
+    for change in ({"augment": "light"}, {"mixup": 0.2}, {"cutmix": 1.0}, {"feature_cache": "off"}, {"ema": True},
+                   {"sampling": "balanced"}):
+        assert not feature_cache_applies(make_config({"augment": "none", **change}), "head", model), change
+    model.get_layer("backbone").trainable = True
+    assert not feature_cache_applies(make_config({"augment": "none"}), "head", model)

@@ -36,8 +36,6 @@ def imagenet_classifier(name: str = "efficientnet_lite0"):
         >>> decode_top(model.predict(batch), k=3)  # doctest: +SKIP
         [[('tabby', 0.61), ('tiger_cat', 0.2), ('Egyptian_cat', 0.1)]]
     """
-    import keras
-
     from .efficientnet_lite import imagenet_head_weights
     from .registry import create_model
 
