@@ -8,7 +8,8 @@ Prints the machine, then:
      Keras call, SavedModel, TFLite fp32, TFLite int8 and ONNX Runtime;
   2. `imgclf predict` on a folder of 5,000 JPEGs vs the tutorial loop
      (keras.utils.load_img + model.predict per file, timed on a sample);
-  3. cold start of `imgclf predict MODEL one.jpg` from a .tflite, a .onnx and a .keras.
+  3. cold start of `imgclf predict MODEL one.jpg` from a .tflite, a .onnx and a .keras;
+  4. peak memory of `imgclf predict` on 1,000 and 10,000 files (streaming keeps it flat).
 Medians are quoted; the baseline of each comparison is measured in the same run.
 """
 
@@ -159,10 +160,47 @@ def cold_start(models: list[Path], image: str, repeats: int) -> None:
         print(f"| {m.suffix} | {statistics.median(times):.2f} | {tf_used} |", flush=True)
 
 
+def memory_is_flat(work: Path, counts=(1000, 10000)) -> None:
+    """Peak RSS of `imgclf predict model.tflite folder/` for 1,000 and 10,000 files: streaming keeps it flat."""
+    import psutil
+    import tensorflow as tf
+
+    from imgclf.export import serving_model
+    from imgclf.models.registry import create_model
+
+    model = serving_model(create_model("small_cnn", num_classes=10, img_size=32, channels=3))
+    tfl = work / "mem_model.tflite"
+    model.export(str(tfl), format="litert", verbose=False, target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
+    tfl.with_suffix(".json").write_text(json.dumps({"classes": [f"c{i}" for i in range(10)],
+                                                    "preprocess": {"img_size": 32, "color_mode": "rgb", "resize": "squash"}}))
+    rng = np.random.default_rng(2)
+    print("\nMemory while streaming: `imgclf predict model.tflite folder/ --format csv --output preds.csv` (32 px PNGs)")
+    print("| files | seconds | img/s | peak RSS MB |")
+    print("|---:|---:|---:|---:|")
+    for n in counts:
+        folder = work / f"many{n}"
+        for i in range(n):
+            sub = folder / f"c{i % 10}"
+            sub.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(sub / f"{i:06d}.png")
+        t = time.perf_counter()
+        proc = subprocess.Popen([IMGCLF, "predict", str(tfl), str(folder), "--format", "csv", "--output",
+                                 str(work / "many.csv"), "--no-progress"], stderr=subprocess.DEVNULL)
+        watch, peak = psutil.Process(proc.pid), 0
+        while proc.poll() is None:
+            try:
+                peak = max(peak, watch.memory_info().rss)
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - t
+        print(f"| {n:,} | {elapsed:.1f} | {n / elapsed:,.0f} | {peak / 1e6:.0f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repeats and files (a smoke run)")
-    parser.add_argument("--only", choices=("runtimes", "folder"), help="run one part (folder includes cold start)")
+    parser.add_argument("--only", choices=("runtimes", "folder", "memory"), help="run one part (folder includes cold start)")
     args = parser.parse_args()
     from imgclf.hardware import machine_summary
 
@@ -175,6 +213,9 @@ def main() -> None:
             runtime_table("mobilenet_v2", 224, work, 5 if q else 15, 2 if q else 4)
         if args.only == "runtimes":
             return
+        if args.only == "memory":
+            memory_is_flat(work)
+            return
         tfl, keras_file, image = folder_vs_tutorial(work, 500 if q else 5000, 100 if q else 300)
         onnx_file = work / "folder_model.onnx"
         from imgclf.export import serving_model
@@ -184,6 +225,8 @@ def main() -> None:
         served([np.zeros((1, 64, 64, 3), np.float32)])  # the ONNX exporter wants a called model
         served.export(str(onnx_file), format="onnx", verbose=False)  # its sidecar folder_model.json is already there
         cold_start([tfl, onnx_file, keras_file], image, 2 if q else 3)
+        if args.only is None:
+            memory_is_flat(work, (200, 2000) if q else (1000, 10000))
 
 
 if __name__ == "__main__":
