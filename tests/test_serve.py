@@ -214,3 +214,14 @@ def test_load_on_loopback(server):
     assert statuses.count(200) == len(statuses) > 100
     assert health["images_served"] / health["batches"] > 1.2  # concurrent requests shared model calls
     assert rss_after - rss_before < 50e6
+
+
+def test_port_in_use_is_a_clear_error(exported_models, capsys):
+    from imgclf.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(exported_models["onnx"].path), "--port", str(port)]) == 2
+    assert "Pass another --port" in capsys.readouterr().err

@@ -61,6 +61,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
 
     from ..predict import load
 
+    _check_port(host, port)
     predictor = load(model)  # load once here so that a bad model fails now, with a clear message
     where = ("local only: other machines cannot connect; pass --host 0.0.0.0 to allow them" if host in ("127.0.0.1", "localhost", "::1")
              else f"reachable from other machines through {host}: anyone who can reach this port can use the model")
@@ -76,6 +77,25 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
     else:
         os.environ[CONFIG_ENV] = json.dumps({"model": str(model), **settings})
         uvicorn.run("imgclf.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level)
+
+
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    if not 0 < port < 65536:
+        raise UserError(f"--port must be between 1 and 65535, received {port}.")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise UserError(f"Cannot bind to --host {host!r}: not an address of this machine.") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise UserError(f"Cannot listen on {host}:{port}: {e.strerror}. Is another server using it? "
+                            "Pass another --port.") from None
 
 
 def _url_host(host: str) -> str:
