@@ -1,6 +1,6 @@
 """Issue 4 benchmark: inference speed of every zoo model at its default input size.
 
-    .venv/bin/python bench/zoo_speed.py [--all] [--pattern 'efficientnet*'] [--repeats 3]
+    .venv/bin/python bench/zoo_speed.py [--all | --light] [--pattern 'efficientnet*'] [--repeats 3]
 
 For each registered model: build it as `imgclf train` would (raw 0..255 input,
 preprocessing inside, a 10-class head, random weights: speed does not depend on
@@ -26,6 +26,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 HEAVY = {"efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_v2_m", "efficientnet_v2_l",
          "convnext_small", "convnext_base"}
+# Under about 2 GFLOPs per image at the default size: what a CPU user picks from (--light).
+LIGHT = {"small_cnn", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_lite0",
+         "efficientnet_lite1", "efficientnet_lite2", "efficientnet_lite3", "efficientnet_b0", "efficientnet_b1",
+         "efficientnet_b2", "efficientnet_v2_b0", "efficientnet_v2_b1", "efficientnet_v2_b2", "nasnet_mobile",
+         "densenet121", "resnet50", "resnet50_v2"}
 BASELINE = "mobilenet_v2"
 
 
@@ -57,6 +62,7 @@ def images_per_s(name: str, repeats: int, batch: int = 32) -> tuple[float, int, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--all", action="store_true", help="include the heaviest models")
+    parser.add_argument("--light", action="store_true", help="only the models under about 2 GFLOPs per image")
     parser.add_argument("--pattern", default="*")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -70,7 +76,7 @@ def main() -> None:
     print(machine_summary())
     print("Note: the CPU is shared with other engineers' jobs while this runs; figures are noisy.")
     names = [n for n in list_models() if fnmatch.fnmatch(n, args.pattern)]
-    skipped = [n for n in names if n in HEAVY and not args.all]
+    skipped = [n for n in names if (n in HEAVY and not args.all) or (args.light and n not in LIGHT)]
     names = [n for n in names if n not in skipped]
     first, _, _ = images_per_s(BASELINE, args.repeats)
     print(f"baseline {BASELINE} (first): {first:.1f} images/s")
@@ -84,7 +90,7 @@ def main() -> None:
     last, _, _ = images_per_s(BASELINE, args.repeats)
     print(f"\nbaseline {BASELINE} (last): {last:.1f} images/s; last/first = {last / first:.2f} (CPU drift during the run)")
     if skipped:
-        print(f"skipped (heaviest; pass --all): {', '.join(skipped)}")
+        print(f"skipped ({'--light' if args.light else 'heaviest; pass --all'}): {', '.join(skipped)}")
 
 
 if __name__ == "__main__":
