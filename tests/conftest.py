@@ -81,4 +81,5 @@ def exported_models(trained_run, tmp_path_factory):
     from imgclf.export import FORMATS, export
 
     out = tmp_path_factory.mktemp("exports")
-    return {fmt: export(trained_run, fmt, out=out / name) for fmt, name in FORMATS.items()}
+    # int8 on ~10 validation images: one changed answer is a 10% drop, so the default 5% bound would be luck.
+    return {fmt: export(trained_run, fmt, out=out / name, max_int8_drop=0.25) for fmt, name in FORMATS.items()}

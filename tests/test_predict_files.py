@@ -70,9 +70,13 @@ def test_claim_never_overwrites(tmp_path):
 
 def test_threshold_tta_and_cli_errors(tflite, tmp_path, capsys):
     make_image_folder(tmp_path / "in", per_class=2)
-    rc = main(["predict", tflite, str(tmp_path / "in"), "--format", "json", "--threshold", "0.99999999", "--top-k", "2"])
+    main(["predict", tflite, str(tmp_path / "in"), "--format", "json"])
+    probs = sorted(r["probability"] for r in json.loads(capsys.readouterr().out))
+    cut = probs[len(probs) // 2]  # the median: about half the images fall below it
+    rc = main(["predict", tflite, str(tmp_path / "in"), "--format", "json", "--threshold", str(cut), "--top-k", "2"])
     rows = json.loads(capsys.readouterr().out)
-    assert rc == 0 and any(r["class"] == "unknown" for r in rows)
+    assert rc == 0 and all((r["class"] == "unknown") == (r["probability"] < cut) for r in rows)
+    assert any(r["class"] == "unknown" for r in rows) or probs[0] == probs[-1]
     assert all(len(r["top_k"]) == 2 and r["top_k"][0][0] != "unknown" for r in rows)
     plain = imgclf.load(tflite)
     flip = imgclf.load(tflite, tta="flip")

@@ -30,24 +30,31 @@ def _png(kind="circle", seed=3, size=28) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def client(exported_models):
-    clf = imgclf.load(exported_models["tflite"].path)
-    with TestClient(create_app(clf, max_upload_mb=1)) as c:
+def tflite_predictor(exported_models):
+    return imgclf.load(exported_models["tflite"].path)
+
+
+@pytest.fixture(scope="module")
+def client(tflite_predictor):
+    with TestClient(create_app(tflite_predictor, max_upload_mb=1)) as c:
         yield c
 
 
-def test_predict_multipart_raw_and_batch(client):
+def test_predict_multipart_raw_and_batch(client, tflite_predictor):
     stripes = _png("stripes")
+    expected = tflite_predictor.predict(stripes, top_k=2)[0]  # the server must answer as the Python API does
     r = client.post("/predict?top_k=2", files={"file": ("s.png", stripes, "image/png")})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["class"] == "stripes" and len(body["top_k"]) == 2 and body["timing_ms"]["total"] > 0
+    assert body["class"] == expected["class"] and body["probability"] == pytest.approx(expected["probability"], abs=1e-5)
+    assert [t["class"] for t in body["top_k"]] == [c for c, _ in expected["top_k"]] and body["timing_ms"]["total"] > 0
     raw = client.post("/predict", content=stripes, headers={"content-type": "image/png"}).json()
-    assert raw["class"] == "stripes" and raw["probability"] == pytest.approx(body["probability"], abs=1e-6)
-    files = [("files", (f"{k}.png", _png(k, seed=i), "image/png")) for i, k in enumerate(["circle", "stripes"])]
+    assert raw["class"] == expected["class"] and raw["probability"] == pytest.approx(body["probability"], abs=1e-6)
+    images = [_png(k, seed=i) for i, k in enumerate(["circle", "stripes"])]
+    files = [("files", (f"{i}.png", img, "image/png")) for i, img in enumerate(images)]
     files.append(("files", ("bad.png", b"nope", "image/png")))
     results = client.post("/predict/batch", files=files).json()["results"]
-    assert [r.get("class") for r in results[:2]] == ["circle", "stripes"]
+    assert [r.get("class") for r in results[:2]] == [row["class"] for row in tflite_predictor.predict(images)]
     assert results[2]["error"] == "not an image"
 
 
@@ -138,7 +145,7 @@ def test_server_binds_loopback_and_says_so(server):
 
 
 @pytest.mark.slow
-def test_web_page_in_headless_chromium(server, tmp_path):
+def test_web_page_in_headless_chromium(server, tflite_predictor, tmp_path):
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver_path):
         pytest.skip("chromium and chromium-driver are not installed (scripts/ensure-system-deps.sh installs them)")
@@ -162,7 +169,7 @@ def test_web_page_in_headless_chromium(server, tmp_path):
         card = WebDriverWait(browser, 20).until(
             lambda b: b.find_element(By.CSS_SELECTOR, ".result[data-state]"))
         assert card.get_attribute("data-state") == "done"
-        assert card.find_element(By.CSS_SELECTOR, ".top-class").text == "stripes"
+        assert card.find_element(By.CSS_SELECTOR, ".top-class").text == tflite_predictor.predict(str(image))[0]["class"]
         assert len(card.find_elements(By.CSS_SELECTOR, ".bar")) == 3
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors

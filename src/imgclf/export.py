@@ -9,8 +9,8 @@ input), and carries the class names and preprocessing: inside the file for
 .tflite (a metadata buffer) and .onnx (metadata_props), in a sidecar JSON
 otherwise. int8 calibrates on a sample of the run's training images.
 
-After writing, a parity check runs the export and the run's Keras model on
-validation images: float formats must agree on top-1 for at least 99.5% of
+After writing, a parity check runs the export and the run's Keras model (in
+float32, as the export computes) on validation images: float formats must agree on top-1 for at least 99.5% of
 them; int8 reports its accuracy drop and fails past `max_int8_drop`. A failed
 check removes the export and raises `ExportCheckError`.
 """
@@ -59,8 +59,10 @@ class ExportResult:
         p = self.parity
         size = _size(self.path)
         lines = [f"Exported {self.format} to {self.path} ({size / 1e6:.2f} MB) in {self.seconds:.1f}s",
-                 f"Parity on {p['images']} {p['split']} images: top-1 agreement {p['agreement']:.2%}, "
-                 f"largest probability difference {p['max_prob_diff']:.4f}"]
+                 f"Parity with the Keras model (float32) on {p['images']} {p['split']} images: top-1 agreement "
+                 f"{p['agreement']:.2%}, largest probability difference {p['max_prob_diff']:.2e}"]
+        if p.get("run_precision", "float32") != "float32":
+            lines.append(f"(the run itself computes in {p['run_precision']}; exports compute in float32)")
         if p.get("keras_accuracy") is not None:
             lines.append(f"Accuracy: Keras {p['keras_accuracy']:.2%}, export {p['export_accuracy']:.2%} "
                          f"(drop {p['accuracy_drop']:+.2%})")
@@ -273,8 +275,11 @@ def export(run, format: str = "tflite", out: str | os.PathLike | None = None, ov
             from .backends import open_backend
 
             exported = Predictor(open_backend(tmp)[0], run.classes, pre, source=str(path))
-        reference = Predictor(keras_model, run.classes, pre, source=str(run.path))
-        parity = {**parity_check(reference, exported, images, labels), "split": split}
+        # The reference is the run's model computing in float32, like every export: the check then measures
+        # the conversion alone, not the rounding of a run trained in mixed precision (reported beside it).
+        reference = Predictor(float32_copy(keras_model), run.classes, pre, source=str(run.path))
+        parity = {**parity_check(reference, exported, images, labels), "split": split,
+                  "run_precision": _precision(keras_model)}
         _judge(format, parity, max_int8_drop)
         _replace(tmp, path)
     finally:
@@ -282,6 +287,12 @@ def export(run, format: str = "tflite", out: str | os.PathLike | None = None, ov
         if format == "keras":
             _remove(tmp.with_suffix(".json"))
     return ExportResult(path=path, format=format, parity=parity, seconds=time.perf_counter() - start)
+
+
+def _precision(model) -> str:
+    names = {getattr(layer, "dtype_policy", None) and layer.dtype_policy.name for layer in model.layers}
+    names.discard(None)
+    return "float32" if names <= {"float32"} else ", ".join(sorted(n for n in names if n != "float32"))
 
 
 def _judge(fmt: str, parity: dict, max_int8_drop: float) -> None:
