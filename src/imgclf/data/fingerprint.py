@@ -9,10 +9,11 @@ photo re-encoded, resized or recompressed) are found in two steps:
    the 64 bits into d + 1 chunks; hashes at most d bits apart agree exactly on
    at least one chunk, so only hashes sharing a chunk value are compared;
 2. a candidate pair is confirmed when their 16x16 grayscale thumbnails differ
-   by less than `NEAR_MAD` grey levels on average. Hashes alone join too much
-   on homogeneous data (two different Fashion-MNIST trousers often share a
-   hash); the thumbnail check removed every such false match in our
-   measurements while keeping every resized, re-encoded copy.
+   by less than `NEAR_MAD` grey levels on average, and by less than
+   `NEAR_REL` of their own contrast. Hashes alone join too much on
+   homogeneous data (two different Fashion-MNIST trousers often share a
+   hash), and an absolute threshold alone joins thin dark pictures (105
+   different flip-flops became one group); bench/near_duplicates.py measures it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .decode import DEFAULT_MAX_PIXELS, DecodeError, open_image, to_color_mode
 
 NEAR_DISTANCE = 8  # pHash bits out of 64; resized, re-encoded copies measured 0-6 apart
 NEAR_MAD = 4.0  # mean absolute difference of 16x16 thumbnails (0-255) below which a candidate is a near duplicate
+NEAR_REL = 0.1  # ... and below this share of the thumbnails' own contrast
 _N = 32
 _DCT8 = np.cos(np.pi * (2 * np.arange(_N)[None, :] + 1) * np.arange(8)[:, None] / (2 * _N))  # DCT-II basis, 8 lowest
 
@@ -84,18 +86,33 @@ def perceptual_hash(img: Image.Image) -> tuple[int, bytes]:
     return int(np.packbits(bits).view(">u8")[0]), np.rint(thumb).astype(np.uint8).tobytes()
 
 
-def thumbs_close(a: list[bytes], b: list[bytes], max_mad: float = NEAR_MAD) -> np.ndarray:
-    """For pairs of thumbnails, whether each pair differs by less than `max_mad` grey levels on average.
+def thumb_matrix(thumbs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Thumbnails as an (n, 256) int16 array, and each one's contrast (mean absolute deviation)."""
+    t = np.frombuffer(b"".join(thumbs), np.uint8).reshape(len(thumbs), -1).astype(np.int16)
+    return t, np.abs(t - t.mean(axis=1, keepdims=True)).mean(axis=1)
+
+
+def close_rows(t: np.ndarray, contrast: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Whether thumbnails i and j are near duplicates: under `NEAR_MAD` grey levels apart on
+    average, and under `NEAR_REL` of the more contrasted one's contrast (thin sandals on
+    black differ by few grey levels, yet are different pictures)."""
+    mad = np.abs(t[i] - t[j]).mean(axis=1)
+    return (mad < NEAR_MAD) & (mad < NEAR_REL * np.maximum(np.maximum(contrast[i], contrast[j]), 1.0))
+
+
+def thumbs_close(a: list[bytes], b: list[bytes]) -> np.ndarray:
+    """For pairs of thumbnails (a[k], b[k]), whether each pair is a near duplicate (see `close_rows`).
 
     Example:
-        >>> thumbs_close([bytes(256)], [bytes([2]) * 256]).tolist()
-        [True]
+        >>> ramp = bytes(range(0, 256))
+        >>> thumbs_close([ramp, ramp], [bytes(min(v + 2, 255) for v in ramp), bytes(256)]).tolist()
+        [True, False]
     """
     if not a:
         return np.zeros(0, dtype=bool)
-    x = np.frombuffer(b"".join(a), np.uint8).reshape(len(a), -1).astype(np.int16)
-    y = np.frombuffer(b"".join(b), np.uint8).reshape(len(b), -1).astype(np.int16)
-    return np.abs(x - y).mean(axis=1) < max_mad
+    t, contrast = thumb_matrix(list(a) + list(b))
+    n = len(a)
+    return close_rows(t, contrast, np.arange(n), np.arange(n, 2 * n))
 
 
 def fingerprint_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
@@ -164,8 +181,8 @@ class UnionFind:
 def near_pairs(hashes: list[int], max_distance: int = NEAR_DISTANCE, confirm=None) -> list[tuple[int, int]]:
     """Index pairs (i < j) whose hashes are at most `max_distance` bits apart (equal ones included).
 
-    `confirm(i, j)` (index arrays -> bool array) filters candidates as they
-    are found, so memory holds only confirmed pairs. Example:
+    `confirm(i, j)` (index arrays -> bool array) filters the candidates,
+    once per pair however many chunks it matched on. Example:
         >>> near_pairs([0b1111, 0b0111, 1 << 40], max_distance=1)
         [(0, 1)]
     """
@@ -175,7 +192,7 @@ def near_pairs(hashes: list[int], max_distance: int = NEAR_DISTANCE, confirm=Non
         return []
     chunks = min(max_distance + 1, 64)
     bounds = np.linspace(0, 64, chunks + 1).astype(int)
-    found: set[tuple[int, int]] = set()
+    keys_found = np.zeros(0, dtype=np.int64)  # candidate pairs as i * n + j, unique
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         mask = np.uint64((1 << int(hi - lo)) - 1)
         keys = (values >> np.uint64(lo)) & mask
@@ -183,6 +200,7 @@ def near_pairs(hashes: list[int], max_distance: int = NEAR_DISTANCE, confirm=Non
         sorted_keys = keys[order]
         starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
         ends = np.r_[starts[1:], n]
+        new = [keys_found]
         for s, e in zip(starts, ends):
             if e - s < 2:
                 continue
@@ -194,12 +212,15 @@ def near_pairs(hashes: list[int], max_distance: int = NEAR_DISTANCE, confirm=Non
                 rows, cols = np.nonzero(dist <= max_distance)
                 i, j = block[rows], members[cols]
                 keep = i < j
-                i, j = i[keep], j[keep]
-                if confirm is not None and len(i):
-                    ok = confirm(i, j)
-                    i, j = i[ok], j[ok]
-                found.update(zip(i.tolist(), j.tolist()))
-    return sorted(found)
+                new.append(i[keep].astype(np.int64) * n + j[keep])
+        merged = np.sort(np.concatenate(new))  # sorting beats np.unique's hashing here, by far
+        keys_found = merged[np.r_[True, merged[1:] != merged[:-1]]] if len(merged) else merged
+    i, j = keys_found // n, keys_found % n
+    if confirm is not None and len(i):
+        step = 65536  # bounded temporaries in `confirm`
+        ok = np.concatenate([confirm(i[k:k + step], j[k:k + step]) for k in range(0, len(i), step)])
+        i, j = i[ok], j[ok]
+    return list(zip(i.tolist(), j.tolist()))
 
 
 def duplicate_groups(sha1: list[str], hashes: list[int | None], thumbs: list[bytes] | None = None,
@@ -224,9 +245,11 @@ def duplicate_groups(sha1: list[str], hashes: list[int | None], thumbs: list[byt
     # One representative per distinct content, so many copies of one file cost nothing extra.
     reps = [g[0] for g in exact.values() if hashes[g[0]] is not None]
     confirm = None
-    if thumbs is not None:
+    if thumbs is not None and reps:
+        t, contrast = thumb_matrix([thumbs[r] for r in reps])
+
         def confirm(i, j):
-            return thumbs_close([thumbs[reps[k]] for k in i.tolist()], [thumbs[reps[k]] for k in j.tolist()])
+            return close_rows(t, contrast, i, j)
     uf = UnionFind(len(reps))
     for a, b in near_pairs([hashes[r] for r in reps], max_distance, confirm):
         uf.union(a, b)
