@@ -77,9 +77,10 @@ def test_modes_agree_with_the_preprocess_layer():
 @pytest.mark.slow
 def test_train_with_a_yaml_model(tmp_path, image_folder):
     import imgclf
+    from imgclf.train import train  # not imgclf.train: importing the module imgclf.train shadows it
 
     path = write(tmp_path, GOOD)
-    run = imgclf.train(image_folder, model=path, epochs=1, batch_size=16, verbose=0, out=str(tmp_path / "run"))
+    run = train(image_folder, model=path, epochs=1, batch_size=16, verbose=0, out=str(tmp_path / "run"))
     clf = imgclf.load(run.path)
     assert clf is not None
     assert (run.path / "model.keras").exists()
