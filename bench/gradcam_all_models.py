@@ -1,6 +1,6 @@
 """Grad-CAM on every registered model: finds the feature map from the graph, returns sane maps, and how long it takes.
 
-Run: .venv/bin/python bench/gradcam_all_models.py [PATTERN]
+Run: .venv/bin/python bench/gradcam_all_models.py [PATTERN ...]   (default: every model)
 Builds each model with random weights at max(64, min_size) pixels and explains
 two random images. Prints one line per model and the machine; exits 1 if any fails.
 Baseline in the same run: a plain forward pass of the same batch, so the
@@ -21,11 +21,12 @@ from imgclf.hardware import machine_summary
 from imgclf.models.registry import create_model, get_spec, list_models
 
 
-def main(pattern: str = "*") -> int:
+def main(*patterns: str) -> int:
     print(machine_summary())
     failures, ratios = [], []
     print(f"{'model':<22} {'feature map':<20} {'build s':>8} {'forward s':>9} {'gradcam s':>9} {'ratio':>6}")
-    for name in list_models(pattern):
+    names = sorted({n for p in (patterns or ("*",)) for n in list_models(p)})
+    for name in names:
         size = max(64, get_spec(name).min_size)
         try:
             t0 = time.perf_counter()

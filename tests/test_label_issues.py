@@ -37,43 +37,43 @@ def _flip(folder, n_per_class, rng):
 
 
 @pytest.mark.slow
-def test_holdout_finds_flipped_labels_in_a_heldout_folder(trained_run, tmp_path):
-    import imgclf
-    from imgclf.label_issues import find_label_issues
+def test_holdout_finds_flipped_labels_in_a_heldout_folder(trained_run, tmp_path, capsys):
+    from imgclf.cli import main
 
     run_dir = shutil.copytree(trained_run.path, tmp_path / "run")  # the session run must stay untouched
     data = tmp_path / "check"
     make_image_folder(data, per_class=10, seed=21)
     flipped = _flip(data, 2, np.random.default_rng(0))
-    issues = find_label_issues(run_dir, method="holdout", data=str(data), verbose=False)
+    code = main(["evaluate", str(run_dir), "--data", str(data), "--no-explain", "--find-label-issues", "--label-method", "holdout"])
+    assert code == 0
+    out = capsys.readouterr().out
+    saved = json.loads((run_dir / "label_issues.json").read_text())
+    issues = saved["issues"]
     found = {i["path"] for i in issues}
     assert len(found & flipped) >= 5, f"found {len(found & flipped)} of 6 flipped labels"
     # The tiny model also makes honest mistakes, which are issues too; flipped labels must rank first.
     assert len({i["path"] for i in issues[:6]} & flipped) >= 4 and len(found - flipped) <= 6
-    saved = json.loads((run_dir / "label_issues.json").read_text())
     assert saved["num_checked"] == 30 and "never trained on" in saved["method"]
-    top = saved["issues"][0]
+    top = issues[0]
     assert top["path"] in flipped and top["suggested"] != top["given"] and top["confidence"] > 0.5
+    assert "possible label error" in out and (run_dir / "label_issues.csv").exists()
     assert (run_dir / "plots" / "label_issues.png").stat().st_size > 5000
     assert 'id="label-issues"' in (run_dir / "report.html").read_text()
 
 
 @pytest.mark.slow
-def test_cross_validation_finds_flipped_training_labels(tmp_path, capsys):
+def test_cross_validation_finds_flipped_training_labels(tmp_path):
     import imgclf
-    from imgclf.cli import main
+    from imgclf.label_issues import find_label_issues
 
     data = tmp_path / "data"
     make_image_folder(data, per_class=16, seed=3)
     flipped = _flip(data, 2, np.random.default_rng(1))
-    run = imgclf.train(str(data), out=str(tmp_path / "run"), epochs=6, batch_size=16, lr=0.005, verbose=0,
-                       val_fraction=0.2, test_fraction=0.0)
-    code = main(["evaluate", str(run.path), "--split", "val", "--no-explain", "--find-label-issues", "--folds", "3"])
-    assert code == 0
-    out = capsys.readouterr().out
+    run = imgclf.train(str(data), out=str(tmp_path / "run"), epochs=1, batch_size=16, lr=0.005, verbose=0,
+                       val_fraction=0.2, test_fraction=0.0)  # only its settings matter here
+    issues = find_label_issues(run, method="cv", folds=3, epochs=6, verbose=False)
     saved = json.loads(run.file("label_issues.json").read_text())
     assert saved["num_checked"] == 48 and "3-fold cross-validation" in saved["method"]
-    found = {i["path"] for i in saved["issues"]}
+    found = {i["path"] for i in issues}
     assert len(found & flipped) >= 4, f"found {len(found & flipped)} of 6 flipped labels"
-    assert len({i["path"] for i in saved["issues"][:6]} & flipped) >= 4 and len(found - flipped) <= 8
-    assert "possible label error" in out and run.file("label_issues.csv").exists()
+    assert len({i["path"] for i in issues[:6]} & flipped) >= 4 and len(found - flipped) <= 8

@@ -152,6 +152,8 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
                          resize=pre.get("resize", "squash"), label="Decoding eval", verbose=verbose)
     if len(decoded) == 0:
         raise UserError(f"None of the {len(rows)} images in {source} could be decoded.")
+    # One untimed call first: images/s should measure the model, not TensorFlow's one-off graph tracing.
+    predictor.predict_arrays(decoded.images[:batch_size])
     start = time.perf_counter()
     probs = np.concatenate([predictor.predict_arrays(decoded.images[i:i + batch_size])
                             for i in range(0, len(decoded), batch_size)])

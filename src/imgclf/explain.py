@@ -123,11 +123,13 @@ def embeddings(model, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, pen.shape[-1]), dtype=np.float32)
 
 
-def project(features: np.ndarray, methods=("pca", "tsne", "umap"), seed: int = 0, max_points: int = 3000) -> dict:
+def project(features: np.ndarray, methods=("pca", "tsne", "umap"), seed: int = 0, max_points: int = 1000) -> dict:
     """2-D projections of embeddings: PCA always, t-SNE (scikit-learn), UMAP when umap-learn is installed.
 
     Returns ``{"index": rows used, "pca": (n, 2), ...}``; above `max_points`
-    rows a seeded random subset is projected (t-SNE is quadratic-ish in time).
+    rows a seeded random subset is projected: t-SNE costs about 10 s per
+    thousand points on a busy two-core CPU, and a thousand points already
+    show the structure.
 
     Example:
         >>> proj = project(embeddings(clf.model, images))  # doctest: +SKIP
@@ -153,7 +155,10 @@ def project(features: np.ndarray, methods=("pca", "tsne", "umap"), seed: int = 0
         from sklearn.manifold import TSNE
 
         perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
-        out["tsne"] = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(centred)
+        # The usual recipe: t-SNE on the top 50 principal components, fewer iterations than the default 1000
+        # (the layout is settled by 500 at these sizes).
+        reduced = centred @ vt[:50].T
+        out["tsne"] = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, max_iter=500).fit_transform(reduced)
     if "umap" in methods and len(x) >= 10:
         try:
             import umap  # optional: umap-learn

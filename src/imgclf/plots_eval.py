@@ -60,9 +60,9 @@ def plot_per_class(metrics: dict, path) -> Path:
     ax.set_xlim(0, 1.0)
     ax.axvline(metrics["macro_avg"]["f1"], color="tab:green", ls="--", lw=1)
     ax.set_xlabel("score (dashed line: macro F1)")
-    ax.set_title("Per-class precision, recall and F1 (support in brackets)", pad=26)
+    ax.set_title("Per-class precision, recall and F1 (support in brackets)")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.06), ncol=3, fontsize=8, frameon=False)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=9, frameon=False)
     return save_fixed(fig, path)
 
 
@@ -130,9 +130,9 @@ def plot_reliability(cal: dict, path) -> Path:
     centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
     fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(6, 6.5), height_ratios=(3, 1), sharex=True, layout="constrained")
     has = count > 0
-    ax.bar(centres[has], acc[has], width=width[has], color="tab:blue", edgecolor="white", label="accuracy")
-    ax.bar(centres[has], conf[has] - acc[has], bottom=acc[has], width=width[has], color="tab:red", alpha=0.3,
-           edgecolor="tab:red", hatch="//", label="gap to confidence")
+    ax.bar(centres[has], acc[has], width=width[has], color="tab:blue", edgecolor="white", label="accuracy in the bin")
+    # The bin's mean confidence as a marker: above the bar is over-confident, below is under-confident.
+    ax.plot(centres[has], conf[has], "_", color="tab:red", ms=14, mew=2.5, label="mean confidence in the bin")
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
     ax.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=f"Reliability diagram (ECE {cal['ece']:.3f})")
     ax.legend(loc="upper left", fontsize=8)
