@@ -96,3 +96,10 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
 
     (tmp_path / "notes.txt").write_text("x")
     _assert_user_error(imgclf("predict", out, tmp_path / "notes.txt"), "Not an image file", "notes.txt")
+
+
+def test_api_names_stay_functions_after_submodule_imports():
+    code = ("import imgclf.train, imgclf.evaluate, imgclf.lr_find, imgclf; "
+            "print(callable(imgclf.train), callable(imgclf.evaluate), callable(imgclf.load))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    assert out.stdout.strip() == "True True True", out.stderr

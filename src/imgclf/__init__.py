@@ -14,9 +14,6 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "train": ("imgclf.train", "train"),
-    "evaluate": ("imgclf.evaluate", "evaluate"),
-    "Evaluation": ("imgclf.evaluate", "Evaluation"),
     "load": ("imgclf.predict", "load"),
     "Predictor": ("imgclf.predict", "Predictor"),
     "Run": ("imgclf.run", "Run"),
@@ -29,7 +26,7 @@ _LAZY = {
     "export_dataset": ("imgclf.data.builtin", "export_dataset"),
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = sorted(_LAZY) + ["Evaluation", "evaluate", "train", "__version__"]
 
 
 def __getattr__(name: str):
@@ -45,3 +42,12 @@ def __getattr__(name: str):
 
 def __dir__():
     return __all__
+
+
+# `train` and `evaluate` are both functions and submodules. Python sets a package
+# attribute to the submodule the first time the submodule is imported, so a lazy
+# function of the same name would be replaced by the module as soon as any code
+# imported imgclf.train. Importing both modules here (they import no TensorFlow)
+# and binding the functions afterwards keeps `imgclf.train(...)` a function.
+from .evaluate import Evaluation, evaluate  # noqa: E402
+from .train import train  # noqa: E402
