@@ -52,3 +52,21 @@ def test_train_uses_the_manifest_from_split(tmp_path):
     used = {os.path.realpath(r["path"]): r["split"] for r in _manifest(run.path / "manifest.csv")}
     assert used == given
     assert "manifest: " in (run.path / "config.yaml").read_text()
+
+
+def test_pixel_limit_is_a_setting(tmp_path):
+    from PIL import Image
+
+    from imgclf.config import make_config
+    from imgclf.data.pipeline import decode_all
+    from imgclf.errors import UserError
+
+    Image.new("RGB", (40, 40)).save(tmp_path / "big.png")
+    Image.new("RGB", (20, 20)).save(tmp_path / "small.png")
+    paths = [str(tmp_path / "big.png"), str(tmp_path / "small.png")]
+    decoded = decode_all(paths, [0, 1], 8, "rgb", max_pixels=1000, verbose=False)
+    assert len(decoded) == 1 and decoded.skipped[0][0] == paths[0]
+    assert "40x40 pixels is over the limit of 1,000" in decoded.skipped[0][1]
+    assert make_config({"max_pixels": 5000}).max_pixels == 5000
+    with pytest.raises(UserError, match="max_pixels"):
+        make_config({"max_pixels": 0})

@@ -45,6 +45,7 @@ class TrainConfig:
     img_size: int = 0  # square input side in pixels; 0 = the model's default (small_cnn: from the data)
     color_mode: str = "auto"  # auto (grayscale if every image is) | rgb | grayscale
     resize: str = "squash"  # squash (ignore aspect) | crop (centre crop) | pad (letterbox)
+    max_pixels: int = 100_000_000  # images with more pixels are skipped (decompression-bomb guard)
     epochs: int = 10  # total epochs, both transfer-learning phases included
     batch_size: int = 64  # images per step
     time_budget: float = 0.0  # minutes of training; the schedule fits the budget (0 = use epochs)
@@ -104,6 +105,8 @@ class TrainConfig:
             raise UserError(f"Invalid time_budget: expected minutes >= 0, received {self.time_budget!r}.")
         if self.lr != "auto" and self.lr <= 0:
             raise UserError(f"Invalid lr: expected a positive number, received {self.lr!r}.")
+        if self.max_pixels < 1:
+            raise UserError(f"Invalid max_pixels: expected a positive number of pixels, received {self.max_pixels!r}.")
         if self.img_size and self.img_size < 8:
             raise UserError(f"Invalid img_size: expected at least 8 pixels, received {self.img_size}.")
         for name in ("val_fraction", "test_fraction"):

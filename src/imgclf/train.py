@@ -78,7 +78,8 @@ class Trainer:
         cfg = self.cfg
         # The same code as `imgclf split`: duplicates and --group-by groups never straddle splits.
         rows, self.classes = training_rows(cfg.data, cfg.manifest, cfg.val_fraction, cfg.test_fraction, cfg.seed,
-                                           group_by=cfg.group_by, workers=cfg.workers, verbose=cfg.verbose != 0)
+                                           group_by=cfg.group_by, workers=cfg.workers, verbose=cfg.verbose != 0,
+                                           max_pixels=cfg.max_pixels)
         if cfg.max_images:
             rows = _limit_train_rows(rows, cfg.max_images, cfg.seed)
         self.rows = rows
@@ -127,7 +128,7 @@ class Trainer:
             rows = [r for r in self.rows if r["split"] == split]
             decoded = decode_all(
                 [r["path"] for r in rows], [index[r["label"]] for r in rows], cfg.img_size, cfg.color_mode,
-                resize=cfg.resize, workers=cfg.workers, cache=cfg.cache,
+                resize=cfg.resize, workers=cfg.workers, cache=cfg.cache, max_pixels=cfg.max_pixels,
                 cache_path=self.run_dir / "cache" / f"{split}.npy", label=f"Decoding {split}", verbose=cfg.verbose != 0,
             )
             self.sets[split] = decoded

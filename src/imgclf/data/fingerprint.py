@@ -139,7 +139,8 @@ def fingerprint_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
     return out
 
 
-def fingerprint_files(paths: list[str], workers: int = 0, label: str = "Hashing", verbose: bool = True) -> list[dict]:
+def fingerprint_files(paths: list[str], workers: int = 0, label: str = "Hashing", verbose: bool = True,
+                      max_pixels: int | None = None) -> list[dict]:
     """`fingerprint_file` for every path, across cores (see `imgclf.data.parallel`).
 
     Example:
@@ -150,7 +151,8 @@ def fingerprint_files(paths: list[str], workers: int = 0, label: str = "Hashing"
 
     from .parallel import map_files
 
-    return map_files(partial(fingerprint_file), paths, workers=workers, label=label, verbose=verbose)
+    fn = partial(fingerprint_file, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+    return map_files(fn, paths, workers=workers, label=label, verbose=verbose)
 
 
 class UnionFind:

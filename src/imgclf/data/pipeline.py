@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..progress import Progress
-from .decode import DecodeError, decode_image
+from .decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
 
 MEMORY_CACHE_LIMIT = 4 * 1024**3  # beyond this many bytes of pixels, cache='auto' goes to disk
 
@@ -39,14 +39,14 @@ class DecodedSet:
         return len(self.labels)
 
 
-def _decode_one(path: str, size: int, color_mode: str, resize: str):
+def _decode_one(path: str, size: int, color_mode: str, resize: str, max_pixels: int = DEFAULT_MAX_PIXELS):
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         return None, "", f"unreadable: {e.strerror or e}"
     digest = hashlib.sha1(data).hexdigest()
     try:
-        return decode_image(data, size=size, color_mode=color_mode, resize=resize), digest, ""
+        return decode_image(data, size=size, color_mode=color_mode, resize=resize, max_pixels=max_pixels), digest, ""
     except DecodeError as e:
         return None, digest, e.reason
 
@@ -62,6 +62,7 @@ def decode_all(
     cache_path: str | os.PathLike | None = None,
     label: str = "Decoding",
     verbose: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> DecodedSet:
     """Decode every path once into a uint8 array; undecodable files are skipped with a reason.
 
@@ -84,7 +85,7 @@ def decode_all(
     skipped = []
     workers = workers or os.cpu_count() or 1
     with ThreadPoolExecutor(max_workers=workers) as pool, Progress(n, label, enabled=verbose and n > 0) as bar:
-        results = pool.map(lambda p: _decode_one(p, size, color_mode, resize), paths, chunksize=64)
+        results = pool.map(lambda p: _decode_one(p, size, color_mode, resize, max_pixels), paths, chunksize=64)
         for i, (arr, digest, reason) in enumerate(results):
             sha1[i] = digest
             if arr is None:

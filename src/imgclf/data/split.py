@@ -142,7 +142,7 @@ def group_keys(rows: list[dict], root: str | os.PathLike | None = None, group_by
 
 def split_rows(rows: list[dict], val_fraction: float, test_fraction: float, seed: int, *,
                root: str | os.PathLike | None = None, group_by: str = "", dedupe: bool = True,
-               workers: int = 0, verbose: bool = True) -> list[dict]:
+               workers: int = 0, verbose: bool = True, max_pixels: int | None = None) -> list[dict]:
     """The split used everywhere (`imgclf split` and `imgclf train`): fingerprint, group, stratify.
 
     Fills each row's sha1 and group; duplicates (exact and near) and
@@ -157,7 +157,8 @@ def split_rows(rows: list[dict], val_fraction: float, test_fraction: float, seed
     if dedupe and rows:
         from .fingerprint import fingerprint_files
 
-        prints = fingerprint_files([r["path"] for r in rows], workers=workers, label="Finding duplicates", verbose=verbose)
+        prints = fingerprint_files([r["path"] for r in rows], workers=workers, label="Finding duplicates", verbose=verbose,
+                                   max_pixels=max_pixels)
         sha1 = [p["sha1"] for p in prints]
         hashes = [p["phash"] for p in prints]
         thumbs = [p["thumb"] for p in prints]
@@ -254,7 +255,7 @@ def split_summary(rows: list[dict]) -> str:
 
 def training_rows(data: str | os.PathLike = "", manifest: str | os.PathLike = "", val_fraction: float = 0.1,
                   test_fraction: float = 0.1, seed: int = 0, group_by: str = "", workers: int = 0,
-                  verbose: bool = True) -> tuple[list[dict], list[str]]:
+                  verbose: bool = True, max_pixels: int | None = None) -> tuple[list[dict], list[str]]:
     """The rows (path, label, split, sha1, group) and classes that `imgclf train` uses.
 
     From `manifest` (a CSV of `imgclf split`) when given: its splits are kept
@@ -281,7 +282,7 @@ def training_rows(data: str | os.PathLike = "", manifest: str | os.PathLike = ""
             raise UserError(f"Manifest {str(manifest)!r} has no training rows for class(es) {', '.join(missing)}.")
         if any(not r["split"] for r in rows):
             rows = split_rows(rows, val_fraction, test_fraction, seed, root=Path(manifest).parent, group_by=group_by,
-                              workers=workers, verbose=verbose)
+                              workers=workers, verbose=verbose, max_pixels=max_pixels)
         return rows, classes
     scan = scan_folder(data)
     require_trainable(scan)
@@ -291,5 +292,5 @@ def training_rows(data: str | os.PathLike = "", manifest: str | os.PathLike = ""
     if scan.layout == "splits" and any(r["split"] == "val" for r in rows):
         rows = [dict(r, split=r["split"] or "train") for r in rows]
     rows = split_rows(rows, val_fraction, test_fraction, seed, root=scan.root, group_by=group_by,
-                      workers=workers, verbose=verbose)
+                      workers=workers, verbose=verbose, max_pixels=max_pixels)
     return rows, scan.classes
