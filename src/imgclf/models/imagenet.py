@@ -1,4 +1,4 @@
-"""ImageNet-1k class names (offline) and the full 1000-class EfficientNet-Lite0.
+"""ImageNet-1k class names (offline) and the full 1000-class EfficientNet-Lite0/1/2.
 
 ``data/imagenet_classes.txt`` holds the 1000 class names in output order, one
 per line, as Keras' ``imagenet_class_index.json`` spells them (``tabby``,
@@ -29,7 +29,7 @@ def imagenet_class_names() -> tuple[str, ...]:
 def imagenet_classifier(name: str = "efficientnet_lite0"):
     """The ImageNet classifier with its published 1000-class head, taking raw 0..255 RGB pixels.
 
-    Only models whose ImageNet head ships offline are supported (efficientnet_lite0).
+    Only models whose ImageNet head ships offline are supported (efficientnet_lite0, lite1, lite2).
 
     Example:
         >>> model = imagenet_classifier()  # doctest: +SKIP
