@@ -68,7 +68,7 @@ def trained_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("trained")
     data = make_image_folder(root / "data", per_class=20)
-    run = imgclf.train(data, out=str(root / "runs" / "tiny"), epochs=6, batch_size=16, lr=0.005, verbose=0,
+    run = imgclf.train(data, out=str(root / "runs" / "tiny"), epochs=10, batch_size=16, lr=0.005, verbose=0,
                        val_fraction=0.2, test_fraction=0.2)
     return run
 

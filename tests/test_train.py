@@ -25,7 +25,7 @@ def test_run_bundle_is_complete(trained_run):
     assert pre["img_size"] == 28 and pre["channels"] == 3
     with open(p / "history.csv") as f:
         history = list(csv.DictReader(f))
-    assert len(history) == 6 and {"loss", "val_accuracy", "lr", "time_s"} <= set(history[0])
+    assert len(history) == 10 and {"loss", "val_accuracy", "lr", "time_s"} <= set(history[0])
     with open(p / "manifest.csv") as f:
         manifest = list(csv.DictReader(f))
     splits = {r["split"] for r in manifest}
