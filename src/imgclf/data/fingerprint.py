@@ -89,7 +89,11 @@ def perceptual_hash(img: Image.Image) -> tuple[int, bytes]:
 def thumb_matrix(thumbs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """Thumbnails as an (n, 256) int16 array, and each one's contrast (mean absolute deviation)."""
     t = np.frombuffer(b"".join(thumbs), np.uint8).reshape(len(thumbs), -1).astype(np.int16)
-    return t, np.abs(t - t.mean(axis=1, keepdims=True)).mean(axis=1)
+    contrast = np.empty(len(t), dtype=np.float32)
+    for k in range(0, len(t), 4096):  # in slices: float temporaries of the whole matrix would dwarf it
+        part = t[k:k + 4096].astype(np.float32)
+        contrast[k:k + 4096] = np.abs(part - part.mean(axis=1, keepdims=True)).mean(axis=1)
+    return t, contrast
 
 
 def close_rows(t: np.ndarray, contrast: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -219,7 +223,7 @@ def near_pairs(hashes: list[int], max_distance: int = NEAR_DISTANCE, confirm=Non
         keys_found = merged[np.r_[True, merged[1:] != merged[:-1]]] if len(merged) else merged
     i, j = keys_found // n, keys_found % n
     if confirm is not None and len(i):
-        step = 65536  # bounded temporaries in `confirm`
+        step = 16384  # bounded temporaries in `confirm` (16384 x 256 x 2 bytes each)
         ok = np.concatenate([confirm(i[k:k + step], j[k:k + step]) for k in range(0, len(i), step)])
         i, j = i[ok], j[ok]
     return list(zip(i.tolist(), j.tolist()))
