@@ -89,7 +89,8 @@ def test_report_is_self_contained_and_renders_in_chromium(evaluated, tmp_path):
     assert "<script" not in page and "http://" not in page and "https://" not in page and 'src="data:image/png;base64,' in page
     for name in PICTURES:
         assert f'id="fig-{name}"' in page, name
-    assert page.count('href="file://') >= 12  # top-loss rows link to their files
+    # Each top-loss image is a thumbnail linking to its file, and the table rows link too.
+    assert page.count('<a class="thumb') == 12 and page.count('href="file://') >= 24
     url = run.file("report.html").resolve().as_uri()
     dom = _headless(["--dump-dom", url], tmp_path)
     assert dom.returncode == 0, dom.stderr[-2000:]

@@ -39,6 +39,10 @@ figcaption{color:var(--muted);font-size:.88rem;margin-top:.3rem}
 pre{background:var(--soft);border:1px solid var(--line);border-radius:6px;padding:.8rem;overflow:auto;font-size:.82rem;max-height:32rem}
 .cols{display:flex;gap:2rem;flex-wrap:wrap;align-items:flex-start}
 a{color:var(--accent)}td a{word-break:break-all}
+.thumbs{display:flex;flex-wrap:wrap;gap:.7rem;margin:.5rem 0 1rem}
+.thumb{width:150px;font-size:.78rem;color:var(--muted);text-decoration:none}
+.thumb img{width:150px;height:150px;object-fit:contain;image-rendering:pixelated;background:#000;border:2px solid #c62828;border-radius:4px;display:block}
+.thumb.right img{border-color:#1a7f37}.thumb b{color:var(--fg);font-weight:600}
 """
 
 # Pictures in reading order: (file in plots/, title, caption).
@@ -138,6 +142,35 @@ def _data_section(summary: dict, m: dict) -> list[str]:
     return parts
 
 
+def _top_loss_thumbnails(run, m: dict) -> str:
+    """Each top-loss image as its own thumbnail that links to its file (the images come from predictions.npz)."""
+    path = run.file("predictions.npz")
+    if not path.exists() or not m.get("top_losses"):
+        return ""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    with np.load(path, allow_pickle=False) as f:
+        if "top_loss_images" not in f.files:
+            return ""
+        images = f["top_loss_images"]
+    cells = []
+    for img, t in zip(images, m["top_losses"]):
+        buf = io.BytesIO()
+        Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(buf, "PNG")
+        data = base64.b64encode(buf.getvalue()).decode("ascii")
+        right = " right" if t["true"] == t["predicted"] else ""
+        cells.append(f'<a class="thumb{right}" href="{html.escape(Path(os.path.abspath(t["path"])).as_uri())}" title="{html.escape(t["path"])}">'
+                     f'<img alt="{html.escape(os.path.basename(t["path"]))}" src="data:image/png;base64,{data}">'
+                     f'<b>{html.escape(t["true"])} &rarr; {html.escape(t["predicted"])}</b> p={t["probability"]:.2f}<br>'
+                     f'{html.escape(os.path.basename(t["path"]))}</a>')
+    return ('<figure id="fig-top_losses"><h3>Top losses</h3><div class="thumbs">' + "".join(cells) + "</div>"
+            "<figcaption>The images the model is most confidently wrong about, true &rarr; predicted class "
+            "(red frame: wrong). Each one links to its file.</figcaption></figure>")
+
+
 def _top_losses_table(m: dict) -> str:
     rows = "".join(f"<tr><td>{_file_link(t['path'])}</td><td>{html.escape(t['true'])}</td><td>{html.escape(t['predicted'])}</td>"
                    f"<td>{t['probability']:.3f}</td><td>{t['loss']:.3f}</td></tr>" for t in m.get("top_losses", []))
@@ -186,7 +219,9 @@ def write_report(run, evaluation=None) -> str:
     cards += [(n, m.get(k)) for n, k in (("ROC-AUC", "roc_auc_macro"), ("ECE", "expected_calibration_error")) if m.get(k) is not None]
     plots = run.file("plots")
     shown = {name for name, _, _ in PICTURES}
-    pictures = [_img(plots / name, title, cap) for name, title, cap in PICTURES if name != "label_issues.png"]
+    thumbs = _top_loss_thumbnails(run, m)
+    pictures = [(thumbs if name == "top_losses.png" and thumbs else _img(plots / name, title, cap))
+                for name, title, cap in PICTURES if name != "label_issues.png"]
     pictures.insert(5, _top_losses_table(m))
     # Pictures drawn by other commands (augmentation preview, lr-find, ...) go at the end.
     others = sorted(p for p in plots.glob("*.png") if p.name not in shown) if plots.exists() else []
