@@ -119,3 +119,22 @@ def test_near_duplicate_hashing():
     brute = sorted((i, j) for i in range(len(many)) for j in range(i + 1, len(many))
                    if bin(many[i] ^ many[j]).count("1") <= 8)
     assert near_pairs(many) == brute and len(brute) >= 6
+
+
+def test_training_copies_of_the_users_test_images_are_excluded_not_moved(tmp_path):
+    """A user's own test/ folder is the evaluation set: it keeps its size; train copies of it are left out."""
+    import shutil
+
+    from imgclf.data.split import training_rows
+    from tests.conftest import make_image_folder
+
+    make_image_folder(tmp_path / "d" / "train", per_class=8, seed=1)
+    make_image_folder(tmp_path / "d" / "test", per_class=3, seed=2)
+    copy_source = sorted((tmp_path / "d" / "test" / "square").iterdir())[0]
+    shutil.copy(copy_source, tmp_path / "d" / "train" / "square" / ("copy_of_test" + copy_source.suffix))
+    rows, _ = training_rows(tmp_path / "d", val_fraction=0.2, seed=0, verbose=False)
+    test_rows = [r for r in rows if r["split"] == "test"]
+    assert len(test_rows) == 9 and all("/test/" in r["path"] for r in test_rows)
+    excluded = [r for r in rows if r["split"] == "excluded"]
+    assert [r["path"].split("/")[-1] for r in excluded] == ["copy_of_test" + copy_source.suffix]
+    assert excluded[0]["status"].startswith("excluded: duplicate")

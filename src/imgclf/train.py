@@ -83,6 +83,11 @@ class Trainer:
         if cfg.max_images:
             rows = _limit_train_rows(rows, cfg.max_images, cfg.seed)
         self.rows = rows
+        excluded = [r for r in rows if r["split"] == "excluded"]
+        self.summary["excluded"] = [{"path": r["path"], "reason": r.get("status", "")} for r in excluded]
+        if excluded:
+            log(f"Left out {len(excluded)} training image(s) that duplicate validation or test images "
+                "(they would leak; see manifest.csv)")
         if not any(r["split"] == "val" for r in rows):
             raise UserError(
                 "No validation images: every class is too small to hold one out. Add images, "

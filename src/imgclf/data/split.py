@@ -40,7 +40,10 @@ def stratified_split(rows: list[dict], val_fraction: float, test_fraction: float
 
     Rows that already have a split keep it. `groups` gives each row a group
     key ('' = a group of its own); rows with the same key land in the same
-    split, and a group with a pre-split member joins that member's split.
+    split. A group with a member already in val or test (the user's own
+    folders) keeps that split as it is: its unsplit members are marked
+    'excluded' rather than trained on (a leak) or moved (which would change
+    the user's evaluation set); with a member in train, they join train.
     A group counts towards the class most of its members have. Each class
     keeps at least one training image and, where it has three or more, gets
     at least one validation image.
@@ -57,10 +60,18 @@ def stratified_split(rows: list[dict], val_fraction: float, test_fraction: float
         members.setdefault(key, []).append(r)
     by_class: dict[str, list[list[dict]]] = {}
     for group in members.values():
-        fixed = sorted({r["split"] for r in group if r.get("split")}, key=lambda s: -SPLIT_ORDER.get(s, 3))
+        fixed = sorted({r["split"] for r in group if r.get("split") in SPLIT_ORDER}, key=lambda s: -SPLIT_ORDER[s])
         if fixed:
             for r in group:
-                r["split"] = r.get("split") or fixed[0]  # the most held-out split wins: no leak into it
+                if r.get("split"):
+                    continue
+                if fixed[0] == "train":
+                    r["split"] = "train"
+                else:
+                    # A copy of one of the user's own val/test images: training on it would leak, and
+                    # moving it would change the user's evaluation set. Leave it out, and say why.
+                    r["split"] = "excluded"
+                    r["status"] = f"excluded: duplicate of (or grouped with) a {fixed[0]} image"
             continue
         group.sort(key=lambda r: r["path"])
         labels = sorted({r["label"] for r in group}, key=lambda c: (-sum(r["label"] == c for r in group), c))
@@ -274,7 +285,7 @@ def training_rows(data: str | os.PathLike = "", manifest: str | os.PathLike = ""
         if len(classes) < 2:
             raise UserError(f"Manifest {str(manifest)!r} names {len(classes)} class(es); a classifier needs at least two. "
                             "Write it with `imgclf split DATA --out split.csv`.")
-        bad = sorted({r["split"] for r in rows} - {"", "train", "val", "test"})
+        bad = sorted({r["split"] for r in rows} - {"", "train", "val", "test", "excluded"})
         if bad:
             raise UserError(f"Manifest {str(manifest)!r} has unknown split name(s) {', '.join(bad)}: expected train, val, test or empty.")
         missing = [c for c in classes if not any(r["label"] == c and r["split"] in ("train", "") for r in rows)]
