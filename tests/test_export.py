@@ -36,8 +36,8 @@ def test_every_format_passes_parity_and_predicts_like_the_run(trained_run, expor
             assert p["accuracy_drop"] is not None and np.mean(probs.argmax(1) == ref.argmax(1)) >= 0.75
             assert result.path.stat().st_size < 0.5 * exported_models["tflite"].path.stat().st_size
         else:
-            assert p["agreement"] >= 0.995 and p["max_prob_diff"] < 1e-3, fmt
-            tol = 2e-2 if fmt == "tflite-fp16" else 1e-3
+            tol = 2e-2 if fmt == "tflite-fp16" else 1e-3  # half-precision weights round at about 1e-3
+            assert p["agreement"] >= 0.995 and p["max_prob_diff"] < tol, fmt
             assert np.abs(probs - ref).max() < tol, fmt
             assert np.abs(emb - ref_emb).max() < tol * max(1.0, float(np.abs(ref_emb).max())), fmt
 
