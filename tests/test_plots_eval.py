@@ -103,3 +103,19 @@ def test_image_grids(tmp_path):
     assert c != d
     issues = [{"path": f"x/{i}.png", "given": "cat", "suggested": "dog", "confidence": 0.9} for i in range(3)]
     _check_png(plot_label_issues(imgs[:3], issues, tmp_path / "li.png"), tuple(_px(v) for v in grid_size(3)))
+
+
+def test_confusion_matrix_up_to_50_classes_keeps_names_and_counts(tmp_path):
+    from imgclf.metrics import confusion_matrix
+    from imgclf.plots import plot_confusion_matrix
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 50, 2000)
+    pred = np.where(rng.random(2000) < 0.8, y, rng.integers(0, 50, 2000))
+    names = [f"species_{i:02d}" for i in range(50)]
+    path = plot_confusion_matrix(confusion_matrix(y, pred, 50), names, tmp_path / "cm.png")
+    img = Image.open(path)
+    assert img.format == "PNG" and img.size[0] > 2000 and img.size[1] > 1800  # big enough for 50 names
+    pred[:100] = 0
+    other = plot_confusion_matrix(confusion_matrix(y, pred, 50), names, tmp_path / "cm2.png")
+    assert other.read_bytes() != path.read_bytes()

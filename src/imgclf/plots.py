@@ -43,12 +43,14 @@ def plot_confusion_matrix(cm, classes: list[str], path) -> Path:
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(f"Confusion matrix ({int(cm.sum())} images)")
-    if n <= 20:
+    if n <= 50:
+        # Up to 20 classes a cell holds its count and row share; up to 50, its count alone (the colour is the share).
         for i in range(n):
             for j in range(n):
                 if cm[i, j]:
                     color = "white" if pct[i, j] > 0.5 else "black"
-                    ax.text(j, i, f"{cm[i, j]}\n{100 * pct[i, j]:.0f}%", ha="center", va="center", color=color, fontsize=max(6, 10 - n // 4))
+                    text = f"{cm[i, j]}\n{100 * pct[i, j]:.0f}%" if n <= 20 else f"{cm[i, j]}"
+                    ax.text(j, i, text, ha="center", va="center", color=color, fontsize=max(6, 10 - n // 4) if n <= 20 else 6)
     return _save(fig, path)
 
 
