@@ -125,6 +125,7 @@ def make_train_map(preset: str, flip: str, num_classes: int, one_hot: bool, mixu
         >>> fn = make_train_map("standard", "horizontal", 10, one_hot=False)  # doctest: +SKIP
         >>> ds = ds.map(fn)  # doctest: +SKIP
     """
+    import keras
     import tensorflow as tf
 
     layers = augmentation_layers(preset, flip, seed)
@@ -134,7 +135,11 @@ def make_train_map(preset: str, flip: str, num_classes: int, one_hot: bool, mixu
 
     def apply(x, y):
         for layer in layers:
-            x = layer(x, training=True)
+            if isinstance(layer, keras.layers.RandAugment):
+                # RandAugment draws its operations once per call: per image, not per batch.
+                x = tf.map_fn(lambda image, layer=layer: layer(image, training=True), x)
+            else:
+                x = layer(x, training=True)
         x = tf.clip_by_value(x, 0.0, 255.0)
         if one_hot:
             y = tf.one_hot(y, num_classes)

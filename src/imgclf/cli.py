@@ -57,10 +57,31 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         p.add_argument(flag, metavar=f.name.upper() if f.name not in CHOICES else None, **kwargs)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block) and a suggestion for a mistyped flag."""
+
+    def _all_options(self) -> list[str]:
+        options = [o for a in self._actions for o in a.option_strings]
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    options += sub._all_options()
+        return options
+
+    def error(self, message: str):
+        from .errors import did_you_mean
+
+        hint = ""
+        m = re.search(r"unrecognized arguments: (\S+)", message)
+        if m:
+            hint = did_you_mean(m.group(1).split("=")[0], sorted(set(self._all_options())))
+        self.exit(2, f"{self.prog}: error: {message}.{hint} See `{self.prog} --help`.\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="imgclf",
         description="Train, evaluate, explain and ship image classifiers from a folder of images (one subfolder per class).",
         epilog="Start with `imgclf demo`, or `imgclf train data/ --out runs/first`. Each command has --help.",
@@ -78,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder written by `imgclf train`")
     p.add_argument("--data", help="folder of class subfolders to evaluate on (default: the run's test split)")
     p.add_argument("--split", choices=("val", "test"), help="which split of the run to evaluate (default: test if any)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=128, help="images per model call (default: 128)")
     p.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation: average with the mirror image")
     p.add_argument("--no-explain", dest="explain", action="store_false", help="skip Grad-CAM and the embedding pictures (faster)")
     p.add_argument("--find-label-issues", action="store_true", help="also list images whose label the model confidently disputes")
@@ -98,8 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="run folder, or an exported model: .keras, .tflite, .onnx or a SavedModel folder")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--top-k", type=int, default=1, help="how many classes to show per image (default: 1)")
-    p.add_argument("--format", choices=("table", "csv", "json", "jsonl"), default="table")
-    p.add_argument("--output", help="write to this file instead of standard output")
+    p.add_argument("--format", choices=("table", "csv", "json", "jsonl"), default="table", help="output format (default: table)")
+    p.add_argument("--output", help="write to this file instead of standard output (an existing file needs --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="allow --output to replace an existing file")
     p.add_argument("--batch-size", type=int, default=64, help="images per model call (default: 64)")
     p.add_argument("--threshold", type=float, default=0.0, help="below this top probability the class is 'unknown' (default: 0)")
     p.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation: average with the mirror image")
@@ -190,8 +212,9 @@ def _parser() -> argparse.ArgumentParser:
                               "  imgclf train --manifest split.csv --out runs/leaves\n")
     p.add_argument("data", help="folder with one subfolder per class")
     p.add_argument("--out", required=True, help="manifest CSV to write (path, label, split, sha1, status, group)")
-    p.add_argument("--val", type=float, default=0.15, help="share of each class for validation (default: 0.15)")
-    p.add_argument("--test", type=float, default=0.15, help="share of each class for testing (default: 0.15)")
+    p.add_argument("--val", type=float, default=0.1, help="share of each class for validation (default: 0.1, as train)")
+    p.add_argument("--test", type=float, default=0.1, help="share of each class for testing (default: 0.1, as train)")
+    p.add_argument("--overwrite", action="store_true", help="allow --out to replace an existing file")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same manifest, byte for byte (default: 0)")
     p.add_argument("--group-by", default="", metavar="REGEX",
                    help="keep files whose path (relative to DATA) gives the same match, or first capture group, in one split")
@@ -241,6 +264,8 @@ def _cmd_evaluate(args) -> int:
 
     if args.folds < 2:
         raise UserError(f"--folds must be at least 2, received {args.folds}.")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, received {args.batch_size}.")
     ev = evaluate(args.run, data=args.data, split=args.split, batch_size=args.batch_size, tta=args.tta, explain=args.explain)
     print(ev.summary())
     if args.find_label_issues:
@@ -269,12 +294,19 @@ def _cmd_plot(args) -> int:
 
 def _cmd_predict(args) -> int:
     from .predict_files import predict_files
+    from .run import refuse_overwrite
 
+    if args.output:
+        refuse_overwrite(args.output, args.overwrite)
     counts = predict_files(args.model, args.paths, top_k=args.top_k, fmt=args.format, output=args.output,
                            threshold=args.threshold, batch_size=args.batch_size, tta=args.tta,
                            sort_into=args.sort_into, move=args.move, progress=args.progress)
     if counts["errors"]:
         print(f"{counts['errors']} file(s) could not be read; see the error column.", file=sys.stderr)
+    if args.output:
+        print(f"Wrote predictions to {args.output}", file=sys.stderr)
+    if counts["errors"] and counts["errors"] == counts.get("images", -1):
+        return 2  # nothing could be read: a script should notice
     return 0
 
 
@@ -384,7 +416,9 @@ def _cmd_check(args) -> int:
 
 def _cmd_split(args) -> int:
     from .data.split import split_folder, split_summary
+    from .run import refuse_overwrite
 
+    refuse_overwrite(args.out, args.overwrite)
     rows = split_folder(args.data, args.out, val_fraction=args.val, test_fraction=args.test, seed=args.seed,
                         group_by=args.group_by, workers=args.workers)
     print(split_summary(rows))

@@ -87,6 +87,16 @@ def lr_find(data: str | os.PathLike | None = None, out: str | os.PathLike = "lr_
 
         raise UserError("The learning-rate range test diverged at once; check the data (are labels right?) or lower --lr start.")
     suggested, smooth = suggest_lr(lrs, losses)
+    # If the loss was still falling when the sweep ended (tiny data is memorised
+    # at any rate), the test says nothing about where training diverges: keep
+    # the default rate instead of a tenth of the sweep's end.
+    conclusive = int(np.nanargmin(smooth)) < 0.9 * (len(smooth) - 1)
+    if not conclusive:
+        from .config import TrainConfig
+
+        suggested = TrainConfig().lr
+        log("The loss never turned up during the range test (too little data to tell); "
+            f"keeping the default learning rate {suggested:g}.")
     plot_lr_find(lrs, losses, smooth, suggested, out)
-    log(f"Suggested learning rate: {suggested:.2e} (plot: {out})")
-    return {"suggested_lr": suggested, "lrs": lrs.tolist(), "losses": losses.tolist(), "plot": str(out)}
+    return {"suggested_lr": suggested, "conclusive": conclusive, "lrs": lrs.tolist(), "losses": losses.tolist(),
+            "plot": str(out)}

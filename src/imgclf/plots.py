@@ -88,6 +88,10 @@ def plot_training_curves(history_path, path) -> Path:
     axes[2].plot(epochs, [r.get("lr", np.nan) for r in rows], "o-", color="tab:green", ms=3)
     axes[2].set_title("Learning rate (end of epoch)")
     axes[2].set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     axes[2].grid(alpha=0.3)
     for i in range(1, len(rows)):
         if rows[i]["phase"] != rows[i - 1]["phase"]:

@@ -65,7 +65,7 @@ class Progress:
         now = time.perf_counter()
         if not self.tty and now - self.start < 2.0:
             return  # quick work needs no report in a log
-        line = self._line(now).split(",")[0] if self.total else self._line(now)
+        line = self._line(now).rsplit(", ", 1)[0] if self.total else self._line(now)
         sys.stderr.write(("\r" if self.tty else "") + f"{line}, done in {now - self.start:.1f}s" + (" " * 10 if self.tty else "") + "\n")
         sys.stderr.flush()
 

@@ -33,6 +33,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; teammates and web servers need to read runs
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -42,6 +43,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def refuse_overwrite(path: str | os.PathLike, overwrite: bool = False, flag: str = "--overwrite") -> Path:
+    """Raise `UserError` if `path` exists and overwriting was not asked for; return it as a Path.
+
+    Example:
+        >>> refuse_overwrite("preds.csv")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise UserError(f"{str(path)!r} already exists and imgclf never replaces a file unasked. "
+                        f"Choose another name, or pass {flag} to replace it.")
     return path
 
 
@@ -154,10 +174,11 @@ class Run:
     def model_path(self) -> Path:
         path = self.path / MODEL_FILE
         if not path.exists():
-            raise UserError(
-                f"The run {str(self.path)!r} has no {MODEL_FILE} yet: training did not finish an epoch. "
-                f"Resume it with `imgclf train --resume --out {self.path}`."
-            )
+            if (self.path / "checkpoints" / "last.keras").exists():
+                how = f"Resume it with `imgclf train --resume --out {self.path}`."
+            else:
+                how = "It has no checkpoint either, so nothing can be resumed: train again."
+            raise UserError(f"The run {str(self.path)!r} has no {MODEL_FILE}: training did not finish an epoch. {how}")
         return path
 
     def manifest(self):

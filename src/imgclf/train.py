@@ -197,6 +197,8 @@ class Trainer:
 
         cfg = self.cfg
         get_spec(cfg.model)  # fail fast on an unknown model name, before any work
+        if cfg.data:
+            cfg.data = str(Path(cfg.data).resolve())  # config.yaml must work from any folder
         self._prepare_rows()
         self._resolve_auto_settings()
         if run_dir is None:
@@ -216,6 +218,24 @@ class Trainer:
         return make_dataset(self.sets["train"], cfg.batch_size, shuffle=True, seed=cfg.seed, balanced=cfg.sampling == "balanced", map_fn=self._train_map())
 
     def fit_new(self) -> Run:
+        try:
+            return self._fit_new()
+        except (UserError, KeyboardInterrupt):
+            # A mistake found before the first epoch (bad weights file, bad YAML
+            # architecture, ...) must not leave a half-made run behind that would
+            # push the corrected command to a -2 folder.
+            self._remove_run_without_epochs()
+            raise
+
+    def _remove_run_without_epochs(self) -> None:
+        import shutil
+
+        run_dir = self.run_dir
+        if run_dir is not None and run_dir.is_dir() and not (run_dir / "checkpoints" / "last.keras").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+            log(f"Removed {run_dir}: no epoch had finished.")
+
+    def _fit_new(self) -> Run:
         self.prepare()
         if self.cfg.lr == "auto":
             from .lr_find import lr_find
@@ -256,10 +276,13 @@ class Trainer:
 
         cfg = self.cfg
         keras.utils.set_random_seed(cfg.seed)
-        policy = choose_precision(cfg.precision, gpus=gpu_details())
+        requested = cfg.precision
+        policy = choose_precision(requested, gpus=gpu_details())
         keras.mixed_precision.set_global_policy(policy)
         self.summary["precision"] = policy
-        log(f"Precision: {policy}" + (" (chosen automatically for this machine)" if cfg.precision == "auto" else ""))
+        if cfg.precision == "auto":
+            cfg.precision = policy.replace("mixed_", "")  # config.yaml records what was used
+        log(f"Precision: {policy}" + (" (chosen automatically for this machine)" if requested == "auto" else ""))
 
     def _build_model(self):
         from .models.registry import create_model
@@ -324,6 +347,8 @@ class Trainer:
                 first = end if not cfg.time_budget else state["epoch"]
                 start_epoch = max(start_epoch, state["epoch"])
         except KeyboardInterrupt:
+            if not state.get("epoch"):
+                raise UserError("Training interrupted before its first epoch finished; nothing was saved.") from None
             raise UserError(
                 f"Training interrupted after epoch {state.get('epoch', 0)}. Continue with "
                 f"`imgclf train --resume --out {self.run_dir}`."

@@ -133,4 +133,15 @@ def plot_run(run) -> list[Path]:
         done.append(plot_embedding(projections, ev.y_true, pred, classes, plots / "embedding.png"))
     if run.file("history.csv").exists():
         done.append(plot_training_curves(run.file("history.csv"), plots / "training_curves.png"))
+    # Pictures this evaluation could not draw (say Grad-CAM after --no-explain) must not
+    # survive from an earlier evaluation into this report as if they belonged to it.
+    for name in EVALUATION_PICTURES:
+        stale = plots / name
+        if stale.exists() and stale not in done:
+            stale.unlink()
     return done
+
+
+# Every picture `plot_run` may draw; training_curves.png, lr_find.png and previews belong to training.
+EVALUATION_PICTURES = ("confusion_matrix.png", "per_class.png", "roc_pr.png", "reliability.png", "top_losses.png",
+                       "sample_predictions.png", "gradcam.png", "embedding.png")

@@ -107,6 +107,8 @@ def export_dataset(name: str, out: str | os.PathLike) -> Path:
     if done_marker.exists() and done_marker.read_text().strip() == name:
         log(f"Using the {name} export already in {out}")
         return out
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{str(out)!r} is a file; the {name} export needs a folder. Choose another output folder.")
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{str(out)!r} exists and is not an empty folder; choose another output folder for the {name} export.")
     (x_tr, y_tr), (x_te, y_te), classes = load_digits_arrays() if name == "digits" else load_fashion_mnist_arrays()

@@ -31,6 +31,7 @@ DEFAULT_MIN_SIDE = 16  # pixels; smaller images carry little for a CNN (a warnin
 
 # kind: (blocking, what it means). The order is the order of the report.
 PROBLEMS = {
+    "too_few_classes": (True, "fewer than two classes: a classifier needs at least two"),
     "empty_class": (True, "class folder with no usable image"),
     "label_conflict": (True, "the same file (exact copy) in more than one class"),
     "leakage": (True, "the same file (exact copy) in more than one split"),
@@ -205,6 +206,9 @@ def check_folder(data: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXEL
         if usable[c] == 0:
             why = "no image files" if files[c] == 0 else f"none of its {files[c]} file(s) can be decoded"
             problems["empty_class"].append({"path": c, "reason": why})
+    if len([c for c in scan.classes if usable[c]]) < 2:
+        found = ", ".join(scan.classes) or "none"
+        problems["too_few_classes"].append({"path": str(root), "reason": f"classes with usable images: {found}"})
     nonzero = [n for n in usable.values() if n]
     ratio = round(max(nonzero) / min(nonzero), 3) if nonzero else 0.0
 
