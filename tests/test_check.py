@@ -211,3 +211,12 @@ def test_unreadable_file_when_not_root(tmp_path_factory):
         assert problem["blocking"]
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_single_class_is_a_blocking_problem(tmp_path):
+    for i in range(3):
+        (tmp_path / "only").mkdir(exist_ok=True)
+        Image.new("RGB", (32, 32), (i * 50, 0, 0)).save(tmp_path / "only" / f"{i}.png")
+    report = check_folder(tmp_path)
+    assert report["blocking"] and report["exit_status"] == EXIT_BLOCKING
+    assert "too_few_classes" in report["problems"]

@@ -103,3 +103,19 @@ def test_api_names_stay_functions_after_submodule_imports():
             "print(callable(imgclf.train), callable(imgclf.evaluate), callable(imgclf.load))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
     assert out.stdout.strip() == "True True True", out.stderr
+
+
+def test_outputs_are_never_replaced_unasked(tmp_path):
+    data = make_image_folder(tmp_path / "data", per_class=4)
+    target = tmp_path / "split.csv"
+    target.write_text("my precious")
+    _assert_user_error(imgclf("split", data, "--out", target), "already exists", "--overwrite")
+    assert target.read_text() == "my precious"
+    assert imgclf("split", data, "--out", target, "--overwrite").returncode == 0
+
+
+def test_mistyped_flag_gets_one_line_and_a_suggestion(tmp_path):
+    result = imgclf("train", tmp_path, "--epohcs", "2")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Did you mean '--epochs'" in result.stderr

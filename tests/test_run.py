@@ -25,3 +25,25 @@ def test_run_errors_are_clear(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="not an imgclf run"):
         Run(tmp_path / "empty")
+
+
+def test_written_files_follow_the_umask_like_open_does(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "shared.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_refuse_overwrite(tmp_path):
+    from imgclf.run import refuse_overwrite
+
+    (tmp_path / "mine.csv").write_text("precious")
+    with pytest.raises(UserError, match="already exists.*--overwrite"):
+        refuse_overwrite(tmp_path / "mine.csv")
+    assert refuse_overwrite(tmp_path / "mine.csv", overwrite=True).name == "mine.csv"
+    assert refuse_overwrite(tmp_path / "new.csv").name == "new.csv"

@@ -112,3 +112,12 @@ def test_phase_freezing_rules(image_folder):
 def test_bad_settings_fail_before_any_work(image_folder, settings, message):
     with pytest.raises(UserError, match=message):
         imgclf.train(image_folder, **settings)
+
+
+def test_a_mistake_found_before_the_first_epoch_leaves_no_run_folder(image_folder, tmp_path):
+    out = tmp_path / "runs" / "x"
+    with pytest.raises(UserError, match="Weights file not found"):
+        imgclf.train(image_folder, out=str(out), epochs=1, verbose=0, img_size=16, weights=str(tmp_path / "nope.h5"))
+    assert not out.exists()
+    run = imgclf.train(image_folder, out=str(out), epochs=1, verbose=0, img_size=16)
+    assert run.path == out  # the corrected command gets the name it asked for, not x-2

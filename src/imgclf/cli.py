@@ -184,14 +184,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("augment-preview", help="a grid PNG of augmented training images", formatter_class=fmt,
                        epilog="examples:\n  imgclf augment-preview data/ --augment strong\n  imgclf augment-preview data/ --augment light --mixup 0.2 --out aug.png\n")
     p.add_argument("data", help="folder of class subfolders")
-    p.add_argument("--augment", choices=("none", "light", "standard", "strong"), default="standard")
-    p.add_argument("--flip", choices=("auto", "none", "horizontal", "both"), default="auto")
-    p.add_argument("--mixup", type=float, default=0.0)
-    p.add_argument("--cutmix", type=float, default=0.0)
+    p.add_argument("--augment", choices=("none", "light", "standard", "strong"), default="standard", help="preset to show (default: standard)")
+    p.add_argument("--flip", choices=("auto", "none", "horizontal", "both"), default="auto", help="as train's --flip (default: auto)")
+    p.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (default: 0 = off)")
+    p.add_argument("--cutmix", type=float, default=0.0, help="CutMix alpha (default: 0 = off)")
     p.add_argument("--img-size", type=int, default=0, help="side in pixels (default: from the data)")
     p.add_argument("--samples", type=int, default=8, help="rows: how many images")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="augment_preview.png")
+    p.add_argument("--seed", type=int, default=0, help="which images and which random draws (default: 0)")
+    p.add_argument("--out", default="augment_preview.png", help="PNG to write (default: augment_preview.png)")
 
     p = sub.add_parser("check", help="dataset health report: problems, duplicates, imbalance; quarantine", formatter_class=fmt,
                        epilog="examples:\n  imgclf check data/\n  imgclf check data/ --json health.json --quarantine ../quarantine\n"
