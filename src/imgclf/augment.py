@@ -44,7 +44,6 @@ def augmentation_layers(preset: str, flip: str = "horizontal", seed: int = 0) ->
         >>> [type(l).__name__ for l in augmentation_layers("light")]  # doctest: +SKIP
         ['RandomFlip', 'RandomTranslation']
     """
-    import keras
     from keras import layers
 
     if preset == "none":

@@ -204,3 +204,25 @@ def load_yaml(path: str | os.PathLike) -> dict:
 def to_dict(config: TrainConfig) -> dict:
     """The config as a plain dict. Example: ``to_dict(TrainConfig())["epochs"] == 10``."""
     return dataclasses.asdict(config)
+
+
+def to_yaml(cfg: TrainConfig) -> str:
+    """The resolved config plus library versions, as YAML. Example: ``to_yaml(TrainConfig())``."""
+    import platform
+    import sys
+
+    import yaml
+
+    from . import __version__
+
+    versions = {"imgclf": __version__, "python": platform.python_version()}
+    for name in ("tensorflow", "keras", "numpy", "PIL"):
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                module = __import__(name)
+            except ImportError:
+                continue
+        versions[name if name != "PIL" else "pillow"] = getattr(module, "__version__", "?")
+    body = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    return "# imgclf training settings; pass back with --config to repeat this run\n" + body + yaml.safe_dump({"versions": versions}, sort_keys=False)

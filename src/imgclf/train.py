@@ -11,11 +11,10 @@ backbone stays in inference mode throughout.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
-from .config import TrainConfig, load_yaml, make_config, to_dict
+from .config import TrainConfig, load_yaml, make_config, to_yaml
 from .errors import UserError
 from .progress import log
 from .run import Run, atomic_write_json, atomic_write_text, new_run_dir
@@ -174,7 +173,7 @@ class Trainer:
 
         cfg = self.cfg
         spec = get_spec(cfg.model)
-        atomic_write_text(self.run_dir / "config.yaml", config_yaml(cfg))
+        atomic_write_text(self.run_dir / "config.yaml", to_yaml(cfg))
         atomic_write_text(self.run_dir / "classes.json", json.dumps(self.classes, indent=2) + "\n")
         atomic_write_json(self.run_dir / "preprocess.json", {
             "img_size": cfg.img_size,
@@ -259,7 +258,7 @@ class Trainer:
         log(f"Resuming {self.run_dir} after epoch {state.get('epoch', 0)} of {cfg.epochs}")
         self.rows = read_manifest(self.run_dir / "manifest.csv")
         self.classes = Run(self.run_dir).classes
-        atomic_write_text(self.run_dir / "config.yaml", config_yaml(cfg))
+        atomic_write_text(self.run_dir / "config.yaml", to_yaml(cfg))
         self._setup_backend()
         self._decode_splits()
         import keras
@@ -388,38 +387,10 @@ class Trainer:
         return lambda x, y: (x, tf.one_hot(y, n))
 
     def _prepare_phase(self, model, name: str):
-        import keras
+        from .recipe import compile_for_training, freeze_for_phase
 
-        cfg = self.cfg
-        backbone = model.get_layer("backbone")
-        if name == "head":
-            backbone.trainable = False
-        elif name == "finetune":
-            backbone.trainable = True
-            layers = backbone.layers
-            cut = 0 if cfg.finetune == "all" else int(len(layers) * (1 - cfg.finetune_fraction))
-            for i, layer in enumerate(layers):
-                # BatchNorm stays frozen (freeze_bn): its statistics came from far more data than ours.
-                layer.trainable = i >= cut and not (cfg.freeze_bn and isinstance(layer, keras.layers.BatchNormalization))
-        # The rate itself is set before every step by ProgressSchedule (or the lr-find sweep).
-        lr = cfg.lr if cfg.lr != "auto" else 1e-3
-        ema = {"use_ema": True, "ema_momentum": 0.999} if cfg.ema else {}
-        if cfg.optimizer == "sgd":
-            opt = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay or None, **ema)
-        elif cfg.optimizer == "adam":
-            opt = keras.optimizers.Adam(lr, **ema)
-        else:
-            opt = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay, **ema)
-        if cfg.optimizer != "adam" and cfg.weight_decay:
-            # Decay weights only: not BatchNorm scales and shifts, not biases.
-            opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-        if self._one_hot:
-            loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
-            acc = keras.metrics.CategoricalAccuracy(name="accuracy")
-        else:
-            loss = keras.losses.SparseCategoricalCrossentropy()
-            acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        model.compile(optimizer=opt, loss=loss, metrics=[acc])
+        freeze_for_phase(model, name, self.cfg)
+        compile_for_training(model, self.cfg, one_hot=self._one_hot)
 
     def _fit(self, model, phase, train_ds, val_ds, state, initial_epoch, epochs, first_epoch, budget_s):
         import keras
@@ -484,24 +455,3 @@ def _limit_train_rows(rows: list[dict], limit: int, seed: int) -> list[dict]:
         return rows
     keep = {r["path"] for r in random.Random(seed).sample(train, limit)}
     return [r for r in rows if r["split"] != "train" or r["path"] in keep]
-
-
-def config_yaml(cfg: TrainConfig) -> str:
-    """The resolved config plus library versions, as YAML. Example: ``config_yaml(TrainConfig())``."""
-    import platform
-
-    import yaml
-
-    from . import __version__
-
-    versions = {"imgclf": __version__, "python": platform.python_version()}
-    for name in ("tensorflow", "keras", "numpy", "PIL"):
-        module = sys.modules.get(name)
-        if module is None:
-            try:
-                module = __import__(name)
-            except ImportError:
-                continue
-        versions[name if name != "PIL" else "pillow"] = getattr(module, "__version__", "?")
-    body = yaml.safe_dump(to_dict(cfg), sort_keys=False)
-    return "# imgclf training settings; pass back with --config to repeat this run\n" + body + yaml.safe_dump({"versions": versions}, sort_keys=False)

@@ -13,7 +13,6 @@ from .registry import register_model
 
 
 def _conv_bn_relu(x, filters: int, bn_momentum: float, name: str):
-    import keras
     from keras import layers
 
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{name}_conv")(x)

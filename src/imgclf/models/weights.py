@@ -82,8 +82,7 @@ def fetch_weights(names: list[str]) -> list[tuple[str, Path]]:
         location = pretrained_location(spec.name)
         if location is None:
             size = spec.default_size or spec.min_size
-            backbone = spec.build((size, size, 3), weights="imagenet")
-            del backbone
+            spec.build((size, size, 3), weights="imagenet")  # downloads into the Keras cache
             location = pretrained_location(spec.name)
         if location is None:  # pragma: no cover - the builder raised already
             raise UserError(f"Weights for {spec.name!r} were loaded but not found in {keras_cache_dir()}.")
