@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	sh scripts/ensure-system-deps.sh
-	$(VENV)/bin/python -m pytest -q
+	IMGCLF_TEST_FULL_ZOO=1 $(VENV)/bin/python -m pytest -q  # every zoo model, the largest included (~1 min)
 
 clean:
 	rm -rf $(VENV) runs imgclf-data .pytest_cache
