@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .decode import DEFAULT_MAX_PIXELS, DecodeError, open_image
-from .fingerprint import NEAR_DISTANCE, duplicate_groups, perceptual_hash, read_bytes
+from .decode import DEFAULT_MAX_PIXELS, DecodeError, open_image, read_bytes
+from .fingerprint import NEAR_DISTANCE, duplicate_groups, perceptual_hash
 from .parallel import map_files
 from .scan import is_hidden_or_system, scan_folder
 

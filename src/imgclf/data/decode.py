@@ -9,6 +9,7 @@ CMYK, 16-bit, float) to 8-bit RGB or grayscale, and resize.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import threading
@@ -30,6 +31,27 @@ class DecodeError(Exception):
         self.reason = reason
 
 
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """A file's bytes, or `DecodeError` with a short reason (permissions, link loops, ...).
+
+    Example:
+        >>> read_bytes("cat.jpg")[:2]  # doctest: +SKIP
+        b'\\xff\\xd8'
+    """
+    try:
+        return Path(path).read_bytes()
+    except PermissionError:
+        raise DecodeError("unreadable: permission denied") from None
+    except IsADirectoryError:
+        raise DecodeError("is a folder, not a file") from None
+    except FileNotFoundError:
+        raise DecodeError("file not found (or a broken symbolic link)") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DecodeError("symbolic-link loop") from None
+        raise DecodeError(f"unreadable: {e.strerror or e}") from None
+
+
 def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open a path, bytes, file object, PIL image or array as a loaded PIL image.
 
@@ -49,20 +71,10 @@ def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
             raise DecodeError("empty file (0 bytes)")
         fp = io.BytesIO(source)
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        try:
-            data = path.read_bytes()  # read whole: no open handle outlives the call
-            if not data:
-                raise DecodeError("empty file (0 bytes)")
-            fp = io.BytesIO(data)
-        except FileNotFoundError:
-            raise DecodeError("file not found") from None
-        except PermissionError:
-            raise DecodeError("permission denied") from None
-        except IsADirectoryError:
-            raise DecodeError("is a folder, not a file") from None
-        except OSError as e:
-            raise DecodeError(f"unreadable: {e.strerror or e}") from None
+        data = read_bytes(source)  # read whole: no open handle outlives the call
+        if not data:
+            raise DecodeError("empty file (0 bytes)")
+        fp = io.BytesIO(data)
     else:
         fp = source
     try:

@@ -18,42 +18,18 @@ photo re-encoded, resized or recompressed) are found in two steps:
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from .decode import DEFAULT_MAX_PIXELS, DecodeError, open_image, to_color_mode
+from .decode import DEFAULT_MAX_PIXELS, DecodeError, open_image, read_bytes, to_color_mode
 
 NEAR_DISTANCE = 8  # pHash bits out of 64; resized, re-encoded copies measured 0-6 apart
 NEAR_MAD = 4.0  # mean absolute difference of 16x16 thumbnails (0-255) below which a candidate is a near duplicate
 NEAR_REL = 0.1  # ... and below this share of the thumbnails' own contrast
 _N = 32
 _DCT8 = np.cos(np.pi * (2 * np.arange(_N)[None, :] + 1) * np.arange(8)[:, None] / (2 * _N))  # DCT-II basis, 8 lowest
-
-
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """A file's bytes, or `DecodeError` with a short reason (permissions, link loops, ...).
-
-    Example:
-        >>> read_bytes("cat.jpg")[:2]  # doctest: +SKIP
-        b'\\xff\\xd8'
-    """
-    try:
-        return Path(path).read_bytes()
-    except PermissionError:
-        raise DecodeError("unreadable: permission denied") from None
-    except IsADirectoryError:
-        raise DecodeError("is a folder, not a file") from None
-    except FileNotFoundError:
-        raise DecodeError("file not found (or a broken symbolic link)") from None
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise DecodeError("symbolic-link loop") from None
-        raise DecodeError(f"unreadable: {e.strerror or e}") from None
 
 
 def upright(img: Image.Image) -> Image.Image:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..progress import Progress
-from .decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
+from .decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image, read_bytes
 
 MEMORY_CACHE_LIMIT = 4 * 1024**3  # beyond this many bytes of pixels, cache='auto' goes to disk
 
@@ -41,9 +41,9 @@ class DecodedSet:
 
 def _decode_one(path: str, size: int, color_mode: str, resize: str, max_pixels: int = DEFAULT_MAX_PIXELS):
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        return None, "", f"unreadable: {e.strerror or e}"
+        data = read_bytes(path)
+    except DecodeError as e:
+        return None, "", e.reason
     digest = hashlib.sha1(data).hexdigest()
     try:
         return decode_image(data, size=size, color_mode=color_mode, resize=resize, max_pixels=max_pixels), digest, ""
