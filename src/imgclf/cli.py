@@ -22,6 +22,17 @@ EPILOG_TRAIN = """examples:
   imgclf train data/ --model my_cnn.yaml                            # your own CNN (see README)
   imgclf train new_data/ --model small_cnn --weights runs/leaves/model.keras   # fine-tune an earlier run
   imgclf train --resume --out runs/leaves
+  imgclf train gs://my-bucket/leaves-shards --out runs/leaves   # shards from `imgclf datasets pack`, streamed
+"""
+
+EPILOG_PACK = """examples:
+  imgclf datasets pack data/ --out shards/
+  imgclf datasets pack data/ --out gs://my-bucket/leaves-shards --shard-size-mb 200 --min-shards 8
+  imgclf train shards/ --out runs/leaves          # streams the shards; same split as `imgclf train data/`
+  imgclf evaluate runs/leaves --data shards/      # the shards' test split
+
+The split is made as `imgclf train DATA` makes it (same --val, --test, --seed, --group-by).
+Files that cannot be decoded are left out, with the reason in SHARDS/manifest.csv.
 """
 
 
@@ -220,12 +231,27 @@ def _parser() -> argparse.ArgumentParser:
                    help="keep files whose path (relative to DATA) gives the same match, or first capture group, in one split")
     p.add_argument("--workers", type=int, default=0, help="threads for hashing (default: one per core)")
 
-    p = sub.add_parser("datasets", help="write a built-in dataset as PNG class folders", formatter_class=fmt,
-                       epilog="examples:\n  imgclf datasets export fashion-mnist data/fmnist\n")
+    p = sub.add_parser("datasets", help="write a built-in dataset as PNG class folders, or pack a folder into TFRecord shards",
+                       formatter_class=fmt,
+                       epilog="examples:\n  imgclf datasets export fashion-mnist data/fmnist\n"
+                              "  imgclf datasets pack data/ --out shards/\n")
     dsub = p.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
     e = dsub.add_parser("export", help="write DATASET to OUT/train and OUT/test")
     e.add_argument("name", choices=("digits", "fashion-mnist"))
     e.add_argument("out")
+    e = dsub.add_parser("pack", help="write DATA as sharded TFRecords (split made as `imgclf train` would), for big or remote data",
+                        formatter_class=fmt, epilog=EPILOG_PACK)
+    e.add_argument("data", help="folder with one subfolder per class (or train/ val/ test/)")
+    e.add_argument("--out", required=True, help="folder or URL for the shards (gs://...; s3://... with tensorflow-io); must be new or empty")
+    e.add_argument("--shard-size-mb", type=float, default=100.0, help="about this many MB of images per shard file (default: 100)")
+    e.add_argument("--min-shards", type=int, default=1, help="at least this many files per split, so as many workers each read their own (default: 1)")
+    e.add_argument("--val", type=float, default=0.1, help="share of each class for validation (default: 0.1, as train)")
+    e.add_argument("--test", type=float, default=0.1, help="share of each class for testing (default: 0.1, as train)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the split, as train's --seed (default: 0)")
+    e.add_argument("--group-by", default="", metavar="REGEX", help="keep files whose path gives the same match in one split (as train)")
+    e.add_argument("--max-pixels", type=int, default=100_000_000, help="skip images with more pixels (decompression-bomb guard; default: 100,000,000)")
+    e.add_argument("--workers", type=int, default=0, help="processes or threads for hashing and checking (default: one per core)")
+    e.add_argument("--overwrite", action="store_true", help="replace an earlier pack in --out (other files are never deleted)")
     return parser
 
 
@@ -428,6 +454,15 @@ def _cmd_split(args) -> int:
 
 
 def _cmd_datasets(args) -> int:
+    if args.datasets_command == "pack":
+        from .data.shards import pack, summary
+
+        info = pack(args.data, args.out, shard_size_mb=args.shard_size_mb, min_shards=args.min_shards, val_fraction=args.val,
+                    test_fraction=args.test, seed=args.seed, group_by=args.group_by, max_pixels=args.max_pixels,
+                    workers=args.workers, overwrite=args.overwrite)
+        print(summary(info, args.out))
+        print(f"Next: imgclf train {args.out} --out runs/NAME")
+        return 0
     from .data.builtin import export_dataset
 
     path = export_dataset(args.name, args.out)

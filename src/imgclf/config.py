@@ -37,7 +37,7 @@ CHOICES = {
 class TrainConfig:
     """All settings of `imgclf.train`. Example: ``TrainConfig(data="data/", epochs=5)``."""
 
-    data: str = ""  # folder with one subfolder per class, or with train/ val/ [test/] inside
+    data: str = ""  # folder with one subfolder per class, or with train/ val/ [test/] inside; or shards from `imgclf datasets pack` (folder or URL)
     manifest: str = ""  # CSV from `imgclf split` (path, label, split): use its split instead of making one
     out: str = ""  # run folder; empty means runs/<model>, with a suffix if taken
     model: str = "small_cnn"  # a name from `imgclf models`

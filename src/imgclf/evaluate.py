@@ -142,15 +142,22 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
     from .predict import load
 
     run = run if isinstance(run, Run) else Run(run)
-    rows, source = _eval_rows(run, os.fspath(data) if data else None, split)
+    from .data.shard_reader import decode_for_evaluation, shard_source
+
+    shards = shard_source(run, data)  # packed TFRecords (`imgclf datasets pack`), given or trained on
+    if not shards:
+        rows, source = _eval_rows(run, os.fspath(data) if data else None, split)
     predictor = load(run.path, tta=tta)
     classes = run.classes
     index = {c: i for i, c in enumerate(classes)}
     pre = predictor.preprocess
-    decoded = decode_all([r["path"] for r in rows], [index[r["label"]] for r in rows], pre["img_size"], pre["color_mode"],
-                         resize=pre.get("resize", "squash"), label="Decoding eval", verbose=verbose)
+    if shards:
+        decoded, source = decode_for_evaluation(shards, split, classes, pre, verbose=verbose)
+    else:
+        decoded = decode_all([r["path"] for r in rows], [index[r["label"]] for r in rows], pre["img_size"], pre["color_mode"],
+                             resize=pre.get("resize", "squash"), label="Decoding eval", verbose=verbose)
     if len(decoded) == 0:
-        raise UserError(f"None of the {len(rows)} images in {source} could be decoded.")
+        raise UserError(f"None of the {len(decoded.skipped)} images in {source} could be decoded.")
     # One untimed call first: images/s should measure the model, not TensorFlow's one-off graph tracing.
     predictor.predict_arrays(decoded.images[:batch_size])
     start = time.perf_counter()
