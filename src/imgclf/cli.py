@@ -22,6 +22,9 @@ EPILOG_TRAIN = """examples:
   imgclf train data/ --model my_cnn.yaml                            # your own CNN (see README)
   imgclf train new_data/ --model small_cnn --weights runs/leaves/model.keras   # fine-tune an earlier run
   imgclf train --resume --out runs/leaves
+  imgclf train data/ --devices 0,1 --batch-size 64   # MirroredStrategy: global batch 128, lr x 2
+  TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}' \
+    imgclf train /shared/data --out /shared/runs/leaves --distributed multi-worker   # the same on every worker
   imgclf train gs://my-bucket/leaves-shards --out runs/leaves   # shards from `imgclf datasets pack`, streamed
 """
 
@@ -91,6 +94,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .engines import ENGINES
 
     parser = _Parser(
         prog="imgclf",
@@ -126,7 +130,9 @@ def _parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  imgclf predict runs/leaves photos/ --top-k 3\n"
                               "  imgclf predict runs/leaves 'new/*.jpg' --format csv --output preds.csv\n"
                               "  imgclf predict runs/leaves/exports/model.tflite one.jpg    # no TensorFlow needed\n"
-                              "  imgclf predict runs/leaves inbox/ --threshold 0.8 --sort-into sorted/\n")
+                              "  imgclf predict runs/leaves inbox/ --threshold 0.8 --sort-into sorted/\n"
+                              "  imgclf predict runs/leaves photos/ --engine ray --output preds.parquet   # pip install 'imgclf[ray]'\n"
+                              "  RAY_ADDRESS=ray://head:10001 imgclf predict /shared/runs/leaves list.txt --engine ray --output p.jsonl\n")
     p.add_argument("model", help="run folder, or an exported model: .keras, .tflite, .onnx or a SavedModel folder")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--top-k", type=int, default=1, help="how many classes to show per image (default: 1)")
@@ -139,6 +145,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sort-into", metavar="DIR", help="copy each image into DIR/<class>/ (or unknown/), never overwriting; log in DIR/sorted.csv")
     p.add_argument("--move", action="store_true", help="with --sort-into: move the files instead of copying them")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="hide the progress bar")
+    p.add_argument("--engine", choices=ENGINES, default="local",
+                   help="local: this process (default); ray: a Ray Data actor pool, on a local Ray or the cluster in RAY_ADDRESS, "
+                        "writing --output as .jsonl, .json, .csv or .parquet (from its extension); PATH may also be "
+                        "a .txt list of paths/URLs or TFRecord shards")
+    p.add_argument("--engine-option", dest="engine_options", action="append", default=[], metavar="KEY=VALUE",
+                   help="for --engine ray: address=auto, actors=N, num_cpus=1, num_gpus=0.5, runtime_env={...}, or any map_batches keyword")
 
     p = sub.add_parser("export", help="export a run for production (TFLite, ONNX, SavedModel, Keras) and check it", formatter_class=fmt,
                        epilog="examples:\n  imgclf export runs/leaves --format tflite\n"
@@ -324,9 +336,23 @@ def _cmd_predict(args) -> int:
 
     if args.output:
         refuse_overwrite(args.output, args.overwrite)
+    if args.engine != "local":
+        from .engines import parse_options, predict_with_engine
+
+        if args.sort_into:
+            raise UserError(f"--sort-into works with the local engine only; run without --engine {args.engine}.")
+        counts = predict_with_engine(args.model, args.paths, args.output, engine=args.engine, top_k=args.top_k,
+                                     threshold=args.threshold, batch_size=args.batch_size, tta=args.tta,
+                                     options=parse_options(args.engine_options), progress=args.progress,
+                                     fmt=None if args.format == "table" else args.format)
+        return _report_predict(args, counts)
     counts = predict_files(args.model, args.paths, top_k=args.top_k, fmt=args.format, output=args.output,
                            threshold=args.threshold, batch_size=args.batch_size, tta=args.tta,
                            sort_into=args.sort_into, move=args.move, progress=args.progress)
+    return _report_predict(args, counts)
+
+
+def _report_predict(args, counts: dict) -> int:
     if counts["errors"]:
         print(f"{counts['errors']} file(s) could not be read; see the error column.", file=sys.stderr)
     if args.output:

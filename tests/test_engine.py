@@ -1,0 +1,161 @@
+"""`imgclf predict --engine ray` (issue 8) on Ray's local runner: the same answers as `imgclf predict`.
+
+One local Ray instance serves the whole module (starting one costs seconds);
+the engine joins it instead of starting its own, as it joins a cluster.
+"""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from imgclf.cli import main
+from imgclf.engines import parse_options, predict_with_engine, require_engine
+from imgclf.errors import UserError
+from imgclf.predict_files import predict_files
+from tests.conftest import make_image_folder
+
+ray = pytest.importorskip("ray", reason="the engine extra is not installed: pip install 'imgclf[ray]'")
+pq = pytest.importorskip("pyarrow.parquet")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """300 tiny images (24 px, PNG and JPEG, gray and RGBA among them) and one file that is not an image."""
+    root = tmp_path_factory.mktemp("engine") / "in"
+    make_image_folder(root, per_class=100, size=24, seed=3)
+    (root / "circle" / "broken.png").write_bytes(b"not a png at all")
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def tflite(trained_run, tmp_path_factory):
+    """The session's run as .tflite: actors load it in a fraction of a second (no TensorFlow import)."""
+    from imgclf.export import export
+
+    return str(export(trained_run, "tflite", out=tmp_path_factory.mktemp("engine_model") / "m.tflite").path)
+
+
+def _local_rows(model, inputs, tmp_path, top_k=2):
+    out = tmp_path / "local.jsonl"
+    predict_files(model, inputs, top_k=top_k, fmt="jsonl", output=str(out), progress=False)
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def _assert_same(engine_rows, local_rows):
+    assert [r["path"] for r in engine_rows] == [r["path"] for r in local_rows]  # same files, same order
+    for e, loc in zip(engine_rows, local_rows):
+        assert e["class"] == loc["class"] and e["error"] == loc["error"], e["path"]
+        if not loc["error"]:
+            assert e["probability"] == pytest.approx(loc["probability"], abs=1e-5)
+            assert [c for c, _ in e["top_k"]] == [c for c, _ in loc["top_k"]]
+            assert np.allclose([p for _, p in e["top_k"]], [p for _, p in loc["top_k"]], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_keras_run_on_two_actors_matches_imgclf_predict(local_ray, trained_run, images, tmp_path):
+    out = tmp_path / "preds.jsonl"
+    counts = predict_with_engine(str(trained_run.path), [images], str(out), top_k=2, batch_size=32,
+                                 options={"actors": 2}, progress=False)
+    assert counts == {"images": 301, "errors": 1}
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    local = _local_rows(str(trained_run.path), [images], tmp_path)
+    _assert_same(rows, local)
+    broken = [r for r in rows if r["path"].endswith("broken.png")]
+    assert broken[0]["error"].startswith("not an image") and broken[0]["probability"] is None
+    # The model learned the shapes: most answers are right, so the comparison is not between two blind guesses.
+    right = sum(r["class"] in r["path"].split("/")[-2] for r in rows if not r["error"])
+    assert right >= 0.8 * 300
+
+
+@pytest.mark.slow
+def test_every_output_format_parses_with_the_same_rows(local_ray, tflite, images, tmp_path):
+    local = _local_rows(tflite, [images], tmp_path)
+    predict_with_engine(tflite, [images], str(tmp_path / "p.parquet"), top_k=2, options={"actors": 1}, progress=False)
+    table = pq.read_table(tmp_path / "p.parquet")
+    assert table.column_names == ["path", "class", "probability", "class_2", "probability_2", "error"]
+    assert str(table.schema.field("probability").type) == "double"
+    rows = table.to_pylist()
+    assert [r["path"] for r in rows] == [r["path"] for r in local]
+    for r, loc in zip(rows, local):
+        assert r["class"] == loc["class"] and r["error"] == loc["error"]
+        if not loc["error"]:
+            assert r["probability"] == pytest.approx(loc["probability"], abs=1e-5)
+            assert (r["class_2"], r["probability_2"]) == (loc["top_k"][1][0], pytest.approx(loc["top_k"][1][1], abs=1e-5))
+        else:
+            assert r["probability"] is None
+    predict_with_engine(tflite, [images], str(tmp_path / "p.csv"), top_k=2, options={"actors": 1}, progress=False)
+    with open(tmp_path / "p.csv", newline="") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert list(csv_rows[0]) == ["path", "class", "probability", "class_2", "probability_2", "error"]
+    assert [(r["path"], r["class"]) for r in csv_rows] == [(r["path"], r["class"]) for r in local]
+    predict_with_engine(tflite, [images], str(tmp_path / "p.json"), options={"actors": 1}, progress=False)
+    assert [r["class"] for r in json.loads((tmp_path / "p.json").read_text())] == [r["class"] for r in local]
+
+
+@pytest.mark.slow
+def test_list_file_with_missing_and_unreadable_entries(local_ray, tflite, images, tmp_path):
+    listed = sorted(str(p) for p in __import__("pathlib").Path(images).rglob("*.png"))[:20]
+    lst = tmp_path / "list.txt"
+    lst.write_text("# my images\n" + "\n".join(listed + [str(tmp_path / "gone.jpg")]) + "\n")
+    out = tmp_path / "p.jsonl"
+    rc = main(["predict", tflite, str(lst), "--engine", "ray", "--output", str(out), "--engine-option", "actors=1",
+               "--no-progress"])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rc == 0 and len(rows) == 21
+    assert rows[-1]["path"].endswith("gone.jpg") and rows[-1]["error"].startswith("file not found")
+    _assert_same(rows[:-1], _local_rows(tflite, listed, tmp_path, top_k=1))
+
+
+@pytest.mark.slow
+def test_tfrecord_shards_give_the_same_answers(local_ray, tflite, images, tmp_path):
+    import os
+
+    import tensorflow as tf
+
+    paths = sorted(str(p) for p in __import__("pathlib").Path(images).rglob("*") if p.is_file())
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for s in range(2):  # tf.train.Example records with the features `imgclf datasets pack` writes
+        with tf.io.TFRecordWriter(str(shards / f"data-{s:05d}-of-00002.tfrecord")) as w:
+            for p in paths[s::2]:
+                feature = {"image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[open(p, "rb").read()])),
+                           "image/filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[os.path.relpath(p, images).encode()]))}
+                w.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    out = tmp_path / "p.jsonl"
+    counts = predict_with_engine(tflite, [str(shards)], str(out), top_k=2, options={"actors": 1}, progress=False)
+    assert counts == {"images": 301, "errors": 1}
+    by_name = {json.loads(line)["path"]: json.loads(line) for line in out.read_text().splitlines()}
+    local = _local_rows(tflite, [images], tmp_path)
+    engine = [{**by_name[os.path.relpath(r["path"], images)], "path": r["path"]} for r in local]
+    _assert_same(engine, local)
+
+
+def test_user_errors_before_any_worker_starts(tmp_path, monkeypatch, capsys):
+    make_image_folder(tmp_path / "in", per_class=1)
+    with pytest.raises(UserError, match="pass --output"):
+        predict_with_engine("m.tflite", [str(tmp_path / "in")], None)
+    with pytest.raises(UserError, match="Expected one of .csv"):
+        predict_with_engine("m.tflite", [str(tmp_path / "in")], str(tmp_path / "p.xlsx"))
+    with pytest.raises(UserError, match="Model not found"):
+        predict_with_engine(str(tmp_path / "nope.tflite"), [str(tmp_path / "in")], str(tmp_path / "p.csv"))
+    with pytest.raises(UserError, match="KEY=VALUE"):
+        parse_options(["actors"])
+    assert parse_options(["actors=2", "address=auto", "num_gpus=0.5"]) == {"actors": 2, "address": "auto", "num_gpus": 0.5}
+    assert main(["predict", "m.tflite", str(tmp_path / "in"), "--engine", "ray", "--sort-into", "x"]) == 2
+    assert "--sort-into works with the local engine only" in capsys.readouterr().err
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(UserError, match=r"pip install 'imgclf\[ray\]'"):
+        require_engine("ray")
