@@ -72,7 +72,7 @@ def check_model_path(model: str) -> None:
 
 
 def predict_with_engine(model: str, inputs: list[str], output: str, engine: str = "ray", top_k: int = 1,
-                        threshold: float = 0.0, batch_size: int = 64, tta: str = "none", options: dict | None = None,
+                        threshold: float = 0.0, batch_size: int = 64, tta: str | None = None, options: dict | None = None,
                         progress: bool | None = None, fmt: str | None = None) -> dict:
     """Predict every image under `inputs` on `engine` and write `output`; returns ``{'images', 'errors'}``.
 

@@ -36,7 +36,8 @@ def _connect(options: dict) -> bool:
     if ray.is_initialized():  # an application (or a test) that already called ray.init keeps its cluster
         return False
     address = options.get("address") or os.environ.get("RAY_ADDRESS")
-    kwargs = {"logging_level": logging.ERROR, "log_to_driver": True}
+    # Worker logs stay in Ray's log folder (and dashboard): errors that matter reach the driver as exceptions.
+    kwargs = {"logging_level": logging.ERROR, "log_to_driver": False}
     for key in ("runtime_env", "namespace"):
         if key in options:
             kwargs[key] = options[key]
@@ -89,18 +90,26 @@ def _pool_size(options: dict, cpus_per_actor: float) -> int:
 
 
 def _unwrap(error: Exception) -> Exception:
-    """The UserError inside a Ray error (a bad model file found by a worker), or the error itself."""
+    """The UserError inside a Ray error (a bad model file found by a worker), or the error itself.
+
+    Ray chains the worker's exception as ``cause`` for task errors, but an actor that dies in its
+    constructor (ActorDiedError) carries only the worker's traceback as text: read it from there.
+    """
     seen = error
     for _ in range(8):
         if isinstance(seen, UserError):
-            return UserError(str(seen).split("\n")[-1] if "\n" in str(seen) else str(seen))
+            return UserError(str(seen).strip().splitlines()[-1])
         seen = getattr(seen, "cause", None) or seen.__cause__
         if seen is None:
             break
+    marker = f"{UserError.__module__}.{UserError.__name__}: "
+    text = str(error)
+    if marker in text:
+        return UserError(text.rsplit(marker, 1)[1].strip().splitlines()[0])
     return error
 
 
-def run_ray(model: str, inputs: Inputs, options: dict, top_k: int = 1, threshold: float = 0.0, tta: str = "none",
+def run_ray(model: str, inputs: Inputs, options: dict, top_k: int = 1, threshold: float = 0.0, tta: str | None = None,
             batch_size: int = 64) -> Iterator[dict]:
     """Yield prediction rows, in input order, computed by a Ray Data actor pool.
 

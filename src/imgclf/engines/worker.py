@@ -50,11 +50,18 @@ class BatchPredictor:
         'rust'
     """
 
-    def __init__(self, model: str, top_k: int = 1, threshold: float = 0.0, tta: str = "none", batch_size: int = 64):
+    def __init__(self, model: str, top_k: int = 1, threshold: float = 0.0, tta: str | None = None, batch_size: int = 64):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from ..errors import UserError
         from ..predict import load
 
-        self.predictor = load(model, tta=tta)
+        try:
+            self.predictor = load(model) if tta is None else load(model, tta=tta)  # None: load()'s default, as `imgclf predict`
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a damaged model file: one clear line at the driver, not a worker traceback
+            raise UserError(f"Cannot load the model {model!r} on a worker: {type(e).__name__}: {e}. Check that the "
+                            "file is complete (re-export it with `imgclf export`) and readable from every node.") from None
         self.top_k, self.threshold, self.batch_size = top_k, threshold, batch_size
 
     def predict_rows(self, names: list[str], sources: list) -> list[dict]:
