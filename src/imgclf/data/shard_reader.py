@@ -194,8 +194,8 @@ def make_split_dataset(root: str, split: str, *, batch_size: int, img_size: int,
     """A streaming tf.data pipeline over one split's shards: (float32 images in [0, 255], int32 labels) batches.
 
     files -> (shuffled) -> interleaved TFRecord reads -> shuffle buffer of
-    encoded records -> decode and resize (the one decoder) -> batch ->
-    `map_fn` (augmentation, on whole batches) -> prefetch. Unshuffled, it
+    encoded records -> batch -> parse and decode (the one decoder, a batch
+    per call) -> `map_fn` (augmentation, on whole batches) -> prefetch. Unshuffled, it
     yields records in shard order (the order of `streamed_sets` labels).
     With several workers each reads its own files (auto-shard policy FILE),
     falling back to DATA when a split has fewer files than workers or with
@@ -215,17 +215,21 @@ def make_split_dataset(root: str, split: str, *, batch_size: int, img_size: int,
     channels = 1 if color_mode == "grayscale" else 3
     workers = num_workers or _num_workers()
 
-    def decode_py(data):
-        return decode_image(bytes(data), size=img_size, color_mode=color_mode, resize=resize, max_pixels=max_pixels)
+    def decode_batch(blobs):
+        # A whole batch per call: one Python hop per batch instead of per image (measured 4-8x faster on
+        # 28x28 PNGs); several batches still decode in parallel, and Pillow releases the GIL while decoding.
+        out = np.empty((len(blobs), img_size, img_size, channels), dtype=np.uint8)
+        for i, data in enumerate(blobs):
+            out[i] = decode_image(bytes(data), size=img_size, color_mode=color_mode, resize=resize, max_pixels=max_pixels)
+        return out
 
-    def decode(record):
-        parsed = tf.io.parse_single_example(record, {
-            "image/encoded": tf.io.FixedLenFeature([], tf.string),
-            "image/class/label": tf.io.FixedLenFeature([], tf.int64),
-        })
-        image = tf.numpy_function(decode_py, [parsed["image/encoded"]], tf.uint8, stateful=False)
-        image.set_shape((img_size, img_size, channels))
-        return image, tf.cast(parsed["image/class/label"], tf.int32)
+    spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string), "image/class/label": tf.io.FixedLenFeature([], tf.int64)}
+
+    def decode(records):
+        parsed = tf.io.parse_example(records, spec)
+        images = tf.numpy_function(decode_batch, [parsed["image/encoded"]], tf.uint8, stateful=False)
+        images.set_shape((None, img_size, img_size, channels))
+        return tf.cast(images, tf.float32), tf.cast(parsed["image/class/label"], tf.int32)
 
     names = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
@@ -243,9 +247,8 @@ def make_split_dataset(root: str, split: str, *, batch_size: int, img_size: int,
         ds = ds.repeat()
     elif workers == 1:
         ds = ds.apply(tf.data.experimental.assert_cardinality(count))  # Keras then knows the steps per epoch
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
     if map_fn is not None:
         ds = ds.map(map_fn, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()

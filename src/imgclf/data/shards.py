@@ -100,9 +100,11 @@ def _check_out(out: str, data_root: Path, overwrite: bool, gfile) -> list[str]:
         _ensure_filesystem(out)
         gfile = tf.io.gfile
         try:
-            entries = gfile.listdir(out)  # not exists(): on object stores a "folder" is only a prefix
-        except tf.errors.NotFoundError:
-            entries = []
+            try:
+                entries = gfile.listdir(out)  # not exists(): on object stores a "folder" is only a prefix
+            except tf.errors.NotFoundError:
+                entries = []
+                gfile.makedirs(out)  # now, so an unknown scheme or missing rights show before the long work
         except tf.errors.OpError as e:
             raise filesystem_error(out, e) from None
     else:
@@ -275,8 +277,8 @@ def pack(data_dir: str | os.PathLike, out_dir: str, *, shard_size_mb: float = 10
     good = [r for r in todo if r["status"] == "ok"]
     files: dict[str, list[str]] = {}
     tmp_names: list[str] = []
-    gfile.makedirs(out)
     try:
+        gfile.makedirs(out)
         with Progress(len(good), "Writing shards", enabled=verbose and bool(good)) as bar:
             for split in SPLITS:
                 part = sorted((r for r in good if r["split"] == split), key=lambda r: r["path"])
