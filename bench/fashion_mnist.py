@@ -37,7 +37,7 @@ def sh(cmd: list[str]) -> float:
 
 
 def time_to(curve: list[tuple[float, float]], target: float):
-    for t, acc in curve:
+    for t, acc, *_ in curve:
         if acc >= target:
             return t
     return None
@@ -105,16 +105,46 @@ def imgclf_curve(run: Path, x_te, y_te, classes: list[str]):
     run_classes = json.loads((run / "classes.json").read_text())
     y_te = np.array([run_classes.index(classes[i]) for i in y_te])
 
+    # Each checkpoint predicts the way `imgclf evaluate` does: with the test-time
+    # augmentation the run chose on its validation split (the third figure is without).
+    tta = json.loads((run / "preprocess.json").read_text()).get("tta", "none")
     with open(run / "history.csv") as f:
         history = list(csv.DictReader(f))
     elapsed, curve = 0.0, []
+
+    def probs_of(model, x):
+        return np.concatenate([np.asarray(model(x[i:i + 1000].astype("float32"), training=False)) for i in range(0, len(x), 1000)])
+
     for row in history:
         elapsed += float(row["time_s"])
         path = run / "checkpoints" / f"epoch-{int(row['epoch']):03d}.keras"
         model = load_keras_model(path)
-        probs = np.concatenate([np.asarray(model(x_te[i:i + 1000].astype("float32"), training=False)) for i in range(0, len(x_te), 1000)])
-        curve.append((elapsed, float((probs.argmax(1) == y_te).mean())))
+        plain = probs_of(model, x_te)
+        probs = (plain + probs_of(model, np.ascontiguousarray(x_te[:, :, ::-1]))) / 2 if tta == "flip" else plain
+        curve.append((elapsed, float((probs.argmax(1) == y_te).mean()), float((plain.argmax(1) == y_te).mean())))
     return curve
+
+
+def model_for(spec: str, budget: float) -> str:
+    """The model for a budget from "small_cnn" or "5=small_cnn,20=small_resnet" (nearest budget at or below)."""
+    if "=" not in spec:
+        return spec
+    pairs = sorted((float(b), m) for b, m in (item.split("=") for item in spec.split(",")))
+    chosen = pairs[0][1]
+    for b, m in pairs:
+        if budget >= b:
+            chosen = m
+    return chosen
+
+
+def add_tta_figures(result: dict, run: Path, metrics: dict) -> None:
+    """The run's test-time augmentation and the best checkpoint's accuracy without it."""
+    summary = json.loads((run / "summary.json").read_text())
+    result["tta"] = metrics.get("tta", "none")
+    result["tta_choice"] = summary.get("tta", {})
+    result["best_val_accuracy"] = summary.get("best_val_accuracy")
+    best = int(summary.get("best_epoch") or len(result["curve"]))
+    result["test_accuracy_no_tta"] = result["curve"][best - 1][2] if result["curve"] else float("nan")
 
 
 def throughput(data: Path, model_name: str, n: int = 20000):
@@ -156,7 +186,8 @@ def throughput(data: Path, model_name: str, n: int = 20000):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "fmnist"))
-    ap.add_argument("--model", default="small_cnn")
+    ap.add_argument("--model", default="5=small_cnn,20=small_resnet",
+                    help="one model for every budget, or BUDGET=MODEL pairs (the validation split chose these)")
     ap.add_argument("--budgets", default="5,20", help="comma-separated training budgets in minutes")
     ap.add_argument("--baseline-epochs", type=int, default=15)
     ap.add_argument("--max-images", type=int, default=0, help="train on a subset (smoke runs)")
@@ -184,7 +215,8 @@ def main() -> int:
 
     results["imgclf"] = {}
     for budget in [float(b) for b in args.budgets.split(",")]:
-        run = out / "runs" / f"{args.model}-{budget:g}min"
+        model = model_for(args.model, budget)
+        run = out / "runs" / f"{model}-{budget:g}min"
         if args.reuse and (run / "metrics.json").exists():
             metrics = json.loads((run / "metrics.json").read_text())
             history_time = sum(float(r["time_s"]) for r in csv.DictReader(open(run / "history.csv")))
@@ -192,12 +224,14 @@ def main() -> int:
             results["imgclf"][budget] = {"test_accuracy": metrics["accuracy"], "train_time_s": history_time,
                                          "command_wall_s": old.get("command_wall_s", float("nan")),
                                          "curve": imgclf_curve(run, x_te, y_te, FASHION_CLASSES)}
+            add_tta_figures(results["imgclf"][budget], run, metrics)
+            results["imgclf"][budget]["model"] = model
             continue
         if run.exists():
             import shutil
 
             shutil.rmtree(run)
-        cmd = IMGCLF + ["train", data / "train", "--model", args.model, "--time-budget", budget, "--out", run,
+        cmd = IMGCLF + ["train", data / "train", "--model", model, "--time-budget", budget, "--out", run,
                         "--test-fraction", "0", "--keep-epochs"]
         if args.max_images:
             cmd += ["--max-images", args.max_images]
@@ -207,8 +241,11 @@ def main() -> int:
         history_time = sum(float(r["time_s"]) for r in csv.DictReader(open(run / "history.csv")))
         results["imgclf"][budget] = {"test_accuracy": metrics["accuracy"], "train_time_s": history_time,
                                      "command_wall_s": wall, "curve": imgclf_curve(run, x_te, y_te, FASHION_CLASSES)}
+        add_tta_figures(results["imgclf"][budget], run, metrics)
+        results["imgclf"][budget]["model"] = model
 
-    results["throughput"] = previous["throughput"] if previous.get("throughput") else throughput(data / "train", args.model)
+    results["throughput"] = previous["throughput"] if previous.get("throughput") else throughput(
+        data / "train", model_for(args.model, min(float(b) for b in args.budgets.split(","))))
     results["load_after"] = os.getloadavg()
 
     print("\n== Fashion-MNIST on", results["machine"], "==")
@@ -222,8 +259,10 @@ def main() -> int:
         b = results["baseline_curve"]
         print(f"baseline final test accuracy {b[-1][1]:.4f} after {b[-1][0]:.0f}s ({len(b)} epochs)")
     for budget, r in results["imgclf"].items():
-        print(f"imgclf {budget:g} min budget: test accuracy {r['test_accuracy']:.4f}, training {r['train_time_s']:.0f}s, "
-              f"whole command {r['command_wall_s']:.0f}s")
+        print(f"imgclf {budget:g} min budget ({r.get('model', '?')}): test accuracy {r['test_accuracy']:.4f} (test-time augmentation: "
+              f"{r.get('tta', 'none')}; best checkpoint without it {r.get('test_accuracy_no_tta', float('nan')):.4f}), "
+              f"validation accuracy {r.get('best_val_accuracy') or float('nan'):.4f}, "
+              f"training {r['train_time_s']:.0f}s, whole command {r['command_wall_s']:.0f}s")
     base_t91 = time_to(results.get("baseline_curve", []), 0.91)
     ours = [time_to(r["curve"], 0.91) for r in results["imgclf"].values()]
     ours = [t for t in ours if t is not None]

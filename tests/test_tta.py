@@ -34,3 +34,40 @@ def test_symmetric_images_are_unchanged_and_bad_modes_rejected():
         tta_predict(x, _left_brightness_model, "rotate")
     with pytest.raises(UserError, match="shaped"):
         tta_predict(x[0], _left_brightness_model)
+
+
+def test_choose_tta_needs_flip_training_and_a_validation_gain():
+    from imgclf.tta import choose_tta
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (40, 8, 8, 1), dtype=np.uint8)
+    labels = (x[:, :, :4].mean(axis=(1, 2, 3)) <= x[:, :, 4:].mean(axis=(1, 2, 3))).astype(int)
+    # The left-brightness model is right on every image; mirroring can only hurt it.
+    choice = choose_tta(x, labels, _left_brightness_model, trained_with_flips=True)
+    assert choice["tta"] == "none" and choice["val_accuracy"]["none"] == 1.0
+    assert choice["val_accuracy"]["flip"] < 1.0
+
+    # Against the opposite labels the model is always wrong and mirroring takes it to a coin
+    # toss: validation accuracy rises, so flip is chosen, with the evidence.
+    choice = choose_tta(x, 1 - labels, _left_brightness_model, trained_with_flips=True)
+    assert choice["tta"] == "flip" and choice["val_accuracy"]["flip"] > choice["val_accuracy"]["none"] == 0.0
+    assert choose_tta(x, 1 - labels, _left_brightness_model, trained_with_flips=False) == {
+        "tta": "none", "reason": "the model was not trained on mirrored images"}
+
+
+def test_run_records_its_tta_choice_and_predictors_follow_it(trained_run, tmp_path):
+    import json
+    import shutil
+
+    import imgclf
+
+    summary = json.loads((trained_run.path / "summary.json").read_text())
+    preprocess = json.loads((trained_run.path / "preprocess.json").read_text())
+    assert preprocess["tta"] == summary["tta"]["tta"] in ("none", "flip")  # the decision and its evidence are saved
+    assert imgclf.load(trained_run.path).tta == preprocess["tta"]
+    # A copy of the run told to use flip: "auto" follows the run, an explicit choice wins.
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run.path, copy)
+    (copy / "preprocess.json").write_text(json.dumps({**preprocess, "tta": "flip"}))
+    assert imgclf.load(copy).tta == "flip"
+    assert imgclf.load(copy, tta="none").tta == "none"

@@ -43,16 +43,23 @@ class RunWriter(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
+        self._batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         elapsed = time.perf_counter() - self._t0
+        # A time budget can end the last epoch early: count the images it trained on.
+        steps = (self.params or {}).get("steps") or self._batches
+        images = self.train_images * min(self._batches / steps, 1.0) if self._batches else self.train_images
         row = {
             "epoch": epoch + 1,
             "phase": self.phase,
             "lr": current_lr(self.model.optimizer),
             "time_s": round(elapsed, 3),
-            "images_per_s": round(self.train_images / elapsed, 1) if elapsed > 0 else 0,
+            "images_per_s": round(images / elapsed, 1) if elapsed > 0 else 0,
         }
         for key in ("loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "val_balanced_accuracy"):
             if key in logs:
@@ -123,6 +130,7 @@ class EpochProgress(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
         self.t0 = time.perf_counter()
+        self.done = 0
 
     def _epoch_label(self) -> str:
         return f"Epoch {self.epoch + 1}/{self.epochs}" if self.epochs else f"Epoch {self.epoch + 1}"
@@ -134,6 +142,7 @@ class EpochProgress(keras.callbacks.Callback):
         return epoch_left_s + per_epoch * max(self.epochs - self.epoch - 1, 0)
 
     def on_train_batch_end(self, batch, logs=None):
+        self.done = batch + 1
         if not self.tty:
             return
         now = time.perf_counter()
@@ -157,7 +166,7 @@ class EpochProgress(keras.callbacks.Callback):
         logs = logs or {}
         elapsed = time.perf_counter() - self.t0
         self.epoch_times.append(elapsed)
-        rate = self.steps * self.batch_size / max(elapsed, 1e-9)
+        rate = (self.done or self.steps) * self.batch_size / max(elapsed, 1e-9)  # a budget may end it early
         parts = [f"{self._epoch_label()}: loss {logs.get('loss', float('nan')):.4f} acc {logs.get('accuracy', float('nan')):.4f}"]
         if "val_loss" in logs:
             parts.append(f"val_loss {logs['val_loss']:.4f} val_acc {logs.get('val_accuracy', float('nan')):.4f}")

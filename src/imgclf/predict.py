@@ -36,7 +36,7 @@ class Predictor:
         [{'path': 'a.jpg', 'class': 'rust', 'probability': 0.93, 'top_k': [['rust', 0.93], ['scab', 0.05]]}]
     """
 
-    def __init__(self, model, classes: list[str], preprocess: dict, source: str = "", tta: str = "none"):
+    def __init__(self, model, classes: list[str], preprocess: dict, source: str = "", tta: str = "auto"):
         if hasattr(model, "has_embedding") and hasattr(model, "embed"):
             self.backend = model  # already a runtime from imgclf.backends
         else:
@@ -47,7 +47,10 @@ class Predictor:
         self.classes = list(classes)
         self.preprocess = dict(preprocess)
         self.source = source
-        self.tta = tta  # "none" or "flip": test-time augmentation applied by predict_arrays
+        # "none" or "flip": test-time augmentation applied by predict_arrays; "auto" takes
+        # what training chose on its validation split (saved in preprocess.json), so a
+        # run predicts the way its reported accuracy was measured.
+        self.tta = self.preprocess.get("tta", "none") if tta in (None, "", "auto") else tta
         self.info: dict = {}  # what load() knows besides: model name, metrics summary (shown by `imgclf serve`)
 
     def __repr__(self) -> str:
@@ -251,13 +254,14 @@ def _check_inputs(inputs: list[str]) -> None:
             raise UserError(f"The pattern {item!r} matches no image files.")
 
 
-def load(path: str | os.PathLike, tta: str = "none") -> Predictor:
+def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
     """Load a Run bundle or an exported model (.keras, SavedModel folder, .tflite, .onnx) as a `Predictor`.
 
     Class names and preprocessing come from the run, from metadata inside the
     file (.tflite, .onnx), or from the sidecar JSON that `imgclf export` writes.
     A .tflite or .onnx model is run by LiteRT or ONNX Runtime without importing
-    TensorFlow. `tta="flip"` averages each image with its mirror.
+    TensorFlow. `tta="flip"` averages each image with its mirror; "auto" (the
+    default) does what training chose on validation (`imgclf.tta.choose_tta`).
 
     Example:
         >>> clf = imgclf.load("runs/leaves")  # doctest: +SKIP

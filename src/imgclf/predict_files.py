@@ -26,7 +26,7 @@ def _validate(top_k: int, threshold: float, batch_size: int, sort_into, move: bo
 
 
 def predict_files(model, inputs: list[str], top_k: int = 1, fmt: str = "table", output: str | None = None,
-                  threshold: float = 0.0, batch_size: int = 64, tta: str = "none", sort_into: str | None = None,
+                  threshold: float = 0.0, batch_size: int = 64, tta: str = "auto", sort_into: str | None = None,
                   move: bool = False, progress: bool | None = None) -> dict:
     """Predict every image under `inputs` and write rows; returns counts ``{'images', 'errors'}``.
 
