@@ -30,6 +30,7 @@ CHOICES = {
     "schedule": ("cosine", "onecycle", "constant"),
     "augment": ("auto", "none", "light", "standard", "strong"),
     "flip": ("auto", "none", "horizontal", "both"),
+    "distributed": ("none", "multi-worker"),
 }
 
 
@@ -47,7 +48,7 @@ class TrainConfig:
     resize: str = "squash"  # squash (ignore aspect) | crop (centre crop) | pad (letterbox)
     max_pixels: int = 100_000_000  # images with more pixels are skipped (decompression-bomb guard)
     epochs: int = 10  # total epochs, both transfer-learning phases included
-    batch_size: int = 64  # images per step
+    batch_size: int = 64  # images per step (per replica when training on several devices or workers)
     time_budget: float = 0.0  # minutes of training; the schedule fits the budget (0 = use epochs)
     lr: float | str = 0.002  # peak learning rate, or auto (a learning-rate range test picks it)
     schedule: str = "cosine"  # cosine (short warmup, then cosine decay) | onecycle | constant
@@ -82,6 +83,10 @@ class TrainConfig:
     verbose: int = -1  # -1 = progress bar on a terminal, one line per epoch otherwise; 0 = quiet
     resume: bool = False  # continue the run in `out` from its last checkpoint
     keep_epochs: bool = False  # also keep every epoch's model as checkpoints/epoch-NNN.keras
+    devices: str = "auto"  # auto (every visible GPU; MirroredStrategy when more than one) | cpu | GPU indices such as 0,1
+    distributed: str = "none"  # none (this machine) | multi-worker (MultiWorkerMirroredStrategy; cluster and role from TF_CONFIG)
+    scale_lr: bool = True  # with several replicas: lr x replicas (batch_size is per replica; global batch = batch_size x replicas)
+    backup_dir: str = ""  # multi-worker: per-epoch backup for restarts, on storage every worker sees (same path); empty = RUN/backup
 
     def validate(self) -> "TrainConfig":
         """Check ranges and choices; raise `UserError` naming the bad setting.
@@ -124,6 +129,9 @@ class TrainConfig:
                 raise UserError(f"Invalid {name}: expected a number in [0, 1), received {v!r}.")
         if not 0 < self.bn_momentum < 1:
             raise UserError(f"Invalid bn_momentum: expected a number in (0, 1), received {self.bn_momentum!r}.")
+        from .distribute import parse_devices
+
+        parse_devices(self.devices)  # a clear error now, not after the data is decoded
         return self
 
 

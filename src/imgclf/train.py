@@ -69,6 +69,7 @@ class Trainer:
         self.extra_callbacks = list(callbacks or [])
         self.run_dir = run_dir
         self.summary: dict = {}
+        self.dist = None  # distribute.Distribution: strategy, role and batch/lr scaling
 
     # ---------------------------------------------------------------- data
     def _prepare_rows(self):
@@ -198,9 +199,13 @@ class Trainer:
         get_spec(cfg.model)  # fail fast on an unknown model name, before any work
         if cfg.data:
             cfg.data = str(Path(cfg.data).resolve())  # config.yaml must work from any folder
+        self._setup_distribution()
         self._prepare_rows()
         self._resolve_auto_settings()
-        if run_dir is None:
+        if run_dir is None and self.dist.multi_worker:
+            cfg.out = str(Path(cfg.out or Path("runs") / cfg.model).absolute())
+            self.run_dir = self.dist.run_dir(cfg.out)  # the chief's exact folder, or a worker's scratch folder
+        elif run_dir is None:
             self.run_dir = new_run_dir(cfg.out or Path("runs") / cfg.model)
             cfg.out = str(self.run_dir)
             log(f"Run folder: {self.run_dir}")
@@ -214,17 +219,24 @@ class Trainer:
         from .data.pipeline import make_dataset
 
         cfg = self.cfg
-        return make_dataset(self.sets["train"], cfg.batch_size, shuffle=True, seed=cfg.seed, balanced=cfg.sampling == "balanced", map_fn=self._train_map())
+        return self.dist.shard(make_dataset(self.sets["train"], self.dist.global_batch, shuffle=True, seed=cfg.seed, balanced=cfg.sampling == "balanced",
+                                            map_fn=self._train_map(), drop_remainder=self.dist.drop_remainder))
 
     def fit_new(self) -> Run:
+        completed = False
         try:
-            return self._fit_new()
+            run = self._fit_new()
+            completed = True
+            return self.dist.result(run)
         except (UserError, KeyboardInterrupt):
             # A mistake found before the first epoch (bad weights file, bad YAML
             # architecture, ...) must not leave a half-made run behind that would
             # push the corrected command to a -2 folder.
             self._remove_run_without_epochs()
             raise
+        finally:
+            if self.dist is not None:
+                self.dist.finish(completed)  # a worker's scratch folder; the chief's backup once complete
 
     def _remove_run_without_epochs(self) -> None:
         import shutil
@@ -245,8 +257,9 @@ class Trainer:
 
             keras.utils.set_random_seed(self.cfg.seed)  # the real model starts from the same weights as without lr-find
         self._write_bundle_start()
-        model = self._build_model()
-        state = {"epoch": 0, "phase": "", "history": []}
+        with self.dist.scope():  # variables made here are mirrored on every replica (nothing changes on one device)
+            model = self._build_model()
+        state = self.dist.restored_state() or {"epoch": 0, "phase": "", "history": []}
         return self._run_phases(model, state)
 
     def fit_resume(self) -> Run:
@@ -265,7 +278,8 @@ class Trainer:
 
         from .models import layers  # noqa: F401
 
-        model = keras.saving.load_model(self.run_dir / "checkpoints" / "last.keras", compile=True)
+        with self.dist.scope():
+            model = keras.saving.load_model(self.run_dir / "checkpoints" / "last.keras", compile=True)
         return self._run_phases(model, state)
 
     def _setup_backend(self):
@@ -274,14 +288,24 @@ class Trainer:
         from .hardware import choose_precision, gpu_details
 
         cfg = self.cfg
+        self._setup_distribution()
+        self.dist.start()  # first: MultiWorkerMirroredStrategy must configure TensorFlow before anything runs
         keras.utils.set_random_seed(cfg.seed)
         requested = cfg.precision
-        policy = choose_precision(requested, gpus=gpu_details())
+        policy = choose_precision(requested, gpus=[] if self.dist.plan.on_cpu else gpu_details())
         keras.mixed_precision.set_global_policy(policy)
         self.summary["precision"] = policy
         if cfg.precision == "auto":
             cfg.precision = policy.replace("mixed_", "")  # config.yaml records what was used
         log(f"Precision: {policy}" + (" (chosen automatically for this machine)" if requested == "auto" else ""))
+
+    def _setup_distribution(self):
+        from .distribute import Distribution
+
+        if self.dist is None:
+            self.dist = Distribution.from_config(self.cfg)
+            log(self.dist.describe())
+            self.summary["distribution"] = self.dist.summary()
 
     def _build_model(self):
         from .models.registry import create_model
@@ -320,8 +344,8 @@ class Trainer:
 
         cfg = self.cfg
         train_ds = self.train_dataset()
-        val_ds = make_dataset(self.sets["val"], max(cfg.batch_size, 128), map_fn=self._val_map())
-        self.steps = -(-len(self.sets["train"]) // cfg.batch_size)
+        val_ds = self.dist.shard(make_dataset(self.sets["val"], max(self.dist.global_batch, 128), map_fn=self._val_map()))
+        self.steps = self.dist.steps(len(self.sets["train"]))
         start = time.perf_counter()
         start_epoch = state.get("epoch", 0)
         first = 0
@@ -333,7 +357,7 @@ class Trainer:
                 elif end <= start_epoch:
                     first = end
                     continue
-                if state.get("phase") != name:  # resuming mid-phase keeps the restored optimizer
+                if state.get("phase") != name or not model.compiled:  # resuming mid-phase keeps the restored optimizer
                     self._prepare_phase(model, name)
                 initial = max(first, start_epoch)
                 log(f"Phase {name}: " + (f"{cfg.time_budget * budget_share:.1f} minutes" if cfg.time_budget else f"epochs {initial + 1}-{end}")
@@ -389,8 +413,9 @@ class Trainer:
     def _prepare_phase(self, model, name: str):
         from .recipe import compile_for_training, freeze_for_phase
 
-        freeze_for_phase(model, name, self.cfg)
-        compile_for_training(model, self.cfg, one_hot=self._one_hot)
+        with self.dist.scope():  # the optimizer's variables are mirrored too
+            freeze_for_phase(model, name, self.cfg)
+            compile_for_training(model, self.cfg, one_hot=self._one_hot)
 
     def _fit(self, model, phase, train_ds, val_ds, state, initial_epoch, epochs, first_epoch, budget_s):
         import keras
@@ -400,7 +425,7 @@ class Trainer:
         from .schedules import ProgressSchedule
 
         cfg = self.cfg
-        peak = cfg.lr * (cfg.finetune_lr_scale if phase == "finetune" else 1.0)
+        peak = cfg.lr * self.dist.lr_scale * (cfg.finetune_lr_scale if phase == "finetune" else 1.0)
         spent = sum(h.get("time_s", 0) for h in state.get("history", []) if h.get("phase") == phase)
         schedule = ProgressSchedule(
             peak, total_steps=self.steps * (epochs - first_epoch), kind=cfg.schedule,
@@ -409,12 +434,14 @@ class Trainer:
         )
         if budget_s:
             epochs = initial_epoch + 100_000  # the schedule stops training when the budget is spent
-        callbacks = [schedule]
+        callbacks = [schedule, *self.dist.callbacks()]
         if cfg.ema:
             callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))  # validate and save the average
         if cfg.monitor in EXTRA_MONITORS:  # before RunWriter and EarlyStopping, which read them
             callbacks.append(ValidationMetrics(val_ds, self.sets["val"].labels, self.classes))
         callbacks.append(RunWriter(self.run_dir, phase, state, len(self.sets["train"]), monitor=cfg.monitor, keep_epochs=cfg.keep_epochs))
+        if self.dist.multi_worker:  # after RunWriter: the backup holds this epoch's state
+            callbacks.append(self.dist.backup_callback(state))
         if cfg.patience:
             stopper = keras.callbacks.EarlyStopping(monitor=cfg.monitor, patience=cfg.patience,
                                                     mode="min" if cfg.monitor == "val_loss" else "max")
@@ -422,13 +449,14 @@ class Trainer:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(self.run_dir / "logs"), write_graph=False, profile_batch=0))
         callbacks += self.extra_callbacks
         if cfg.verbose != 0:
-            callbacks.append(EpochProgress(0 if budget_s else epochs, self.steps, cfg.batch_size, schedule=schedule if budget_s else None))
+            callbacks.append(EpochProgress(0 if budget_s else epochs, self.steps, self.dist.global_batch, schedule=schedule if budget_s else None))
         from .feature_cache import feature_cache_applies, fit_head_on_features
 
         if feature_cache_applies(cfg, phase, model):  # frozen backbone, same inputs every epoch
             fit_head_on_features(model, self.sets, callbacks, batch_size=cfg.batch_size, epochs=epochs,
                                  initial_epoch=initial_epoch, class_weight=self.class_weight, one_hot=self._one_hot, seed=cfg.seed)
         else:
+            self.dist.prebuild(model, train_ds)
             model.fit(train_ds, class_weight=self.class_weight, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
                       callbacks=callbacks, verbose=0, shuffle=False)  # tf.data shuffles; EpochProgress reports
         if cfg.patience and stopper.stopped_epoch > 0:
