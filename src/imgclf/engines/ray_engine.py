@@ -58,8 +58,10 @@ def _dataset(inputs: Inputs):
     if inputs.paths:
         return ray.data.from_items([{PATH: p, SOURCE: p} for p in inputs.paths])
     # A folder URL holds shards.json and manifest.csv beside the shards: read the .tfrecord files only.
+    # Reading and renaming ask for no CPU of their own: the actor pool may hold every CPU of the cluster (the
+    # default), and a read waiting for a free CPU would then wait for ever (measured: a hang on 2 cores).
     ds = ray.data.read_tfrecords(inputs.shards, file_extensions=["tfrecord", "tfrecords", "tfrec"]
-                                 if any(s.endswith("/") for s in inputs.shards) else None)
+                                 if any(s.endswith("/") for s in inputs.shards) else None, num_cpus=0)
     missing = {SHARD_IMAGE} - set(ds.schema().names)
     if missing:
         raise UserError(f"The shards {inputs.shards[0]!r}... have no {SHARD_IMAGE!r} feature. Expected TFRecord "
@@ -74,7 +76,7 @@ def _dataset(inputs: Inputs):
         name = pa.array([n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in name.to_pylist()], pa.string())
         return pa.table({PATH: name, SOURCE: source})
 
-    return ds.map_batches(rename, batch_format="pyarrow")
+    return ds.map_batches(rename, batch_format="pyarrow", num_cpus=0)
 
 
 def _pool_size(options: dict, cpus_per_actor: float) -> int:
