@@ -147,10 +147,11 @@ def run_ray(model: str, inputs: Inputs, options: dict, top_k: int = 1, threshold
                 yield from table_rows(batch)
         except ray.exceptions.RayError as e:
             raise _unwrap(e) from None
-    except TypeError as e:
-        if "unexpected keyword argument" in str(e):
-            raise UserError(f"Ray Data's map_batches does not take that --engine-option: {e}. Options: address, actors, "
-                            "num_cpus, num_gpus, memory, runtime_env, and map_batches' own keywords.") from None
+    except (TypeError, ValueError) as e:
+        # Ray checks the pass-through options itself: "unexpected keyword argument" or "Invalid option keyword".
+        if "unexpected keyword argument" in str(e) or "Invalid option keyword" in str(e):
+            raise UserError(f"Ray does not take that --engine-option: {str(e).split('. Valid ones')[0]}. Options: "
+                            "address, actors, num_cpus, num_gpus, memory, runtime_env, and map_batches' own keywords.") from None
         raise
     finally:
         if started:
