@@ -243,9 +243,10 @@ def make_split_dataset(root: str, split: str, *, batch_size: int, img_size: int,
         ds = ds.shuffle(min(shuffle_buffer, count), seed=seed, reshuffle_each_iteration=True)
     else:
         ds = names.flat_map(tf.data.TFRecordDataset)  # one file after the other: the order of the labels
+    by_file = shard_policy == "file" and len(files) >= workers
     if repeat:
         ds = ds.repeat()
-    elif workers == 1:
+    elif workers == 1 or not by_file:  # by DATA, every worker still reads every record
         ds = ds.apply(tf.data.experimental.assert_cardinality(count))  # Keras then knows the steps per epoch
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
@@ -253,7 +254,6 @@ def make_split_dataset(root: str, split: str, *, batch_size: int, img_size: int,
         ds = ds.map(map_fn, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     policy = tf.data.experimental.AutoShardPolicy
-    by_file = shard_policy == "file" and len(files) >= workers
     options.experimental_distribute.auto_shard_policy = policy.FILE if by_file else policy.DATA
     if workers > 1 and shard_policy == "file" and len(files) < workers:
         log(f"The {split} split has {len(files)} shard file(s) for {workers} workers: each worker reads all of them "
