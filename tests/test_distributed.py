@@ -287,3 +287,22 @@ def test_a_job_that_lost_a_worker_resumes_from_its_backup(tmp_path):
     assert [int(h["epoch"]) for h in history(out)] == [1, 2, 3]
     assert not (out / "backup").exists()
     assert sorted(p.name for p in out.parent.iterdir()) == ["mw"]
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_trains_through_imgclf_on_two_logical_cpus(tmp_path):
+    """The several-GPU path (MirroredStrategy, scaling, BatchNorm averaging, the bundle) with two logical CPUs as the devices."""
+    data = make_image_folder(tmp_path / "data", per_class=PER_CLASS, size=16)
+    settings = {**SETTINGS, "epochs": 3, "data": data, "out": str(tmp_path / "runs" / "m")}
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "mirrored_cpu_run.py"), str(tmp_path / "settings.json")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=JOB_TIMEOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    result = json.loads(proc.stdout.split("RESULT ")[-1])
+    assert result["replicas"] == 2 and result["bn_copies_equal"], result
+    assert "MirroredStrategy on /cpu:0, /cpu:1: 2 replicas, batch 8 per replica = global batch 16, lr 0.004 x 2 = 0.008" in out
+    run = Path(result["run"])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["distribution"]["strategy"] == "mirrored" and summary["distribution"]["global_batch"] == 16
+    assert [int(h["epoch"]) for h in history(run)] == [1, 2, 3] and float(history(run)[-1]["loss"]) < 0.6

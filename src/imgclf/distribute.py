@@ -301,25 +301,12 @@ class Distribution:
         return dataset.with_options(options)
 
     def prebuild(self, model, dataset) -> None:
-        """Build the model's metrics, loss and optimizer from the dataset's element spec before `fit`.
+        """Multi-worker: let `fit` build the model from the dataset's spec (`multiworker.build_from_spec`,
+        a Keras 3.15 workaround). Example: ``dist.prebuild(model, train_ds)``."""
+        if self.multi_worker:
+            from .multiworker import build_from_spec
 
-        Keras 3.15 builds them from a batch it first reduces across replicas,
-        which MultiWorkerMirroredStrategy cannot do for an (images, labels)
-        pair (ValueError: "Attempt to convert a value (PerReplica...)"). The
-        spec holds all that building needs (shapes and dtypes), so this model
-        builds from it instead, in the strategy's scope as Keras would.
-        Example: ``dist.prebuild(model, train_ds)``.
-        """
-        if not self.multi_worker:
-            return
-        strategy, spec = self.strategy, dataset.element_spec
-
-        def build_from_spec(iterator=None, data_batch=None):
-            with strategy.scope():
-                model._symbolic_build(data_batch=spec)
-
-        model._maybe_symbolic_build = build_from_spec
-        _patch_keras_multi_worker_logs()
+            build_from_spec(model, dataset.element_spec, self.strategy)
 
     @property
     def drop_remainder(self) -> bool:
@@ -393,14 +380,20 @@ class Distribution:
             return json.load(f)
 
     def callbacks(self) -> list:
-        """Callbacks every worker runs first: BatchNorm running statistics averaged across workers."""
-        return [_make_batchnorm_sync(self.strategy)] if self.multi_worker else []
+        """Callbacks every replica runs first: BatchNorm running statistics averaged across replicas."""
+        if self.plan.replicas < 2:
+            return []
+        from .multiworker import average_batchnorm_statistics
+
+        return [average_batchnorm_statistics(self.strategy)]
 
     def backup_callback(self, state: dict):
         """A `BackupAndRestore` that every worker runs: all load the shared backup in the first fit
         after a restart, the chief saves into it, the others into their scratch folder (saving is collective)."""
         restore, self._restoring = getattr(self, "_restoring", False), False
-        return _make_backup_callback(self.backup_dir(), self.plan.is_chief, self.scratch, state, restore)
+        from .multiworker import worker_aware_backup
+
+        return worker_aware_backup(self.backup_dir(), self.plan.is_chief, self.scratch, state, restore)
 
     def finish(self, completed: bool) -> None:
         """Delete a worker's scratch folder; after a completed run the chief deletes its backup files."""
@@ -412,103 +405,3 @@ class Distribution:
                 (backup / name).unlink(missing_ok=True)
             if backup.is_dir() and not any(backup.iterdir()):
                 backup.rmdir()
-
-
-def _patch_keras_multi_worker_logs() -> None:
-    """Average each step's scalar logs (loss, metrics) across workers with axis=None.
-
-    Keras 3.15 reduces them with ``strategy.reduce("MEAN", v, axis=0)`` under
-    MultiWorkerMirroredStrategy, which fails on scalars ("Invalid reduction
-    dimension 0 for input with 0 dimensions"; tensorflow/tensorflow#72388).
-    Only this process is affected, and only multi-worker training calls this.
-    """
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    original = tf_trainer.reduce_per_replica
-    if getattr(original, "imgclf_patched", False):
-        return
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction not in ("auto", "mean") or not tf_trainer._collective_all_reduce_multi_worker(strategy):
-            return original(values, strategy, reduction)
-
-        def one(v):
-            local = strategy.experimental_local_results(v)[0]
-            if len(local.shape) == 0:
-                return strategy.reduce("MEAN", v, axis=None)
-            return original(v, strategy, reduction)
-
-        import keras
-
-        return keras.tree.map_structure(one, values)
-
-    reduce_per_replica.imgclf_patched = True
-    tf_trainer.reduce_per_replica = reduce_per_replica
-
-
-def _make_batchnorm_sync(strategy):
-    import keras
-    import tensorflow as tf
-
-    class AverageBatchNormStatistics(keras.callbacks.Callback):
-        """Average BatchNorm's moving mean and variance across workers before validation and after each epoch.
-
-        Gradients are averaged every step, so trainable weights stay identical;
-        but Keras 3 updates BatchNorm's running statistics on each worker from
-        its own share of the batch and never reconciles them. Without this, each
-        worker would validate and save a different model.
-        """
-
-        def _sync(self):
-            names = ("moving_mean", "moving_variance")
-            stats = [w for w in self.model.weights if w.name in names]
-            if not stats:
-                return
-            flat = tf.concat([tf.reshape(tf.cast(w.value, tf.float32), [-1]) for w in stats], 0)
-            mean = strategy.reduce("MEAN", flat, axis=None)  # one all-reduce for all of them
-            offset = 0
-            for w in stats:
-                n = int(tf.size(w.value))
-                w.assign(tf.cast(tf.reshape(mean[offset:offset + n], w.shape), w.dtype))
-                offset += n
-
-        def on_test_begin(self, logs=None):
-            self._sync()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self._sync()
-
-    return AverageBatchNormStatistics()
-
-
-def _make_backup_callback(backup_dir: Path, is_chief: bool, scratch: Path | None, state: dict, restore: bool):
-    import keras
-
-    from .run import atomic_write_json
-
-    class WorkerAwareBackup(keras.callbacks.BackupAndRestore):
-        """Keras' BackupAndRestore writes the same files from every worker; this one lets only the
-        chief write the shared folder, and saves imgclf's own state (history, best epoch) beside it."""
-
-        def __init__(self):
-            super().__init__(str(backup_dir), delete_checkpoint=False)  # the trainer removes it after the last phase
-
-        def on_train_begin(self, logs=None):
-            if restore:
-                super().on_train_begin(logs)
-                # imgclf_state.json, written after the weights, says which epoch to continue from
-                # (the trainer passes it as initial_epoch); Keras' own epoch must not override it.
-                self.model._initial_epoch = None
-            if not is_chief:
-                self._redirect(scratch / "backup")
-
-        def _redirect(self, folder: Path):
-            self.backup_dir = str(folder)
-            self._weights_path = str(folder / "latest.weights.h5")
-            self._training_metadata_path = str(folder / "training_metadata.json")
-
-        def _save_model(self):
-            super()._save_model()
-            atomic_write_json(Path(self.backup_dir) / "imgclf_state.json", state)
-
-    return WorkerAwareBackup()
