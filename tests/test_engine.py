@@ -153,3 +153,10 @@ def test_user_errors_before_any_worker_starts(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
     with pytest.raises(UserError, match=r"pip install 'imgclf\[ray\]'"):
         require_engine("ray")
+
+
+@pytest.mark.slow
+def test_unknown_engine_option_is_one_clear_line(local_ray, tflite, images, tmp_path):
+    with pytest.raises(UserError, match="Ray does not take that --engine-option: Invalid option keyword foo"):
+        predict_with_engine(tflite, [images + "/circle"], str(tmp_path / "p.jsonl"), options={"foo": 1}, progress=False)
+    assert not list(tmp_path.iterdir())  # no output, not even a partial one
