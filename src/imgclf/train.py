@@ -76,10 +76,15 @@ class Trainer:
         from .data.split import training_rows
 
         cfg = self.cfg
-        # The same code as `imgclf split`: duplicates and --group-by groups never straddle splits.
-        rows, self.classes = training_rows(cfg.data, cfg.manifest, cfg.val_fraction, cfg.test_fraction, cfg.seed,
-                                           group_by=cfg.group_by, workers=cfg.workers, verbose=cfg.verbose != 0,
-                                           max_pixels=cfg.max_pixels)
+        if self.shards:  # packed by `imgclf datasets pack`: its split, made by the same code as below
+            from .data.shard_reader import shard_rows
+
+            rows, self.classes = shard_rows(self.shards, cfg)
+        else:
+            # The same code as `imgclf split`: duplicates and --group-by groups never straddle splits.
+            rows, self.classes = training_rows(cfg.data, cfg.manifest, cfg.val_fraction, cfg.test_fraction, cfg.seed,
+                                               group_by=cfg.group_by, workers=cfg.workers, verbose=cfg.verbose != 0,
+                                               max_pixels=cfg.max_pixels)
         if cfg.max_images:
             rows = _limit_train_rows(rows, cfg.max_images, cfg.seed)
         self.rows = rows
@@ -99,7 +104,12 @@ class Trainer:
         from .models.registry import get_spec
 
         cfg, spec = self.cfg, get_spec(self.cfg.model)
-        probe = probe_images([r["path"] for r in self.rows if r["split"] == "train"], seed=cfg.seed)
+        if self.shards:
+            from .data.shard_reader import shard_probe
+
+            probe = shard_probe(self.shards)  # made from the files when packing, as below
+        else:
+            probe = probe_images([r["path"] for r in self.rows if r["split"] == "train"], seed=cfg.seed)
         if cfg.color_mode == "auto":
             cfg.color_mode = "grayscale" if probe["grayscale"] and "grayscale" in spec.color_modes else "rgb"
         elif cfg.color_mode not in spec.color_modes:
@@ -122,9 +132,32 @@ class Trainer:
             cfg.augment = "light" if (cfg.epochs >= 15 or cfg.time_budget >= 10) else "none"
         self.probe = probe
 
+    @property
+    def shards(self) -> str:
+        """The root (folder or URL) of packed TFRecord shards when DATA is one, else ''."""
+        if getattr(self, "_shards_for", None) != self.cfg.data:
+            from .data.shard_reader import shards_root
+
+            self._shards, self._shards_for = shards_root(self.cfg.data), self.cfg.data
+        return self._shards
+
+    def _stream_splits(self):
+        """Training from shards: nothing is decoded ahead; the pack already left out undecodable files."""
+        from .data.balance import resolve_balance
+        from .data.shard_reader import streamed_sets
+
+        self.sets = streamed_sets(self.shards, self.classes, self.cfg.max_pixels)
+        self._write_manifest()
+        self.summary["skipped"] = [{"path": r["path"], "reason": r["status"][len("skipped: "):]}
+                                   for r in self.rows if r.get("status", "").startswith("skipped")]
+        self.class_weight = resolve_balance(self.sets["train"].labels, self.classes, self.cfg.class_weight,
+                                            self.cfg.sampling, self.summary)
+
     def _decode_splits(self):
         from .data.pipeline import decode_all, sha1_files
 
+        if self.shards:
+            return self._stream_splits()
         cfg = self.cfg
         index = {c: i for i, c in enumerate(self.classes)}
         self.sets = {}
@@ -197,7 +230,7 @@ class Trainer:
 
         cfg = self.cfg
         get_spec(cfg.model)  # fail fast on an unknown model name, before any work
-        if cfg.data:
+        if cfg.data and "://" not in cfg.data:
             cfg.data = str(Path(cfg.data).resolve())  # config.yaml must work from any folder
         self._setup_distribution()
         self._prepare_rows()
@@ -219,8 +252,28 @@ class Trainer:
         from .data.pipeline import make_dataset
 
         cfg = self.cfg
+        if self.shards:  # streamed; several workers each read their own files, as many steps each
+            return self._shard_dataset("train", self.dist.global_batch, shuffle=True, map_fn=self._train_map(),
+                                       repeat=self.dist.multi_worker)
         return self.dist.shard(make_dataset(self.sets["train"], self.dist.global_batch, shuffle=True, seed=cfg.seed, balanced=cfg.sampling == "balanced",
                                             map_fn=self._train_map(), drop_remainder=self.dist.drop_remainder))
+
+    def val_dataset(self):
+        """The validation tf.data pipeline (in label order, not augmented). Example: ``trainer.val_dataset()``."""
+        from .data.pipeline import make_dataset
+
+        batch = max(self.dist.global_batch, 128)
+        if self.shards:
+            return self.dist.shard(self._shard_dataset("val", batch, map_fn=self._val_map(), shard_policy="data"))
+        return self.dist.shard(make_dataset(self.sets["val"], batch, map_fn=self._val_map()))
+
+    def _shard_dataset(self, split: str, batch_size: int, shuffle: bool = False, map_fn=None, **kwargs):
+        from .data.shard_reader import make_split_dataset
+
+        cfg = self.cfg
+        return make_split_dataset(self.shards, split, batch_size=batch_size, img_size=cfg.img_size, color_mode=cfg.color_mode,
+                                  resize=cfg.resize, shuffle=shuffle, seed=cfg.seed, map_fn=map_fn, max_pixels=cfg.max_pixels,
+                                  drop_remainder=self.dist.drop_remainder and shuffle, num_workers=self.dist.plan.workers, **kwargs)
 
     def fit_new(self) -> Run:
         completed = False
@@ -340,11 +393,9 @@ class Trainer:
         return max(1, min(-(-150 // steps), cfg.epochs // 2))
 
     def _run_phases(self, model, state: dict) -> Run:
-        from .data.pipeline import make_dataset
-
         cfg = self.cfg
         train_ds = self.train_dataset()
-        val_ds = self.dist.shard(make_dataset(self.sets["val"], max(self.dist.global_batch, 128), map_fn=self._val_map()))
+        val_ds = self.val_dataset()
         self.steps = self.dist.steps(len(self.sets["train"]))
         start = time.perf_counter()
         start_epoch = state.get("epoch", 0)
@@ -452,13 +503,14 @@ class Trainer:
             callbacks.append(EpochProgress(0 if budget_s else epochs, self.steps, self.dist.global_batch, schedule=schedule if budget_s else None))
         from .feature_cache import feature_cache_applies, fit_head_on_features
 
-        if feature_cache_applies(cfg, phase, model):  # frozen backbone, same inputs every epoch
+        if not self.shards and feature_cache_applies(cfg, phase, model):  # frozen backbone, same inputs every epoch
             fit_head_on_features(model, self.sets, callbacks, batch_size=cfg.batch_size, epochs=epochs,
                                  initial_epoch=initial_epoch, class_weight=self.class_weight, one_hot=self._one_hot, seed=cfg.seed)
         else:
             self.dist.prebuild(model, train_ds)
             model.fit(train_ds, class_weight=self.class_weight, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch,
-                      callbacks=callbacks, verbose=0, shuffle=False)  # tf.data shuffles; EpochProgress reports
+                      callbacks=callbacks, verbose=0, shuffle=False,  # tf.data shuffles; EpochProgress reports
+                      steps_per_epoch=self.steps if self.shards and self.dist.multi_worker else None)  # endless shard stream
         if cfg.patience and stopper.stopped_epoch > 0:
             state["stopped_early"] = True
             log(f"Early stopping: no improvement in {cfg.monitor} for {cfg.patience} epochs.")
