@@ -184,3 +184,32 @@ def test_training_settings_that_cannot_stream_are_refused(packed, tmp_path):
     with pytest.raises(UserError, match="balanced"):
         imgclf.train(shards, epochs=1, sampling="balanced", verbose=0, out=str(tmp_path / "r"))
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_two_workers_train_from_shards_with_their_own_files(tmp_path):
+    """Two local workers (TF_CONFIG on loopback ports) train from a pack of two train shards, one per worker."""
+    import time
+
+    from imgclf.data.shards import pack
+    from tests.test_distributed import SETTINGS, kill_all, start_job, wait_all, worker_argv
+
+    data = make_image_folder(tmp_path / "data", per_class=20, size=16)
+    info = pack(data, str(tmp_path / "shards"), min_shards=2, val_fraction=0.2, test_fraction=0.0, verbose=False)
+    assert len(info["files"]["train"]) == 2
+    settings = {**SETTINGS, "data": str(tmp_path / "shards"), "out": str(tmp_path / "runs" / "mw"),
+                "distributed": "multi-worker", "epochs": 2}
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    procs = start_job(tmp_path, "shards", worker_argv(tmp_path / "settings.json", tmp_path))
+    try:
+        codes = wait_all(procs, time.monotonic() + 240)
+    finally:
+        kill_all(procs)
+    logs = [log.read_text() for _, log, _ in procs]
+    assert codes == [0, 0], "\n\n".join(log[-3000:] for log in logs)
+    assert not any("ran out of data" in log or "reads all of them" in log for log in logs)  # own files, equal steps
+    a, b = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a.files)  # the workers stayed in step
+    run = tmp_path / "runs" / "mw"
+    assert json.loads((run / "summary.json").read_text())["images"]["train"] == info["images"]["train"]
+    assert (run / "model.keras").exists() and (run / "manifest.csv").exists()
