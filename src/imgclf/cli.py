@@ -115,7 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="folder of class subfolders to evaluate on (default: the run's test split)")
     p.add_argument("--split", choices=("val", "test"), help="which split of the run to evaluate (default: test if any)")
     p.add_argument("--batch-size", type=int, default=128, help="images per model call (default: 128)")
-    p.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation: average with the mirror image")
+    p.add_argument("--tta", choices=("auto", "none", "flip"), default="auto",
+                   help="test-time augmentation: flip averages with the mirror image; auto does what training chose on validation")
     p.add_argument("--no-explain", dest="explain", action="store_false", help="skip Grad-CAM and the embedding pictures (faster)")
     p.add_argument("--find-label-issues", action="store_true", help="also list images whose label the model confidently disputes")
     p.add_argument("--label-method", choices=("cv", "holdout"), default="cv",
@@ -141,7 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="allow --output to replace an existing file")
     p.add_argument("--batch-size", type=int, default=64, help="images per model call (default: 64)")
     p.add_argument("--threshold", type=float, default=0.0, help="below this top probability the class is 'unknown' (default: 0)")
-    p.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation: average with the mirror image")
+    p.add_argument("--tta", choices=("auto", "none", "flip"), default="auto",
+                   help="test-time augmentation: flip averages with the mirror image; auto does what training chose on validation")
     p.add_argument("--sort-into", metavar="DIR", help="copy each image into DIR/<class>/ (or unknown/), never overwriting; log in DIR/sorted.csv")
     p.add_argument("--move", action="store_true", help="with --sort-into: move the files instead of copying them")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="hide the progress bar")
@@ -207,7 +209,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("augment-preview", help="a grid PNG of augmented training images", formatter_class=fmt,
                        epilog="examples:\n  imgclf augment-preview data/ --augment strong\n  imgclf augment-preview data/ --augment light --mixup 0.2 --out aug.png\n")
     p.add_argument("data", help="folder of class subfolders")
-    p.add_argument("--augment", choices=("none", "light", "standard", "strong"), default="standard", help="preset to show (default: standard)")
+    p.add_argument("--augment", choices=("none", "flip", "light", "standard", "strong"), default="standard", help="preset to show (default: standard)")
     p.add_argument("--flip", choices=("auto", "none", "horizontal", "both"), default="auto", help="as train's --flip (default: auto)")
     p.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (default: 0 = off)")
     p.add_argument("--cutmix", type=float, default=0.0, help="CutMix alpha (default: 0 = off)")

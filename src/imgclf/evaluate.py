@@ -127,11 +127,11 @@ def _eval_rows(run: Run, data: str | None, split: str | None) -> tuple[list[dict
 
 
 def evaluate(run, data: str | os.PathLike | None = None, split: str | None = None, batch_size: int = 128,
-             plots: bool = True, verbose: bool = True, tta: str = "none", explain: bool = True) -> Evaluation:
+             plots: bool = True, verbose: bool = True, tta: str = "auto", explain: bool = True) -> Evaluation:
     """Evaluate a run on its test split (or `data`), write metrics.json, predictions.npz, plots/ and report.html.
 
     `tta="flip"` averages each prediction with the mirrored image's (see
-    `imgclf.tta`); `explain=False` skips Grad-CAM and the embedding projections.
+    `imgclf.tta`); "auto" (the default) does what training chose on validation; `explain=False` skips Grad-CAM and the embedding projections.
 
     Example:
         >>> ev = imgclf.evaluate("runs/leaves", data="test/")  # doctest: +SKIP
@@ -148,6 +148,9 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
     if not shards:
         rows, source = _eval_rows(run, os.fspath(data) if data else None, split)
     predictor = load(run.path, tta=tta)
+    if verbose and predictor.tta != "none":
+        how = "chosen on validation when training" if tta in (None, "", "auto") else "asked for"
+        log(f"Test-time augmentation: {predictor.tta} ({how}; --tta none turns it off)")
     classes = run.classes
     index = {c: i for i, c in enumerate(classes)}
     pre = predictor.preprocess
@@ -166,7 +169,7 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
     elapsed = time.perf_counter() - start
     ev = Evaluation(decoded.labels, probs, classes, decoded.paths, source=source)
     ev.metrics["images_per_s"] = round(len(decoded) / max(elapsed, 1e-9), 1)
-    ev.metrics["tta"] = tta
+    ev.metrics["tta"] = predictor.tta
     ev.metrics["skipped"] = [{"path": p, "reason": r} for p, r in decoded.skipped]
     ev.metrics["top_losses"] = ev.top_losses(16)
     atomic_write_json(run.file("metrics.json"), ev.metrics)

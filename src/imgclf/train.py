@@ -10,6 +10,7 @@ backbone stays in inference mode throughout.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -201,8 +202,6 @@ class Trainer:
 
     # ---------------------------------------------------------------- bundle
     def _write_bundle_start(self):
-        import json
-
         from .models.registry import get_spec
 
         cfg = self.cfg
@@ -435,11 +434,38 @@ class Trainer:
             "class_counts": {s: _class_counts(d.labels, self.classes) for s, d in self.sets.items()},
             "epochs_run": state.get("epoch"),
         })
+        self._choose_tta()
         atomic_write_json(self.run_dir / "summary.json", self.summary)
         run = Run(self.run_dir)
         log(f"Best {cfg.monitor}: {state.get('best', float('nan')):.4f} at epoch {state.get('best_epoch')}. "
             f"Model saved to {run.path / 'model.keras'}")
         return run
+
+    def _choose_tta(self) -> None:
+        """Make flip TTA the run's default when it raises validation accuracy (see `tta.choose_tta`)."""
+        from .augment import resolve_flip
+        from .tta import choose_tta
+
+        val = self.sets["val"]
+        images = getattr(val, "images", None)  # streamed shards hold no array: keep TTA off
+        if images is None or not self.dist.plan.is_chief or not (self.run_dir / "model.keras").exists():
+            return
+        flips = self.cfg.augment != "none" and resolve_flip(self.cfg.flip, self.classes) in ("horizontal", "both")
+        labels = val.labels
+        if flips and len(labels) > 10_000:  # bound the cost on big validation sets; a sample decides as well
+            import numpy as np
+
+            keep = np.sort(np.random.default_rng(self.cfg.seed).choice(len(labels), 10_000, replace=False))
+            images, labels = images[keep], labels[keep]
+        model = Run(self.run_dir).load_model() if flips else None  # the saved best epoch, as evaluate loads it
+        choice = choose_tta(images, labels, lambda x: model.predict(x, batch_size=256, verbose=0), flips)
+        self.summary["tta"] = choice
+        preprocess = json.loads((self.run_dir / "preprocess.json").read_text())
+        atomic_write_json(self.run_dir / "preprocess.json", {**preprocess, "tta": choice["tta"]})
+        if choice["tta"] == "flip":
+            acc = choice["val_accuracy"]
+            log(f"Test-time augmentation: flip raises validation accuracy {acc['none']:.4f} -> {acc['flip']:.4f}; "
+                "evaluate and predict use it (--tta none turns it off).")
 
     @property
     def _one_hot(self) -> bool:
