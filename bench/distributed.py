@@ -1,7 +1,7 @@
 """Issue 8 benchmark: training throughput of one process vs one and two MultiWorkerMirroredStrategy workers.
 
-    nice -n 19 .venv/bin/python bench/distributed.py               # digits, 5 epochs, global batch 64
-    nice -n 19 .venv/bin/python bench/distributed.py --epochs 3 --batch 128
+    nice -n 19 .venv/bin/python bench/distributed.py               # digits, 3 epochs, global batch 64, 3 repeats
+    nice -n 19 .venv/bin/python bench/distributed.py --epochs 5 --batch 128 --repeats 5
 
 Three jobs train small_cnn on the built-in digits (1,437 training PNGs before
 the validation hold-out) with the same global batch, each through `imgclf train`:
@@ -56,6 +56,7 @@ def run_job(name: str, workers: int, data: str, out: Path, epochs: int, batch: i
     if workers:
         argv += ["--distributed", "multi-worker"]
     ports = free_ports(max(workers, 1))
+    out.mkdir(parents=True, exist_ok=True)
     procs, start = [], time.perf_counter()
     for i in range(max(workers, 1)):
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -84,18 +85,25 @@ def run_job(name: str, workers: int, data: str, out: Path, epochs: int, batch: i
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch", type=int, default=64, help="global batch in every job (default: 64)")
     ap.add_argument("--timeout", type=float, default=600, help="seconds per job before it counts as hung")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each job (default: 3)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="imgclf-bench-dist-") as tmp:
         out = Path(tmp)
         subprocess.run(IMGCLF + ["datasets", "export", "digits", str(out / "digits")], check=True, capture_output=True)
         data = str(out / "digits" / "train")
-        results = [run_job("baseline", 0, data, out, args.epochs, args.batch, args.timeout),
-                   run_job("1-worker", 1, data, out, args.epochs, args.batch, args.timeout),
-                   run_job("2-workers", 2, data, out, args.epochs, args.batch, args.timeout)]
-    print(f"machine: {machine_summary()}")
+        jobs = [("baseline", 0), ("1-worker", 1), ("2-workers", 2)]
+        runs: dict[str, list[dict]] = {name: [] for name, _ in jobs}
+        for r in range(args.repeats):  # rotate the order so that a burst of load elsewhere hits every job alike
+            for name, workers in jobs[r % 3:] + jobs[:r % 3]:
+                runs[name].append(run_job(name, workers, data, out / f"r{r}", args.epochs, args.batch, args.timeout))
+        results = [{**rs[0], **{k: statistics.median(x[k] for x in rs)
+                                for k in ("images_per_s", "first_epoch_s", "val_accuracy", "wall_s")}}
+                   for rs in runs.values()]
+    print(f"machine: {machine_summary()}; load average at the end {os.getloadavg()[0]:.1f}; "
+          f"medians over {args.repeats} runs of each job, order rotated")
     print(f"small_cnn on digits (28x28), {args.epochs} epochs, global batch {args.batch}, float32/bf16 as --precision auto picks")
     base = results[0]["images_per_s"]
     print(f"{'job':<10} {'workers':>7} {'batch/replica':>13} {'img/s (median)':>15} {'vs baseline':>11} "
