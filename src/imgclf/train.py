@@ -488,9 +488,11 @@ class Trainer:
         return lambda x, y: (x, tf.one_hot(y, n))
 
     def _prepare_phase(self, model, name: str):
+        import contextlib
+
         from .recipe import compile_for_training, freeze_for_phase
 
-        with self.dist.scope():  # the optimizer's variables are mirrored too
+        with self.dist.scope() if self.dist else contextlib.nullcontext():  # the optimizer's variables are mirrored too
             freeze_for_phase(model, name, self.cfg)
             compile_for_training(model, self.cfg, one_hot=self._one_hot)
 
