@@ -103,7 +103,8 @@ def small_resnet(input_shape, weights=None, bn_momentum=0.9):
     about 0.65x small_cnn's images/s. In 20 minutes (19 epochs, light
     augmentation) it reached 0.9385 test accuracy, against small_cnn's 0.9343
     in an earlier 20-minute run, but not higher validation accuracy (0.9403
-    vs 0.9423): the validation split carved from train favours models that
-    memorise Fashion-MNIST's near-duplicates. Not yet the clear winner.
+    vs 0.9423): Fashion-MNIST's validation images, carved from train, sit
+    closer to training images than its test images do, which favours models
+    that memorise. Not yet the clear winner.
     """
     return _res_stages(input_shape, 32, (64, 128), bn_momentum, "small_resnet")
