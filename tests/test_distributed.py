@@ -171,6 +171,17 @@ def wait_all(procs, deadline: float) -> list[int]:
     return codes
 
 
+def finish_ok(procs) -> list[str]:
+    """Wait for every worker of a job, assert that all exited 0, and return their logs."""
+    try:
+        codes = wait_all(procs, time.monotonic() + JOB_TIMEOUT)
+    finally:
+        kill_all(procs)
+    logs = [log.read_text() for _, log, _ in procs]
+    assert codes == [0] * len(procs), "\n\n".join(log[-3000:] for log in logs)
+    return logs
+
+
 def kill_all(procs) -> None:
     for proc, _, _ in procs:
         if proc.poll() is None:
@@ -198,12 +209,7 @@ def job(tmp_path_factory):
     settings = {**SETTINGS, "data": data, "out": str(tmp / "runs" / "mw"), "distributed": "multi-worker"}
     (tmp / "settings.json").write_text(json.dumps(settings))
     procs = start_job(tmp, "clean", worker_argv(tmp / "settings.json", tmp))
-    try:
-        codes = wait_all(procs, time.monotonic() + JOB_TIMEOUT)
-    finally:
-        kill_all(procs)
-    logs = [log.read_text() for _, log, _ in procs]
-    assert codes == [0, 0], "\n\n".join(log[-3000:] for log in logs)
+    logs = finish_ok(procs)
     return {"tmp": tmp, "data": data, "run": Path(settings["out"]), "logs": logs, "tmpdirs": [t for _, _, t in procs]}
 
 
@@ -275,12 +281,7 @@ def test_a_job_that_lost_a_worker_resumes_from_its_backup(tmp_path):
            "--epochs", "3", "--batch-size", "8", "--lr", "0.004", "--img-size", "16", "--val-fraction", "0.2",
            "--test-fraction", "0", "--precision", "float32"]
     procs = start_job(tmp_path, "again", lambda i: cli)
-    try:
-        codes = wait_all(procs, time.monotonic() + JOB_TIMEOUT)
-    finally:
-        kill_all(procs)
-    logs = [log.read_text() for _, log, _ in procs]
-    assert codes == [0, 0], "\n\n".join(log[-3000:] for log in logs)
+    logs = finish_ok(procs)
     for log in logs:
         assert "Continuing the multi-worker job from its backup" in log and "epoch 1 of 3 finished" in log
         assert "epochs 2-3" in log and "Epoch 1/" not in log  # epoch 1 was not trained again

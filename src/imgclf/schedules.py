@@ -69,7 +69,7 @@ class ProgressSchedule(keras.callbacks.Callback):
         self.planned_end = budget_s
         self._t0 = None
         self._last_batch_end = 0.0
-        self._step_s = 0.0  # median-free running estimate of one training step's time
+        self._step_s = 0.0  # smoothed time of one training step, to stop before the step that would overrun
 
     def elapsed(self) -> float:
         return self.elapsed_before + (time.perf_counter() - self._t0 if self._t0 else 0.0)

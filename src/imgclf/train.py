@@ -457,11 +457,11 @@ class Trainer:
 
             keep = np.sort(np.random.default_rng(self.cfg.seed).choice(len(labels), 10_000, replace=False))
             images, labels = images[keep], labels[keep]
-        model = Run(self.run_dir).load_model() if flips else None  # the saved best epoch, as evaluate loads it
+        run = Run(self.run_dir)
+        model = run.load_model() if flips else None  # the saved best epoch, as evaluate loads it
         choice = choose_tta(images, labels, lambda x: model.predict(x, batch_size=256, verbose=0), flips)
         self.summary["tta"] = choice
-        preprocess = json.loads((self.run_dir / "preprocess.json").read_text())
-        atomic_write_json(self.run_dir / "preprocess.json", {**preprocess, "tta": choice["tta"]})
+        atomic_write_json(self.run_dir / "preprocess.json", {**run.preprocess, "tta": choice["tta"]})
         if choice["tta"] == "flip":
             acc = choice["val_accuracy"]
             log(f"Test-time augmentation: flip raises validation accuracy {acc['none']:.4f} -> {acc['flip']:.4f}; "

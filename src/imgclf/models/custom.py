@@ -59,7 +59,7 @@ def _residual(x, filters: int, bn_momentum: float, name: str):
     return layers.Add(name=f"{name}_add")([x, y])
 
 
-def _res_stages(input_shape, stem: int, widths, bn_momentum: float, name: str, top: int = 0):
+def _res_stages(input_shape, stem: int, widths, bn_momentum: float, name: str):
     import keras
     from keras import layers
 
@@ -70,8 +70,6 @@ def _res_stages(input_shape, stem: int, widths, bn_momentum: float, name: str, t
             x = layers.MaxPooling2D(name=f"stage{i}_pool")(x)
         x = _conv_bn_relu(x, width, bn_momentum, f"stage{i}_in")
         x = _residual(x, width, bn_momentum, f"stage{i}_res")
-    if top:
-        x = _conv_bn_relu(x, top, bn_momentum, "top")
     return keras.Model(inputs, x, name=name)
 
 
