@@ -100,6 +100,7 @@ def imgclf_curve(run: Path, x_te, y_te, classes: list[str]):
     import numpy as np
 
     from imgclf.models.registry import load_keras_model
+    from imgclf.tta import tta_predict
 
     # The run orders its outputs by sorted class name; the arrays use the dataset's order.
     run_classes = json.loads((run / "classes.json").read_text())
@@ -120,7 +121,7 @@ def imgclf_curve(run: Path, x_te, y_te, classes: list[str]):
         path = run / "checkpoints" / f"epoch-{int(row['epoch']):03d}.keras"
         model = load_keras_model(path)
         plain = probs_of(model, x_te)
-        probs = (plain + probs_of(model, np.ascontiguousarray(x_te[:, :, ::-1]))) / 2 if tta == "flip" else plain
+        probs = plain if tta == "none" else tta_predict(x_te, lambda x: probs_of(model, x), tta)
         curve.append((elapsed, float((probs.argmax(1) == y_te).mean()), float((plain.argmax(1) == y_te).mean())))
     return curve
 

@@ -22,6 +22,7 @@ def test_unknown_key_suggests_closest():
 @pytest.mark.parametrize("settings, message", [
     ({"epochs": 0}, "epochs"),
     ({"lr": -1}, "lr"),
+    ({"lr": "fast"}, "Invalid lr"),
     ({"optimizer": "adamm"}, "Did you mean 'adam"),
     ({"val_fraction": 0.5, "test_fraction": 0.5}, "leaves almost nothing"),
     ({"batch_size": "big"}, "expected int"),
@@ -44,3 +45,21 @@ def test_bad_yaml_is_user_error(tmp_path):
         load_yaml(path)
     with pytest.raises(UserError, match="not found"):
         load_yaml(tmp_path / "missing.yaml")
+
+
+def test_default_learning_rate_is_the_models_own(image_folder, tmp_path):
+    """`--lr model` (the default) resolves to the rate the model was tuned with from scratch, and the run records it."""
+    import imgclf
+    from imgclf.models.registry import DEFAULT_LR, default_lr
+
+    assert make_config().lr == "model" and make_config({"lr": "model"}).lr == "model"
+    assert default_lr("small_cnn") == DEFAULT_LR == 0.002
+    assert default_lr("small_resnet") == 0.004  # chosen on validation in bench/ (bench/RESULTS.md, issue 5)
+    assert default_lr("small_resnet", weights="imagenet") == DEFAULT_LR  # pretrained: the transfer-learning rate
+    run = imgclf.train(image_folder, out=str(tmp_path / "r"), model="small_resnet", epochs=1, img_size=16,
+                       batch_size=8, verbose=0)
+    import csv
+
+    with open(run.path / "history.csv") as f:
+        first = next(csv.DictReader(f))
+    assert run.config["lr"] == 0.004 and 0 < float(first["lr"]) <= 0.004

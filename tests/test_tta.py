@@ -48,11 +48,55 @@ def test_choose_tta_needs_flip_training_and_a_validation_gain():
     assert choice["val_accuracy"]["flip"] < 1.0
 
     # Against the opposite labels the model is always wrong and mirroring takes it to a coin
-    # toss: validation accuracy rises, so flip is chosen, with the evidence.
+    # toss: validation accuracy rises, so a mirrored mode is chosen, with the evidence.
     choice = choose_tta(x, 1 - labels, _left_brightness_model, trained_with_flips=True)
-    assert choice["tta"] == "flip" and choice["val_accuracy"]["flip"] > choice["val_accuracy"]["none"] == 0.0
-    assert choose_tta(x, 1 - labels, _left_brightness_model, trained_with_flips=False) == {
-        "tta": "none", "reason": "the model was not trained on mirrored images"}
+    assert choice["tta"] in ("flip", "flip-shift") and choice["val_accuracy"]["none"] == 0.0
+    assert choice["val_accuracy"][choice["tta"]] == max(choice["val_accuracy"].values())
+    # A model that never saw mirrors is never offered them.
+    choice = choose_tta(x, 1 - labels, _left_brightness_model, trained_with_flips=False)
+    assert set(choice["val_accuracy"]) == {"none", "shift"} and "mirrored" in choice["note"]
+
+
+def _centre_shy_model(images):
+    """A 'model' for class 1 that is barely wrong when the bright pixel sits dead centre, sure otherwise."""
+    h, w = images.shape[1:3]
+    centred = images[:, h // 2, w // 2, 0] > 128
+    p1 = np.where(centred, 0.45, 0.9)
+    return np.stack([1 - p1, p1], axis=1)
+
+
+def test_shift_views_move_the_image_one_step_and_average():
+    from imgclf.tta import shift_pixels, tta_views
+
+    x = np.zeros((3, 8, 8, 1), dtype=np.uint8)
+    x[:, 4, 4] = 255
+    views = list(tta_views(x, "shift"))
+    assert len(views) == 5 and all(v.shape == x.shape and v.dtype == np.uint8 for v in views)
+    bright = sorted(tuple(np.argwhere(v[0, :, :, 0] == 255)[0]) for v in views)
+    assert bright == [(3, 4), (4, 3), (4, 4), (4, 5), (5, 4)]  # the centre and its four neighbours
+    assert all(int(v.sum()) == int(x.sum()) for v in views)  # moved, not smeared; borders filled with black
+    assert len(list(tta_views(x, "flip-shift"))) == 10 and shift_pixels(8) == 1 and shift_pixels(224) == 8
+    # Wrong at the centre (0.45), right on the four moves (0.9): averaged, right (0.81).
+    assert np.allclose(tta_predict(x, _centre_shy_model, "shift")[:, 1], (0.45 + 4 * 0.9) / 5)
+
+
+def test_costlier_views_need_a_real_validation_gain():
+    from imgclf.tta import choose_tta
+
+    x = np.zeros((1000, 8, 8, 1), dtype=np.uint8)
+    x[:, 4, 4] = 255
+    labels = np.ones(1000, dtype=int)
+    choice = choose_tta(x, labels, _centre_shy_model, trained_with_flips=False)
+    assert choice["tta"] == "shift" and choice["calls_per_image"] == 5
+    assert choice["val_accuracy"] == {"none": 0.0, "shift": 1.0}
+    # One image in a thousand better is noise, not worth five model calls per image.
+    x2 = np.zeros((1000, 8, 8, 1), dtype=np.uint8)
+    x2[:, 0, 0] = 255  # off centre in every view: the model is right on all of them ...
+    x2[0, 0, 0], x2[0, 4, 4] = 0, 255  # ... except the first image, which the shifts get right
+    labels2 = np.ones(1000, dtype=int)
+    choice = choose_tta(x2, labels2, _centre_shy_model, trained_with_flips=False)
+    assert choice["val_accuracy"]["shift"] - choice["val_accuracy"]["none"] == pytest.approx(0.001)
+    assert choice["tta"] == "none"
 
 
 def test_run_records_its_tta_choice_and_predictors_follow_it(trained_run, tmp_path):
@@ -63,7 +107,7 @@ def test_run_records_its_tta_choice_and_predictors_follow_it(trained_run, tmp_pa
 
     summary = json.loads((trained_run.path / "summary.json").read_text())
     preprocess = json.loads((trained_run.path / "preprocess.json").read_text())
-    assert preprocess["tta"] == summary["tta"]["tta"] in ("none", "flip")  # the decision and its evidence are saved
+    assert preprocess["tta"] == summary["tta"]["tta"] in ("none", "flip", "shift", "flip-shift")  # the decision and its evidence are saved
     assert imgclf.load(trained_run.path).tta == preprocess["tta"]
     # A copy of the run told to use flip: "auto" follows the run, an explicit choice wins.
     copy = tmp_path / "run"

@@ -15,6 +15,11 @@ import sys
 
 from .errors import UserError
 
+# Mirrors tta.TTA_MODES (a test checks it); written out so the parser imports nothing for --help.
+TTA_CHOICES = ("auto", "none", "flip", "shift", "flip-shift")
+TTA_HELP = ("test-time augmentation: flip averages with the mirror image (2 model calls per image), shift with "
+            "four one-step moves (5), flip-shift both (10); auto (default) does what training chose on validation")
+
 EPILOG_TRAIN = """examples:
   imgclf train data/ --out runs/leaves
   imgclf train data/ --model mobilenet_v2 --weights imagenet --epochs 10 --out runs/leaves
@@ -115,8 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="folder of class subfolders to evaluate on (default: the run's test split)")
     p.add_argument("--split", choices=("val", "test"), help="which split of the run to evaluate (default: test if any)")
     p.add_argument("--batch-size", type=int, default=128, help="images per model call (default: 128)")
-    p.add_argument("--tta", choices=("auto", "none", "flip"), default="auto",
-                   help="test-time augmentation: flip averages with the mirror image; auto does what training chose on validation")
+    p.add_argument("--tta", choices=TTA_CHOICES, default="auto", help=TTA_HELP)
     p.add_argument("--no-explain", dest="explain", action="store_false", help="skip Grad-CAM and the embedding pictures (faster)")
     p.add_argument("--find-label-issues", action="store_true", help="also list images whose label the model confidently disputes")
     p.add_argument("--label-method", choices=("cv", "holdout"), default="cv",
@@ -142,8 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="allow --output to replace an existing file")
     p.add_argument("--batch-size", type=int, default=64, help="images per model call (default: 64)")
     p.add_argument("--threshold", type=float, default=0.0, help="below this top probability the class is 'unknown' (default: 0)")
-    p.add_argument("--tta", choices=("auto", "none", "flip"), default="auto",
-                   help="test-time augmentation: flip averages with the mirror image; auto does what training chose on validation")
+    p.add_argument("--tta", choices=TTA_CHOICES, default="auto", help=TTA_HELP)
     p.add_argument("--sort-into", metavar="DIR", help="copy each image into DIR/<class>/ (or unknown/), never overwriting; log in DIR/sorted.csv")
     p.add_argument("--move", action="store_true", help="with --sort-into: move the files instead of copying them")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="hide the progress bar")
@@ -174,6 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted upload, in MB (default: 10)")
     p.add_argument("--workers", type=int, default=1, help="server processes, each with its own copy of the model (default: 1)")
     p.add_argument("--max-batch", type=int, default=32, help="most concurrent requests batched into one model call (default: 32)")
+    p.add_argument("--tta", choices=TTA_CHOICES, default="auto", help=TTA_HELP)
 
     p = sub.add_parser("models", help="list the registered models", formatter_class=fmt,
                        epilog="examples:\n  imgclf models\n  imgclf models 'mobilenet*'\n  imgclf models --pretrained\n\n"
@@ -368,7 +372,7 @@ def _cmd_serve(args) -> int:
     from .serve import serve
 
     serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, workers=args.workers,
-          max_batch=args.max_batch)
+          max_batch=args.max_batch, tta=args.tta)
     return 0
 
 

@@ -50,7 +50,7 @@ class TrainConfig:
     epochs: int = 10  # total epochs, both transfer-learning phases included
     batch_size: int = 64  # images per step (per replica when training on several devices or workers)
     time_budget: float = 0.0  # minutes of training; the schedule fits the budget (0 = use epochs)
-    lr: float | str = 0.002  # peak learning rate, or auto (a learning-rate range test picks it)
+    lr: float | str = "model"  # peak learning rate; model = the rate the model was tuned with from scratch (0.002 unless its registry entry says otherwise, and 0.002 for pretrained weights); auto = a learning-rate range test picks it
     schedule: str = "cosine"  # cosine (short warmup, then cosine decay) | onecycle | constant
     optimizer: str = "adamw"  # adamw | adam | sgd (Nesterov momentum 0.9)
     ema: bool = False  # evaluate and save an exponential moving average of the weights
@@ -108,7 +108,7 @@ class TrainConfig:
                 raise UserError(f"Invalid {name}: expected an integer of at least 1, received {getattr(self, name)!r}.")
         if self.time_budget < 0:
             raise UserError(f"Invalid time_budget: expected minutes >= 0, received {self.time_budget!r}.")
-        if self.lr != "auto" and self.lr <= 0:
+        if self.lr not in ("auto", "model") and self.lr <= 0:
             raise UserError(f"Invalid lr: expected a positive number, received {self.lr!r}.")
         if self.max_pixels < 1:
             raise UserError(f"Invalid max_pixels: expected a positive number of pixels, received {self.max_pixels!r}.")
@@ -144,7 +144,7 @@ def _coerce(name: str, value: Any, type_name: str) -> Any:
     """Convert a YAML or CLI value to the field's type, with a clear error."""
     if value is None:
         return value
-    if type_name == "float | str" and value == "auto":
+    if type_name == "float | str" and value in ("auto", "model"):
         return value
     try:
         if type_name in ("float", "float | str"):

@@ -92,9 +92,9 @@ def lr_find(data: str | os.PathLike | None = None, out: str | os.PathLike = "lr_
     # the default rate instead of a tenth of the sweep's end.
     conclusive = int(np.nanargmin(smooth)) < 0.9 * (len(smooth) - 1)
     if not conclusive:
-        from .config import TrainConfig
+        from .models.registry import default_lr
 
-        suggested = TrainConfig().lr
+        suggested = default_lr(trainer.cfg.model, trainer.cfg.weights)
         log("The loss never turned up during the range test (too little data to tell); "
             f"keeping the default learning rate {suggested:g}.")
     plot_lr_find(lrs, losses, smooth, suggested, out)

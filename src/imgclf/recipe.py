@@ -41,7 +41,8 @@ def make_optimizer(cfg):
     """
     import keras
 
-    lr = cfg.lr if cfg.lr != "auto" else 1e-3  # a starting value; the schedule or the lr-find sweep sets it
+    # A starting value only: the schedule (or the lr-find sweep) sets the rate before every step.
+    lr = cfg.lr if isinstance(cfg.lr, (int, float)) else 1e-3
     ema = {"use_ema": True, "ema_momentum": 0.999} if cfg.ema else {}
     if cfg.optimizer == "sgd":
         opt = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay or None, **ema)

@@ -202,7 +202,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- bundle
     def _write_bundle_start(self):
-        from .models.registry import get_spec
+        from .models.registry import default_lr, get_spec
 
         cfg = self.cfg
         spec = get_spec(cfg.model)
@@ -225,10 +225,12 @@ class Trainer:
 
         With `run_dir` None a new run folder is created from ``out``.
         """
-        from .models.registry import get_spec
+        from .models.registry import default_lr, get_spec
 
         cfg = self.cfg
-        get_spec(cfg.model)  # fail fast on an unknown model name, before any work
+        spec = get_spec(cfg.model)  # fail fast on an unknown model name, before any work
+        if cfg.lr == "model":  # config.yaml records the rate used
+            cfg.lr = default_lr(spec.name, cfg.weights)
         if cfg.data and "://" not in cfg.data:
             cfg.data = str(Path(cfg.data).resolve())  # config.yaml must work from any folder
         self._setup_distribution()
@@ -434,15 +436,22 @@ class Trainer:
             "class_counts": {s: _class_counts(d.labels, self.classes) for s, d in self.sets.items()},
             "epochs_run": state.get("epoch"),
         })
-        self._choose_tta()
+        self._choose_tta(self.summary["train_time_s"])
         atomic_write_json(self.run_dir / "summary.json", self.summary)
         run = Run(self.run_dir)
         log(f"Best {cfg.monitor}: {state.get('best', float('nan')):.4f} at epoch {state.get('best_epoch')}. "
             f"Model saved to {run.path / 'model.keras'}")
         return run
 
-    def _choose_tta(self) -> None:
-        """Make flip TTA the run's default when it raises validation accuracy (see `tta.choose_tta`)."""
+    def _choose_tta(self, train_time_s: float) -> None:
+        """Choose the run's test-time augmentation on validation (see `tta.choose_tta`).
+
+        The views cost up to 10 model calls per image, so the decision runs on a
+        sample sized to take about 5% of the training time (at least 20 s,
+        at most 10,000 images, at least 300 or no decision).
+        """
+        import numpy as np
+
         from .augment import resolve_flip
         from .tta import choose_tta
 
@@ -451,21 +460,34 @@ class Trainer:
         if images is None or not self.dist.plan.is_chief or not (self.run_dir / "model.keras").exists():
             return
         flips = self.cfg.augment != "none" and resolve_flip(self.cfg.flip, self.classes) in ("horizontal", "both")
-        labels = val.labels
-        if flips and len(labels) > 10_000:  # bound the cost on big validation sets; a sample decides as well
-            import numpy as np
-
-            keep = np.sort(np.random.default_rng(self.cfg.seed).choice(len(labels), 10_000, replace=False))
-            images, labels = images[keep], labels[keep]
         run = Run(self.run_dir)
-        model = run.load_model() if flips else None  # the saved best epoch, as evaluate loads it
-        choice = choose_tta(images, labels, lambda x: model.predict(x, batch_size=256, verbose=0), flips)
+        model = run.load_model()  # the saved best epoch, as evaluate loads it
+
+        def predict(x):
+            return model.predict(x, batch_size=256, verbose=0)
+
+        probe = images[:256]
+        predict(probe)  # the first call traces the model
+        t = time.perf_counter()
+        predict(probe)
+        per_image = (time.perf_counter() - t) / len(probe)
+        views = 10 if flips else 5
+        affordable = int(max(20.0, 0.05 * train_time_s) / max(per_image * views, 1e-9))
+        n = min(len(val.labels), 10_000, affordable)
+        if n < min(300, len(val.labels)):
+            choice = {"tta": "none", "reason": f"deciding would take too long ({per_image * 1000:.1f} ms per model call)"}
+        else:
+            labels = val.labels
+            if n < len(labels):  # a class-blind random sample decides as well as the whole split
+                keep = np.sort(np.random.default_rng(self.cfg.seed).choice(len(labels), n, replace=False))
+                images, labels = images[keep], labels[keep]
+            choice = choose_tta(images, labels, predict, flips)
+            choice["images"] = int(len(labels))
         self.summary["tta"] = choice
         atomic_write_json(self.run_dir / "preprocess.json", {**run.preprocess, "tta": choice["tta"]})
-        if choice["tta"] == "flip":
-            acc = choice["val_accuracy"]
-            log(f"Test-time augmentation: flip raises validation accuracy {acc['none']:.4f} -> {acc['flip']:.4f}; "
-                "evaluate and predict use it (--tta none turns it off).")
+        if choice["tta"] != "none":
+            log(f"Test-time augmentation: {choice['tta']} {choice['reason']}; evaluate and predict use it "
+                "(--tta none turns it off).")
 
     @property
     def _one_hot(self) -> bool:

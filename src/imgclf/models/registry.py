@@ -37,6 +37,7 @@ class ModelSpec:
     pretrained: bool = False  # ImageNet weights exist for it
     family: str = ""
     description: str = ""
+    scratch_lr: float = 0.002  # peak AdamW rate when trained from scratch (`--lr model`, the default); tuned in bench/
     # () -> path of ImageNet weights already on this machine (Keras cache file or
     # an installed weights package), or None; see `weights.pretrained_location`.
     weights_locator: Callable | None = field(default=None, repr=False, compare=False)
@@ -63,6 +64,23 @@ def register_model(name: str | None = None, **spec_fields):
         return fn
 
     return wrap
+
+
+DEFAULT_LR = 0.002  # peak AdamW rate for pretrained backbones and for models whose entry names none
+
+
+def default_lr(model: str, weights: str = "none") -> float:
+    """The peak learning rate `--lr model` (the default) resolves to.
+
+    A model trained from scratch gets the rate its registry entry was tuned with
+    (`scratch_lr`, chosen on a validation split in bench/); pretrained weights
+    get the common 0.002 (fine-tuning then runs at a tenth of it).
+
+    Example:
+        >>> default_lr("small_resnet"), default_lr("small_cnn")
+        (0.004, 0.002)
+    """
+    return get_spec(model).scratch_lr if weights in (None, "", "none") else DEFAULT_LR
 
 
 def _ensure_loaded() -> None:

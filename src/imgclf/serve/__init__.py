@@ -37,16 +37,18 @@ def app_from_env():
     from .app import create_app
 
     cfg = json.loads(os.environ[CONFIG_ENV])
-    model = cfg.pop("model")
-    return create_app(load(model), **cfg)
+    model, tta = cfg.pop("model"), cfg.pop("tta", "auto")
+    return create_app(load(model, tta=tta), **cfg)
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 10.0, workers: int = 1,
-          max_batch: int = 32, log_level: str = "warning") -> None:
+          max_batch: int = 32, log_level: str = "warning", tta: str = "auto") -> None:
     """Serve `model` (a run folder or an exported file) over HTTP until interrupted.
 
     Binds to 127.0.0.1 unless `host` says otherwise: only this machine can
     reach it. Each of `workers` processes loads its own copy of the model.
+    `tta` "auto" applies the test-time augmentation the run chose on
+    validation (up to 10 model calls per image); "none" answers fastest.
 
     Example:
         >>> serve("runs/leaves/exports/model.tflite", port=8000)  # doctest: +SKIP
@@ -62,10 +64,11 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
     from ..predict import load
 
     _check_port(host, port)
-    predictor = load(model)  # load once here so that a bad model fails now, with a clear message
+    predictor = load(model, tta=tta)  # load once here so that a bad model fails now, with a clear message
     where = ("local only: other machines cannot connect; pass --host 0.0.0.0 to allow them" if host in ("127.0.0.1", "localhost", "::1")
              else f"reachable from other machines through {host}: anyone who can reach this port can use the model")
-    print(f"Serving {model} ({predictor.format}, {len(predictor.classes)} classes) on http://{_url_host(host)}:{port} ({where})",
+    views = f", test-time augmentation {predictor.tta}" if predictor.tta != "none" else ""
+    print(f"Serving {model} ({predictor.format}, {len(predictor.classes)} classes{views}) on http://{_url_host(host)}:{port} ({where})",
           file=sys.stderr)
     print(f"Web page: http://{_url_host(host)}:{port}/   API docs: http://{_url_host(host)}:{port}/docs   Stop with Ctrl+C",
           file=sys.stderr)
@@ -75,7 +78,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
 
         uvicorn.run(create_app(predictor, **settings), host=host, port=port, log_level=log_level)
     else:
-        os.environ[CONFIG_ENV] = json.dumps({"model": str(model), **settings})
+        os.environ[CONFIG_ENV] = json.dumps({"model": str(model), "tta": tta, **settings})
         uvicorn.run("imgclf.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level)
 
 
