@@ -1,0 +1,254 @@
+"""A PyTorch mirror of imgclf's Fashion-MNIST recipe, to rank recipes on a GPU in minutes.
+
+imgclf trains on the user's CPU: a 20-minute recipe trial on this project's
+2-core machine takes 20 minutes, so only a handful fit in a working session.
+This script mirrors the recipe closely enough to rank alternatives at the
+image budget the CPU affords (the `epochs` of each config), many at once on
+one GPU: the same architectures as src/imgclf/models/custom.py (Keras
+he_normal initialisers, BatchNorm momentum 0.9 and epsilon 1e-3, dropout 0.2
+head), AdamW with weight decay off BatchNorm and biases (epsilon 1e-7), the
+`schedules.lr_at` cosine (3% warmup, 1% floor), label smoothing, `light`
+augmentation (horizontal flip + RandomTranslation(0.1) with bilinear
+sampling and black fill), bfloat16 autocast, and imgclf's validation split
+(the indices of a run's manifest). Each config reports the best-validation
+epoch's validation and test accuracy, plain, with flip TTA and with
+flip-shift TTA (10 views, as `imgclf.tta`).
+
+It is a proxy: it chose what to try on the CPU, the CPU run decides
+(bench/RESULTS.md, issue 5, says how well the two agreed). Needs torch, which
+imgclf does not depend on.
+
+usage (data: Debian's dataset-fashion-mnist .gz files and val_idx.npy, the
+validation indices, in FMNIST_DIR, default: beside this script):
+    python recipe_proxy_torch.py round1.json results.jsonl --parallel 12 --deadline 510
+    (make val_idx.npy from a run: the 5-digit file names of its manifest.csv rows with split val)
+"""
+import gzip, json, math, os, sys, time, traceback
+import multiprocessing as mp
+
+import numpy as np
+
+HERE = os.environ.get("FMNIST_DIR", os.path.dirname(os.path.abspath(__file__)))
+
+
+def load():
+    def imgs(p):
+        with gzip.open(p) as f:
+            return np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+
+    def labs(p):
+        with gzip.open(p) as f:
+            return np.frombuffer(f.read(), np.uint8, offset=8)
+
+    xtr = imgs(f"{HERE}/train-images-idx3-ubyte.gz"); ytr = labs(f"{HERE}/train-labels-idx1-ubyte.gz")
+    xte = imgs(f"{HERE}/t10k-images-idx3-ubyte.gz"); yte = labs(f"{HERE}/t10k-labels-idx1-ubyte.gz")
+    val = np.load(f"{HERE}/val_idx.npy")
+    mask = np.zeros(len(xtr), bool); mask[val] = True
+    return xtr[~mask], ytr[~mask], xtr[mask], ytr[mask], xte, yte
+
+
+def lr_at(p, peak, warmup=0.03, floor=0.01):
+    p = min(max(p, 0.0), 1.0)
+    if warmup > 0 and p < warmup:
+        return peak * (0.1 + 0.9 * p / warmup)
+    q = (p - warmup) / max(1 - warmup, 1e-9)
+    return peak * (floor + (1 - floor) * (1 + math.cos(math.pi * q)) / 2)
+
+
+def build(cfg):
+    import torch.nn as nn
+
+    mom = 1 - cfg.get("bn", 0.9)
+
+    def cbr(cin, cout):
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout, eps=1e-3, momentum=mom), nn.ReLU()]
+
+    class Res(nn.Module):
+        def __init__(self, w):
+            super().__init__()
+            self.f = nn.Sequential(*cbr(w, w), *cbr(w, w))
+
+        def forward(self, x):
+            return x + self.f(x)
+
+    kind = cfg["arch"]["kind"]; widths = cfg["arch"]["widths"]
+    layers, c, size = [], 1, 28
+    if kind == "cnn":
+        for i, w in enumerate(widths):
+            if i > 0 and size >= 4:
+                layers.append(nn.MaxPool2d(2)); size //= 2
+            layers += cbr(c, w) + cbr(w, w); c = w
+    else:
+        stem = cfg["arch"]["stem"]; nres = cfg["arch"].get("nres", 1)
+        layers += cbr(1, stem); c = stem
+        for w in widths:
+            if size >= 4:
+                layers.append(nn.MaxPool2d(2)); size //= 2
+            layers += cbr(c, w); c = w
+            layers += [Res(w) for _ in range(nres)]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(cfg.get("dropout", 0.2)), nn.Linear(c, 10)]
+    model = nn.Sequential(*layers)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_in = m.in_channels * 9
+            nn.init.trunc_normal_(m.weight, std=math.sqrt(2 / fan_in) / 0.8796, a=-2 * math.sqrt(2 / fan_in) / 0.8796 , b=2 * math.sqrt(2 / fan_in) / 0.8796)
+        elif isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight); nn.init.zeros_(m.bias)
+    return model
+
+
+def augment(x, cfg, gen):
+    """x: (B,1,28,28) float in [0,1] on the GPU."""
+    import torch
+    import torch.nn.functional as F
+
+    aug = cfg.get("aug", "light")
+    b = x.shape[0]
+    if aug == "none":
+        return x
+    flip = torch.rand(b, device=x.device, generator=gen) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    if aug == "flip":
+        return x
+    t = cfg.get("translate", 0.1)
+    if t > 0:
+        shift = (torch.rand(b, 2, device=x.device, generator=gen) * 2 - 1) * t * 2  # normalised coords: 2 * fraction
+        theta = torch.zeros(b, 2, 3, device=x.device)
+        theta[:, 0, 0] = 1; theta[:, 1, 1] = 1; theta[:, :, 2] = shift
+        grid = F.affine_grid(theta, x.shape, align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if cfg.get("erase", 0) > 0:
+        p = cfg["erase"]
+        area = torch.empty(b, device=x.device).uniform_(0.02, 0.25, generator=gen) * 784
+        logr = torch.empty(b, device=x.device).uniform_(math.log(0.3), math.log(3.3), generator=gen)
+        h = torch.sqrt(area * torch.exp(logr)).clamp(1, 28); w = torch.sqrt(area / torch.exp(logr)).clamp(1, 28)
+        y0 = torch.rand(b, device=x.device, generator=gen) * (28 - h); x0 = torch.rand(b, device=x.device, generator=gen) * (28 - w)
+        ii = torch.arange(28, device=x.device).float()
+        m = ((ii[None, :, None] >= y0[:, None, None]) & (ii[None, :, None] < (y0 + h)[:, None, None])
+             & (ii[None, None, :] >= x0[:, None, None]) & (ii[None, None, :] < (x0 + w)[:, None, None]))
+        m = m & (torch.rand(b, device=x.device, generator=gen) < p)[:, None, None]
+        noise = torch.rand(x.shape, device=x.device, generator=gen)
+        x = torch.where(m[:, None], noise, x)
+    return x
+
+
+def run_one(cfg, data, dev):
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(cfg.get("seed", 0))
+    gen = torch.Generator(device=dev); gen.manual_seed(cfg.get("seed", 0) + 1)
+    xtr, ytr, xva, yva, xte, yte = data
+    model = build(cfg).to(dev).to(memory_format=torch.channels_last)
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (no_decay if p.ndim == 1 else decay).append(p)
+    lr = cfg.get("lr", 0.002)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.get("wd", 1e-4)}, {"params": no_decay, "weight_decay": 0}],
+                            lr=lr, betas=(0.9, 0.999), eps=1e-7, fused=dev.type == "cuda")
+    bs = cfg.get("bs", 64)
+    n = len(xtr)
+    steps_per_epoch = n // bs
+    epochs = cfg["epochs"]
+    total = int(round(epochs * steps_per_epoch))
+    ls = cfg.get("ls", 0.1)
+    ema = None
+    if cfg.get("ema"):
+        ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg["ema"]), use_buffers=True)
+
+    def evaluate(m, x, y):
+        m.eval(); out = {}
+        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16):
+            p = torch.cat([F.softmax(m(x[i:i + 2000]).float(), 1) for i in range(0, len(x), 2000)])
+            pf = torch.cat([F.softmax(m(x[i:i + 2000].flip(3)).float(), 1) for i in range(0, len(x), 2000)])
+            tot = p + pf
+            for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                for xx in (x, x.flip(3)):
+                    sh = F.pad(xx, (1, 1, 1, 1))[:, :, 1 - dy:29 - dy, 1 - dx:29 - dx]
+                    tot = tot + torch.cat([F.softmax(m(sh[i:i + 2000]).float(), 1) for i in range(0, len(x), 2000)])
+        m.train()
+        return (p.argmax(1) == y).float().mean().item(), ((p + pf).argmax(1) == y).float().mean().item(), (tot.argmax(1) == y).float().mean().item()
+
+    hist, step, t0 = [], 0, time.time()
+    ep = 0
+    while step < total:
+        perm = torch.randperm(n, device=dev, generator=gen)
+        for i in range(steps_per_epoch):
+            if step >= total:
+                break
+            idx = perm[i * bs:(i + 1) * bs]
+            xb = augment(xtr[idx], cfg, gen).contiguous(memory_format=torch.channels_last); yb = ytr[idx]
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step / total, lr)
+            with torch.autocast(dev.type, dtype=torch.bfloat16):
+                loss = F.cross_entropy(model(xb).float(), yb, label_smoothing=ls)
+            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            step += 1
+        ep += 1
+        m = ema.module if ema is not None else model
+        va, vaf, vas = evaluate(m, xva, yva); te, tef, tes = evaluate(m, xte, yte)
+        hist.append({"epoch": ep, "val": va, "val_flip": vaf, "test": te, "test_flip": tef, "val_fs": vas, "test_fs": tes})
+    best = max(hist, key=lambda h: h["val"])  # imgclf keeps the best validation checkpoint
+    use_flip = best["val_flip"] > best["val"] and cfg.get("aug", "light") != "none"
+    return {"cfg": cfg, "best_epoch": best["epoch"], "val": best["val"], "test": best["test"],
+            "val_tta": best["val_flip"] if use_flip else best["val"], "test_tta": best["test_flip"] if use_flip else best["test"],
+            "last": hist[-1], "secs": round(time.time() - t0, 1), "hist": hist}
+
+
+def worker(q, outq):
+    import torch
+
+    torch.backends.cudnn.benchmark = True
+    dev = torch.device(os.environ.get("DEV", "cuda"))
+    arrs = load()
+    data = []
+    for i, a in enumerate(arrs):
+        t = torch.tensor(np.array(a), device=dev)
+        data.append(t.float().div(255).unsqueeze(1) if i % 2 == 0 else t.long())
+    while True:
+        cfg = q.get()
+        if cfg is None:
+            return
+        try:
+            outq.put(run_one(cfg, data, dev))
+        except Exception:
+            outq.put({"cfg": cfg, "error": traceback.format_exc()})
+
+
+def main():
+    configs = json.load(open(sys.argv[1])); out = sys.argv[2]
+    par = int(sys.argv[sys.argv.index("--parallel") + 1]) if "--parallel" in sys.argv else 8
+    deadline = float(sys.argv[sys.argv.index("--deadline") + 1]) if "--deadline" in sys.argv else 1e9
+    ctx = mp.get_context("spawn")
+    q, outq = ctx.Queue(), ctx.Queue()
+    for c in configs:
+        q.put(c)
+    for _ in range(par):
+        q.put(None)
+    procs = [ctx.Process(target=worker, args=(q, outq), daemon=True) for _ in range(par)]
+    for p in procs:
+        p.start()
+    t0 = time.time(); got = 0
+    with open(out, "a") as f:
+        while got < len(configs) and time.time() - t0 < deadline:
+            try:
+                r = outq.get(timeout=5)
+            except Exception:
+                if not any(p.is_alive() for p in procs):
+                    break
+                continue
+            got += 1
+            f.write(json.dumps(r) + "\n"); f.flush()
+            c = r["cfg"]
+            if "error" in r:
+                print("ERROR", c["name"], r["error"][-800:], flush=True)
+            else:
+                print(f"{time.time()-t0:6.0f}s {c['name']:28s} ep {c['epochs']:5.1f} best@{r['best_epoch']:2d} val {r['val']:.4f} test {r['test']:.4f} | tta val {r['val_tta']:.4f} test {r['test_tta']:.4f} | fs@best val {r['hist'][r['best_epoch']-1]['val_fs']:.4f} test {r['hist'][r['best_epoch']-1]['test_fs']:.4f} ({r['secs']}s)", flush=True)
+    for p in procs:
+        p.kill()
+
+
+if __name__ == "__main__":
+    main()
