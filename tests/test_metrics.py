@@ -30,8 +30,11 @@ def test_metrics_match_scikit_learn(n, k, seed, drop):
         assert m["per_class"][c]["recall"] == pytest.approx(r[i])
         assert m["per_class"][c]["f1"] == pytest.approx(f[i])
         assert m["per_class"][c]["support"] == s[i]
+    present = sorted(set(y))  # macro averages are over the classes the evaluated images contain
+    assert m["absent_classes"] == [c for i, c in enumerate(classes) if i not in present]
     for avg in ("macro", "weighted"):
-        p, r, f, _ = skm.precision_recall_fscore_support(y, pred, labels=labels, average=avg, zero_division=0)
+        p, r, f, _ = skm.precision_recall_fscore_support(y, pred, labels=present if avg == "macro" else labels,
+                                                         average=avg, zero_division=0)
         assert m[f"{avg}_avg"]["precision"] == pytest.approx(p)
         assert m[f"{avg}_avg"]["recall"] == pytest.approx(r)
         assert m[f"{avg}_avg"]["f1"] == pytest.approx(f)
@@ -131,3 +134,14 @@ def test_auc_helpers_on_degenerate_input():
     assert roc_auc(np.array([1, 1]), np.array([0.2, 0.3])) is None
     assert average_precision(np.array([0, 0]), np.array([0.2, 0.3])) is None
     assert roc_auc(np.array([0, 1]), np.array([0.5, 0.5])) == pytest.approx(0.5)
+
+
+def test_macro_averages_leave_out_classes_with_no_images():
+    """An evaluation folder without class c: macro recall is not dragged down by c's undefined recall."""
+    classes = ["a", "b", "c"]
+    y = np.array([0, 0, 1, 1])
+    probs = np.array([[0.9, 0.05, 0.05], [0.1, 0.1, 0.8], [0.1, 0.8, 0.1], [0.2, 0.7, 0.1]])  # one 'a' called 'c'
+    m = classification_metrics(y, probs, classes)
+    assert m["absent_classes"] == ["c"]
+    assert m["macro_avg"]["recall"] == pytest.approx((0.5 + 1.0) / 2)  # not (0.5 + 1 + 0) / 3
+    assert m["accuracy"] == pytest.approx(0.75)  # the image called 'c' still counts as wrong

@@ -276,6 +276,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `imgclf` command. Example: ``main(["models"])``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the user's way
+    from .quiet_stderr import filter_native_stderr
+
+    filter_native_stderr()  # and the lines that ignore that setting (on a terminal only)
     parser = _parser()
     args = parser.parse_args(argv)
     if not args.command:

@@ -90,6 +90,9 @@ class Evaluation:
         for name in ("macro_avg", "weighted_avg"):
             v = m[name]
             lines.append(f"{name.replace('_', ' '):<{width}}  {v['precision']:9.4f}  {v['recall']:6.4f}  {v['f1']:.4f}")
+        if m.get("absent_classes"):
+            lines.append(f"no images of {', '.join(m['absent_classes'])}: left out of the macro average "
+                         "(images predicted as them still count as errors)")
         if m["most_confused"]:
             pairs = ", ".join(f"{p['true']}->{p['predicted']} ({p['count']})" for p in m["most_confused"][:5])
             lines.append(f"most confused: {pairs}")

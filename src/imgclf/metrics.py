@@ -72,7 +72,13 @@ def classification_metrics(y_true, probs, classes: list[str]) -> dict:
             c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
             for i, c in enumerate(classes)
         },
-        "macro_avg": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean())},
+        # Over the classes the evaluated images contain: a class with no images has no recall to
+        # average, and counting it as 0 would blame the model for the data (scikit-learn's
+        # labels=all does). Images wrongly given an absent class still count against accuracy and
+        # against their true class's recall; `absent_classes` names what was left out.
+        "macro_avg": {k: float(v[present].mean()) if present.any() else 0.0
+                      for k, v in (("precision", precision), ("recall", recall), ("f1", f1))},
+        "absent_classes": [c for i, c in enumerate(classes) if not present[i]],
         "weighted_avg": {
             "precision": float((precision * weights).sum()),
             "recall": float((recall * weights).sum()),

@@ -97,6 +97,8 @@ def _metrics_section(m: dict, classes: list[str]) -> list[str]:
                 ("expected calibration error", m.get("expected_calibration_error")),
                 ("images evaluated", m.get("num_samples")), ("evaluation speed (images/s)", m.get("images_per_s")),
                 ("test-time augmentation", m.get("tta", "none"))]
+    if m.get("absent_classes"):
+        overall.append(("classes with no images here (left out of macro averages)", ", ".join(m["absent_classes"])))
     roc, ap = m.get("roc_auc_per_class", {}), m.get("pr_auc_per_class", {})
     per_class = [[c, v["precision"], v["recall"], v["f1"], roc.get(c), ap.get(c), v["support"]] for c, v in m["per_class"].items()]
     per_class += [[n.replace("_", " "), m[n]["precision"], m[n]["recall"], m[n]["f1"], "", "", ""] for n in ("macro_avg", "weighted_avg")]

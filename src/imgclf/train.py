@@ -457,7 +457,8 @@ class Trainer:
 
         val = self.sets["val"]
         images = getattr(val, "images", None)  # streamed shards hold no array: keep TTA off
-        if images is None or not self.dist.plan.is_chief or not (self.run_dir / "model.keras").exists():
+        if (images is None or not len(images) or not self.dist.plan.is_chief
+                or not (self.run_dir / "model.keras").exists()):
             return
         flips = self.cfg.augment != "none" and resolve_flip(self.cfg.flip, self.classes) in ("horizontal", "both")
         run = Run(self.run_dir)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,10 @@ class DecodedSet:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+DECODE_CHUNK = 128  # files per thread-pool task in decode_all
+SERIAL_BELOW_S = 0.0005  # decode_all stays on one thread when a file takes less than this
 
 
 def _decode_one(path: str, size: int, color_mode: str, resize: str, max_pixels: int = DEFAULT_MAX_PIXELS):
@@ -84,16 +89,36 @@ def decode_all(
     sha1 = [""] * n
     skipped = []
     workers = workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=workers) as pool, Progress(n, label, enabled=verbose and n > 0) as bar:
-        results = pool.map(lambda p: _decode_one(p, size, color_mode, resize, max_pixels), paths, chunksize=64)
-        for i, (arr, digest, reason) in enumerate(results):
-            sha1[i] = digest
-            if arr is None:
-                skipped.append((paths[i], reason))
-            else:
-                images[i] = arr
-                ok[i] = True
-            bar.update(1)
+
+    def decode_chunk(start: int) -> list:
+        return [_decode_one(p, size, color_mode, resize, max_pixels) for p in paths[start:start + DECODE_CHUNK]]
+
+    def chunks():
+        # The first chunk decodes here, timed. Small files (well under a millisecond each) are
+        # mostly Python bookkeeping: threads only fight over the GIL (28x28 PNGs: 1 thread 11,600
+        # images/s, 2 threads 6,500), so they stay on this thread. Bigger ones, where Pillow
+        # releases the GIL while decoding, go to a pool, one task per chunk of files (a task per
+        # file costs more than a small decode; ThreadPoolExecutor.map ignores chunksize).
+        t = time.perf_counter()
+        first = decode_chunk(0)
+        yield 0, first
+        starts = range(DECODE_CHUNK, n, DECODE_CHUNK)
+        if workers == 1 or (time.perf_counter() - t) / max(len(first), 1) < SERIAL_BELOW_S:
+            yield from ((s, decode_chunk(s)) for s in starts)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                yield from zip(starts, pool.map(decode_chunk, starts))
+
+    with Progress(n, label, enabled=verbose and n > 0) as bar:
+        for start, chunk in chunks():
+            for i, (arr, digest, reason) in enumerate(chunk, start):
+                sha1[i] = digest
+                if arr is None:
+                    skipped.append((paths[i], reason))
+                else:
+                    images[i] = arr
+                    ok[i] = True
+            bar.update(len(chunk))
     labels_arr = np.asarray(labels, dtype=np.int32)
     if not ok.all():
         keep = np.flatnonzero(ok)

@@ -1,0 +1,101 @@
+"""Keep TensorFlow's import-time notices off the user's terminal.
+
+TensorFlow 2.21 writes these lines from C++ straight to file descriptor 2 when
+it is imported, whatever TF_CPP_MIN_LOG_LEVEL says:
+
+    WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+    I0000 00:00:1795658107.598340   31367 port.cc:153] oneDNN custom operations are on. ...
+
+They say nothing a user can act on, yet open every `imgclf train`. When
+standard error is a terminal, `filter_native_stderr` routes descriptor 2
+through a pipe and a thread that drops exactly these lines and passes every
+other byte on; Python's own `sys.stderr` (progress bars, messages, tracebacks)
+keeps writing to the terminal directly, so it still knows it is on one. Logs
+and pipes (CI, `2> file`) are left alone: there the lines are harmless and
+nothing should come between the program and its output. `IMGCLF_RAW_STDERR=1`
+turns the filter off.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import sys
+import threading
+
+NOISE = (
+    re.compile(rb"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\s*$"),
+    re.compile(rb"^I0000 [\d:. ]+\d+ port\.cc:\d+\] oneDNN custom operations are on\."),
+)
+
+_state: dict = {}
+
+
+def is_noise(line: bytes) -> bool:
+    """Whether a line written to descriptor 2 is one of TensorFlow's known start-up notices.
+
+    Example:
+        >>> is_noise(b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n")
+        True
+        >>> is_noise(b"Traceback (most recent call last):\\n")
+        False
+    """
+    return any(p.match(line) for p in NOISE)
+
+
+def _forward(read_fd: int, real_fd: int) -> None:
+    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+        pending = b""
+        while True:
+            chunk = pipe.read(65536)
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            out = b"".join(line + b"\n" for line in lines if not is_noise(line + b"\n"))
+            if out:
+                os.write(real_fd, out)
+        if pending and not is_noise(pending):
+            os.write(real_fd, pending)
+
+
+def filter_native_stderr() -> bool:
+    """Drop TensorFlow's start-up notices from descriptor 2 when it is a terminal; True if installed.
+
+    Call once, early, from the command-line entry point (not from library code:
+    a program that imports imgclf owns its own descriptors).
+
+    Example:
+        >>> filter_native_stderr()  # doctest: +SKIP
+        True
+    """
+    if _state or os.environ.get("IMGCLF_RAW_STDERR") or not os.isatty(2):
+        return False
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        read_fd, write_fd = os.pipe()
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
+    except OSError:
+        return False
+    # Python's own messages go to the terminal directly (line-buffered, as before).
+    sys.stderr = open(real, "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+                      errors="backslashreplace", closefd=False)
+    thread = threading.Thread(target=_forward, args=(read_fd, real), name="imgclf-stderr-filter", daemon=True)
+    thread.start()
+    _state.update(real=real, thread=thread)
+    atexit.register(_restore)
+    return True
+
+
+def _restore() -> None:
+    """Point descriptor 2 back at the terminal; the pipe closes and the thread forwards what is left."""
+    if not _state:
+        return
+    try:
+        os.dup2(_state["real"], 2)
+    except OSError:
+        return
+    _state["thread"].join(timeout=2)
