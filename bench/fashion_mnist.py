@@ -184,6 +184,11 @@ def throughput(data: Path, model_name: str, n: int = 20000):
             "decode_png_img_s": decode_rate, "decode_over_consumption": decode_rate / piped}
 
 
+THROUGHPUT_LINE = ("training throughput: plain model.fit on arrays {plain_fit_img_s:.0f} img/s, imgclf pipeline "
+                   "{imgclf_pipeline_fit_img_s:.0f} img/s (ratio {ratio:.2f}); PNG decoding alone "
+                   "{decode_png_img_s:.0f} img/s = {decode_over_consumption:.1f}x what training consumes")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "fmnist"))
@@ -193,6 +198,7 @@ def main() -> int:
     ap.add_argument("--baseline-epochs", type=int, default=15)
     ap.add_argument("--max-images", type=int, default=0, help="train on a subset (smoke runs)")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--throughput-only", action="store_true", help="only measure the pipeline and decoding throughput")
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs and the last results.json baseline; recompute the table")
     args = ap.parse_args()
 
@@ -204,6 +210,10 @@ def main() -> int:
     if not (data / ".imgclf-export-complete").exists():
         sh(IMGCLF + ["datasets", "export", "fashion-mnist", data])
     print(f"Machine: {machine_summary()}; load average before: {os.getloadavg()}", flush=True)
+    if args.throughput_only:
+        t = throughput(data / "train", model_for(args.model, min(float(b) for b in args.budgets.split(","))))
+        print(THROUGHPUT_LINE.format(**t), f"load average after: {os.getloadavg()}")
+        return
     x_te, y_te = load_split(data / "test", FASHION_CLASSES)
     results = {"machine": machine_summary(), "load_before": os.getloadavg()}
 
@@ -270,9 +280,7 @@ def main() -> int:
     if base_t91 and ours:
         print(f"time to 0.91: baseline {base_t91:.0f}s, imgclf {min(ours):.0f}s, ratio {base_t91 / min(ours):.2f}x")
     t = results["throughput"]
-    print(f"training throughput: plain model.fit on arrays {t['plain_fit_img_s']:.0f} img/s, imgclf pipeline "
-          f"{t['imgclf_pipeline_fit_img_s']:.0f} img/s (ratio {t['ratio']:.2f}); PNG decoding alone "
-          f"{t['decode_png_img_s']:.0f} img/s = {t['decode_over_consumption']:.1f}x what training consumes")
+    print(THROUGHPUT_LINE.format(**t))
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return 0
 
