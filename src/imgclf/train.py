@@ -202,7 +202,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- bundle
     def _write_bundle_start(self):
-        from .models.registry import default_lr, get_spec
+        from .models.registry import get_spec
 
         cfg = self.cfg
         spec = get_spec(cfg.model)
