@@ -22,7 +22,6 @@ import argparse
 import csv
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,19 +30,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+from imgclf.distribute import loopback_tf_configs  # noqa: E402
 from imgclf.hardware import machine_summary  # noqa: E402
 
 IMGCLF = [sys.executable, "-m", "imgclf"]
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def run_job(name: str, workers: int, data: str, out: Path, epochs: int, batch: int, timeout: float) -> dict:
@@ -55,14 +45,13 @@ def run_job(name: str, workers: int, data: str, out: Path, epochs: int, batch: i
                      "--batch-size", str(per_replica), "--lr", f"{lr:g}", "--test-fraction", "0", "--verbose", "1", "--seed", "0"]
     if workers:
         argv += ["--distributed", "multi-worker"]
-    ports = free_ports(max(workers, 1))
+    tf_configs = loopback_tf_configs(workers)
     out.mkdir(parents=True, exist_ok=True)
     procs, start = [], time.perf_counter()
     for i in range(max(workers, 1)):
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
         if workers:
-            env["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                                           "task": {"type": "worker", "index": i}})
+            env["TF_CONFIG"] = json.dumps(tf_configs[i])
         log = open(out / f"{name}-{i}.log", "w")
         procs.append((subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT), log))
     try:

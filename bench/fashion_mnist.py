@@ -100,7 +100,7 @@ def imgclf_curve(run: Path, x_te, y_te, classes: list[str]):
     import numpy as np
 
     from imgclf.models.registry import load_keras_model
-    from imgclf.tta import tta_predict
+    from imgclf.tta import tta_views
 
     # The run orders its outputs by sorted class name; the arrays use the dataset's order.
     run_classes = json.loads((run / "classes.json").read_text())
@@ -120,8 +120,8 @@ def imgclf_curve(run: Path, x_te, y_te, classes: list[str]):
         elapsed += float(row["time_s"])
         path = run / "checkpoints" / f"epoch-{int(row['epoch']):03d}.keras"
         model = load_keras_model(path)
-        plain = probs_of(model, x_te)
-        probs = plain if tta == "none" else tta_predict(x_te, lambda x: probs_of(model, x), tta)
+        views = [probs_of(model, v) for v in tta_views(x_te, tta)]  # the first view is the image itself
+        plain, probs = views[0], np.mean(views, axis=0)
         curve.append((elapsed, float((probs.argmax(1) == y_te).mean()), float((plain.argmax(1) == y_te).mean())))
     return curve
 
@@ -151,7 +151,6 @@ def add_tta_figures(result: dict, run: Path, metrics: dict) -> None:
 def throughput(data: Path, model_name: str, n: int = 20000):
     """imgclf's pipeline + fit vs plain fit on in-memory arrays (same model); decoding alone."""
     import keras
-    import numpy as np
 
     from imgclf.data.pipeline import decode_all, make_dataset
     from imgclf.data.scan import scan_folder

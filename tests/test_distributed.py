@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import pytest
 
 import imgclf
 from imgclf.config import make_config
-from imgclf.distribute import Distribution, Plan, parse_devices, parse_tf_config, plan_strategy, role
+from imgclf.distribute import Distribution, Plan, loopback_tf_configs, parse_devices, parse_tf_config, plan_strategy, role
 from imgclf.errors import UserError
 from tests.conftest import make_image_folder
 
@@ -63,6 +62,13 @@ def test_devices_flag_picks_gpus_or_the_cpu():
             with pytest.raises(UserError, match="Invalid devices"):
                 parse_devices(bad)
     assert parse_devices("") == "auto"
+
+
+def test_loopback_tf_configs_give_each_worker_its_role_on_distinct_free_ports():
+    configs = loopback_tf_configs(3)
+    hosts = configs[0]["cluster"]["worker"]
+    assert len(set(hosts)) == 3 and all(h.startswith("127.0.0.1:") for h in hosts)
+    assert [role(parse_tf_config(json.dumps(c)))[:2] for c in configs] == [(3, "worker 0"), (3, "worker 1"), (3, "worker 2")]
 
 
 def test_multi_worker_plan_reads_roles_from_tf_config():
@@ -135,25 +141,15 @@ SETTINGS = {"model": "small_cnn", "epochs": EPOCHS, "batch_size": 8, "lr": 0.004
 JOB_TIMEOUT = 420  # seconds (a job takes ~30 s on two idle cores): a hung collective fails the test, not CI
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def start_job(tmp: Path, name: str, argv_for, n: int = 2) -> list[tuple[subprocess.Popen, Path, Path]]:
     """Start n workers of one job; each gets its own TMPDIR (to see what it leaves behind) and log file."""
-    ports = free_ports(n)
+    tf_configs = loopback_tf_configs(n)
     procs = []
     for i in range(n):
         tmpdir = tmp / f"{name}-tmp{i}"
         tmpdir.mkdir()
         log = tmp / f"{name}-worker{i}.log"
-        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config(n, i, ports)), "TMPDIR": str(tmpdir),
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_configs[i]), "TMPDIR": str(tmpdir),
                "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
         with open(log, "w") as out:
             procs.append((subprocess.Popen(argv_for(i), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT), log, tmpdir))

@@ -65,6 +65,13 @@ def _centre_shy_model(images):
     return np.stack([1 - p1, p1], axis=1)
 
 
+def test_the_command_line_offers_every_mode():
+    from imgclf.cli import TTA_CHOICES
+    from imgclf.tta import TTA_COST, TTA_MODES
+
+    assert set(TTA_CHOICES) == {"auto", *TTA_MODES} == {"auto", *TTA_COST}
+
+
 def test_shift_views_move_the_image_one_step_and_average():
     from imgclf.tta import shift_pixels, tta_views
 

@@ -85,6 +85,30 @@ class Plan:
         return text + f", lr {lr:g} (not scaled: --no-scale-lr)"
 
 
+def loopback_tf_configs(workers: int) -> list[dict]:
+    """One TF_CONFIG per worker for a multi-worker job on this machine alone, on free loopback ports.
+
+    For trying `--distributed multi-worker` before taking it to a cluster (and
+    for imgclf's own tests and benchmark): start one `imgclf train` per entry,
+    each with its entry as the TF_CONFIG variable (JSON).
+
+    Example:
+        >>> [c["task"] for c in loopback_tf_configs(2)]
+        [{'type': 'worker', 'index': 0}, {'type': 'worker', 'index': 1}]
+    """
+    import socket
+
+    socks = [socket.socket() for _ in range(workers)]
+    try:
+        for s in socks:  # all bound at once, so the ports differ
+            s.bind(("127.0.0.1", 0))
+        hosts = [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+    return [{"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}} for i in range(workers)]
+
+
 def parse_tf_config(text: str | None = None) -> dict | None:
     """The cluster description in ``TF_CONFIG`` (or `text`), checked; None when unset.
 

@@ -62,16 +62,6 @@ def confident_issues(y_given, probs) -> dict:
             "given_probability": p[index, y[index]], "margin": margin[index], "thresholds": thresholds}
 
 
-def _peak_lr(cfg: dict) -> float:
-    """The run's peak rate from its config.yaml (runs record a number; "model" resolves as training does)."""
-    from .models.registry import default_lr
-
-    lr = cfg.get("lr", "model")
-    if lr in ("model", "auto", None):
-        return default_lr(cfg.get("model", "small_cnn"), cfg.get("weights", "none"))
-    return float(lr)
-
-
 def cross_val_probs(run: Run, images: np.ndarray, labels: np.ndarray, folds: int = 5, epochs: int | None = None,
                     seed: int = 0, verbose: bool = True) -> np.ndarray:
     """Out-of-sample probabilities by k-fold: fresh copies of the run's model, each trained on k-1 folds.
@@ -112,7 +102,7 @@ def cross_val_probs(run: Run, images: np.ndarray, labels: np.ndarray, folds: int
         if weights not in (None, "", "none"):
             model.get_layer("backbone").trainable = False
         steps = max(1, -(-len(train) // batch)) * epochs
-        schedule = keras.optimizers.schedules.CosineDecay(_peak_lr(cfg), decay_steps=steps, alpha=0.01)
+        schedule = keras.optimizers.schedules.CosineDecay(float(cfg.get("lr", 0.002)), decay_steps=steps, alpha=0.01)
         model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=float(cfg.get("weight_decay", 1e-4))),
                       loss="sparse_categorical_crossentropy")
         ds = make_dataset(DecodedSet(images[train], labels[train], []), batch, shuffle=True, seed=seed + f)

@@ -53,11 +53,14 @@ def _forward(read_fd: int, real_fd: int) -> None:
                 break
             pending += chunk
             *lines, pending = pending.split(b"\n")
-            out = b"".join(line + b"\n" for line in lines if not is_noise(line + b"\n"))
-            if out:
-                os.write(real_fd, out)
-        if pending and not is_noise(pending):
-            os.write(real_fd, pending)
+            _write_all(real_fd, b"".join(line + b"\n" for line in lines if not is_noise(line + b"\n")))
+        if not is_noise(pending):
+            _write_all(real_fd, pending)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:  # a terminal may take fewer bytes than offered
+        data = data[os.write(fd, data):]
 
 
 def filter_native_stderr() -> bool:
