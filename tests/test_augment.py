@@ -19,6 +19,18 @@ def test_presets_change_images_and_keep_labels(preset):
     assert np.asarray(ay).tolist() == y.tolist()
 
 
+def test_translation_moves_images_by_whole_pixels():
+    """No blur: every pixel of a shifted image is a pixel of the original, or the black fill."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 255, (16, 28, 28, 1)).astype("float32")
+    ax = np.asarray(make_train_map("light", "none", 2, one_hot=False, seed=3)(x, np.zeros(16, "int32"))[0])
+    moved = 0
+    for original, shifted in zip(x, ax):
+        assert set(np.unique(shifted)) <= set(np.unique(original)) | {0.0}
+        moved += not np.array_equal(original, shifted)
+    assert moved >= 12  # translation by up to 10%: most images move
+
+
 def test_no_augmentation_means_no_map():
     assert make_train_map("none", "none", 3, one_hot=False) is None
 

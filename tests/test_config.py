@@ -47,12 +47,19 @@ def test_bad_yaml_is_user_error(tmp_path):
         load_yaml(tmp_path / "missing.yaml")
 
 
-def test_default_learning_rate_is_the_models_own(image_folder, tmp_path):
-    """`--lr model` (the default) resolves to the rate the model was tuned with from scratch, and the run records it."""
+def test_default_learning_rate_and_label_smoothing_are_the_models_own(image_folder, tmp_path):
+    """`--lr model` and `--label-smoothing model` (the defaults) resolve to the values the model was tuned with
+    from scratch, and the run records them."""
     import imgclf
-    from imgclf.models.registry import DEFAULT_LR, default_lr
+    from imgclf.models.registry import DEFAULT_LABEL_SMOOTHING, DEFAULT_LR, default_label_smoothing, default_lr
 
     assert make_config().lr == "model" and make_config({"lr": "model"}).lr == "model"
+    assert make_config().label_smoothing == "model" and make_config({"label_smoothing": "0.2"}).label_smoothing == 0.2
+    with pytest.raises(UserError, match="label_smoothing"):
+        make_config({"label_smoothing": "auto"})
+    assert default_label_smoothing("small_cnn") == DEFAULT_LABEL_SMOOTHING == 0.1
+    assert default_label_smoothing("small_resnet") == 0.15  # chosen on validation (bench/RESULTS.md, issue 5)
+    assert default_label_smoothing("small_resnet", weights="imagenet") == DEFAULT_LABEL_SMOOTHING
     assert default_lr("small_cnn") == DEFAULT_LR == 0.002
     assert default_lr("small_resnet") == 0.004  # chosen on validation in bench/ (bench/RESULTS.md, issue 5)
     assert default_lr("small_resnet", weights="imagenet") == DEFAULT_LR  # pretrained: the transfer-learning rate
@@ -63,3 +70,4 @@ def test_default_learning_rate_is_the_models_own(image_folder, tmp_path):
     with open(run.path / "history.csv") as f:
         first = next(csv.DictReader(f))
     assert run.config["lr"] == 0.004 and 0 < float(first["lr"]) <= 0.004
+    assert run.config["label_smoothing"] == 0.15

@@ -12,7 +12,17 @@ augmentation (horizontal flip + RandomTranslation(0.1) with bilinear
 sampling and black fill), bfloat16 autocast, and imgclf's validation split
 (the indices of a run's manifest). Each config reports the best-validation
 epoch's validation and test accuracy, plain, with flip TTA and with
-flip-shift TTA (10 views, as `imgclf.tta`).
+flip-shift TTA (10 views, as `imgclf.tta`), and with 18 and 26 views (adding
+diagonal one-pixel and two-pixel shifts).
+
+Config keys beyond the recipe's own (round3.json, round4.json): `interp`
+(translation sampling, "bilinear" or "nearest" = whole pixels), `altflip`
+(each image mirrored every other epoch, airbench-style), `whiten` ("train" or
+"frozen": the stem's first 18 filters start as +/- 3x3 patch-whitening
+filters), `opt` ("sgd": Nesterov, decoupled weight decay as Keras applies
+it), `prog` ({"size", "frac"}: progressive resizing, the first `frac` of the
+steps at `size` pixels), `eval_from` (evaluate only from this fraction of the
+epochs on). PROXY_EVAL_N=200 evaluates on a few images (smoke tests on a CPU).
 
 It is a proxy: it chose what to try on the CPU, the CPU run decides
 (bench/RESULTS.md, issue 5, says how well the two agreed). Needs torch, which
@@ -97,8 +107,8 @@ def build(cfg):
     return model
 
 
-def augment(x, cfg, gen):
-    """x: (B,1,28,28) float in [0,1] on the GPU."""
+def augment(x, cfg, gen, flip=None):
+    """x: (B,1,28,28) float in [0,1] on the GPU; flip: per-image booleans (alternating flips) or None (random)."""
     import torch
     import torch.nn.functional as F
 
@@ -106,7 +116,8 @@ def augment(x, cfg, gen):
     b = x.shape[0]
     if aug == "none":
         return x
-    flip = torch.rand(b, device=x.device, generator=gen) < 0.5
+    if flip is None:
+        flip = torch.rand(b, device=x.device, generator=gen) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     if aug == "flip":
         return x
@@ -116,7 +127,7 @@ def augment(x, cfg, gen):
         theta = torch.zeros(b, 2, 3, device=x.device)
         theta[:, 0, 0] = 1; theta[:, 1, 1] = 1; theta[:, :, 2] = shift
         grid = F.affine_grid(theta, x.shape, align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        x = F.grid_sample(x, grid, mode=cfg.get("interp", "bilinear"), padding_mode="zeros", align_corners=False)
     if cfg.get("erase", 0) > 0:
         p = cfg["erase"]
         area = torch.empty(b, device=x.device).uniform_(0.02, 0.25, generator=gen) * 784
@@ -132,6 +143,26 @@ def augment(x, cfg, gen):
     return x
 
 
+def whiten_stem(model, xtr, cfg):
+    """Initialise the stem conv's first filters as patch-whitening filters (airbench), +/- each eigenvector."""
+    import torch
+    import torch.nn.functional as F
+
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    patches = F.unfold(xtr[:10000].float(), 3)  # (N, 9, L)
+    patches = patches.transpose(1, 2).reshape(-1, 9)
+    patches = patches - patches.mean(0)
+    cov = patches.T @ patches / len(patches)
+    evals, evecs = torch.linalg.eigh(cov)
+    filt = (evecs / torch.sqrt(evals + cfg.get("whiten_eps", 5e-4))).T.reshape(9, 1, 3, 3)
+    filt = torch.cat([filt, -filt])
+    with torch.no_grad():
+        w = conv.weight
+        w[:18] = filt.to(w.dtype) * (w[18:].std() / filt.std())
+    if cfg.get("whiten") == "frozen":
+        conv.weight.requires_grad_(False)
+
+
 def run_one(cfg, data, dev):
     import torch
     import torch.nn.functional as F
@@ -139,13 +170,23 @@ def run_one(cfg, data, dev):
     torch.manual_seed(cfg.get("seed", 0))
     gen = torch.Generator(device=dev); gen.manual_seed(cfg.get("seed", 0) + 1)
     xtr, ytr, xva, yva, xte, yte = data
-    model = build(cfg).to(dev).to(memory_format=torch.channels_last)
+    if os.environ.get("PROXY_EVAL_N"):  # smoke tests on a CPU: evaluate on a few images only
+        k = int(os.environ["PROXY_EVAL_N"]); xva, yva, xte, yte = xva[:k], yva[:k], xte[:k], yte[:k]
+    model = build(cfg).to(dev)
+    if cfg.get("whiten"):
+        whiten_stem(model, xtr, cfg)
+    model = model.to(memory_format=torch.channels_last)
     decay, no_decay = [], []
     for n, p in model.named_parameters():
-        (no_decay if p.ndim == 1 else decay).append(p)
+        if p.requires_grad:
+            (no_decay if p.ndim == 1 else decay).append(p)
     lr = cfg.get("lr", 0.002)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.get("wd", 1e-4)}, {"params": no_decay, "weight_decay": 0}],
-                            lr=lr, betas=(0.9, 0.999), eps=1e-7, fused=dev.type == "cuda")
+    if cfg.get("opt") == "sgd":  # Keras SGD: Nesterov momentum 0.9, decoupled weight decay scaled by lr
+        opt = torch.optim.SGD([{"params": decay, "weight_decay": 0}, {"params": no_decay, "weight_decay": 0}],
+                              lr=lr, momentum=0.9, nesterov=True)
+    else:
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.get("wd", 1e-4)}, {"params": no_decay, "weight_decay": 0}],
+                                lr=lr, betas=(0.9, 0.999), eps=1e-7, fused=dev.type == "cuda")
     bs = cfg.get("bs", 64)
     n = len(xtr)
     steps_per_epoch = n // bs
@@ -161,25 +202,48 @@ def run_one(cfg, data, dev):
         with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16):
             p = torch.cat([F.softmax(m(x[i:i + 2000]).float(), 1) for i in range(0, len(x), 2000)])
             pf = torch.cat([F.softmax(m(x[i:i + 2000].flip(3)).float(), 1) for i in range(0, len(x), 2000)])
-            tot = p + pf
-            for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            def view(dy, dx):
+                t = 0
                 for xx in (x, x.flip(3)):
-                    sh = F.pad(xx, (1, 1, 1, 1))[:, :, 1 - dy:29 - dy, 1 - dx:29 - dx]
-                    tot = tot + torch.cat([F.softmax(m(sh[i:i + 2000]).float(), 1) for i in range(0, len(x), 2000)])
+                    sh = F.pad(xx, (2, 2, 2, 2))[:, :, 2 - dy:30 - dy, 2 - dx:30 - dx]
+                    t = t + torch.cat([F.softmax(m(sh[i:i + 2000]).float(), 1) for i in range(0, len(x), 2000)])
+                return t
+            tot = p + pf
+            for d in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                tot = tot + view(*d)
+            tot18 = tot.clone()
+            for d in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+                tot18 = tot18 + view(*d)
+            tot26 = tot18.clone()
+            for d in ((2, 0), (-2, 0), (0, 2), (0, -2)):
+                tot26 = tot26 + view(*d)
+            acc = lambda q: (q.argmax(1) == y).float().mean().item()
+            extra.append((acc(tot18), acc(tot26)))
         m.train()
-        return (p.argmax(1) == y).float().mean().item(), ((p + pf).argmax(1) == y).float().mean().item(), (tot.argmax(1) == y).float().mean().item()
+        return acc(p), acc(p + pf), acc(tot)
 
     hist, step, t0 = [], 0, time.time()
     ep = 0
+    extra = []
+    flip0 = torch.rand(n, device=dev, generator=gen) < 0.5  # alternating flips: each image flips every other epoch
     while step < total:
         perm = torch.randperm(n, device=dev, generator=gen)
         for i in range(steps_per_epoch):
             if step >= total:
                 break
             idx = perm[i * bs:(i + 1) * bs]
-            xb = augment(xtr[idx], cfg, gen).contiguous(memory_format=torch.channels_last); yb = ytr[idx]
+            flip = (flip0[idx] ^ bool(ep % 2)) if cfg.get("altflip") else None
+            xb = augment(xtr[idx], cfg, gen, flip)
+            prog = cfg.get("prog")  # progressive resizing: the first `frac` of the steps at `size` pixels
+            if prog and step < prog["frac"] * total:
+                xb = F.interpolate(xb, size=(prog["size"], prog["size"]), mode="bilinear", antialias=True, align_corners=False)
+            xb = xb.contiguous(memory_format=torch.channels_last); yb = ytr[idx]
             for g in opt.param_groups:
                 g["lr"] = lr_at(step / total, lr)
+            if cfg.get("opt") == "sgd":
+                with torch.no_grad():
+                    for p_ in decay:
+                        p_.mul_(1 - g["lr"] * cfg.get("wd", 5e-4))
             with torch.autocast(dev.type, dtype=torch.bfloat16):
                 loss = F.cross_entropy(model(xb).float(), yb, label_smoothing=ls)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
@@ -188,8 +252,12 @@ def run_one(cfg, data, dev):
             step += 1
         ep += 1
         m = ema.module if ema is not None else model
+        if ep < cfg.get("eval_from", 0.0) * epochs and step < total:
+            continue  # the best epoch is a late one: skip early evaluations to save GPU time
+        extra.clear()
         va, vaf, vas = evaluate(m, xva, yva); te, tef, tes = evaluate(m, xte, yte)
-        hist.append({"epoch": ep, "val": va, "val_flip": vaf, "test": te, "test_flip": tef, "val_fs": vas, "test_fs": tes})
+        hist.append({"epoch": ep, "val": va, "val_flip": vaf, "test": te, "test_flip": tef, "val_fs": vas, "test_fs": tes,
+                     "val_fs18": extra[0][0], "val_fs26": extra[0][1], "test_fs18": extra[1][0], "test_fs26": extra[1][1]})
     best = max(hist, key=lambda h: h["val"])  # imgclf keeps the best validation checkpoint
     use_flip = best["val_flip"] > best["val"] and cfg.get("aug", "light") != "none"
     return {"cfg": cfg, "best_epoch": best["epoch"], "val": best["val"], "test": best["test"],
@@ -245,7 +313,9 @@ def main():
             if "error" in r:
                 print("ERROR", c["name"], r["error"][-800:], flush=True)
             else:
-                print(f"{time.time()-t0:6.0f}s {c['name']:28s} ep {c['epochs']:5.1f} best@{r['best_epoch']:2d} val {r['val']:.4f} test {r['test']:.4f} | tta val {r['val_tta']:.4f} test {r['test_tta']:.4f} | fs@best val {r['hist'][r['best_epoch']-1]['val_fs']:.4f} test {r['hist'][r['best_epoch']-1]['test_fs']:.4f} ({r['secs']}s)", flush=True)
+                h = next(e for e in r['hist'] if e['epoch'] == r['best_epoch'])
+                print(f"{time.time()-t0:6.0f}s {c['name']:28s} ep {c['epochs']:5.1f} best@{r['best_epoch']:2d} val {r['val']:.4f} test {r['test']:.4f} | "
+                      f"fs10 val {h['val_fs']:.4f} test {h['test_fs']:.4f} | fs18 {h['val_fs18']:.4f} {h['test_fs18']:.4f} | fs26 {h['val_fs26']:.4f} {h['test_fs26']:.4f} ({r['secs']}s)", flush=True)
     for p in procs:
         p.kill()
 

@@ -8,7 +8,7 @@ Presets (each includes the one before):
 
 * ``flip``: the mirror image half of the time, nothing else: it costs no
   training speed and lets test-time flipping help (see ``tta.choose_tta``).
-* ``light``: + translation by up to 10%.
+* ``light``: + translation by up to 10%, in whole pixels.
 * ``standard``: + rotation up to 10 degrees, zoom up to 10%, contrast.
 * ``strong``: + RandAugment (2 ops) and random erasing.
 
@@ -60,7 +60,9 @@ def augmentation_layers(preset: str, flip: str = "horizontal", seed: int = 0) ->
     if preset in ("standard", "strong"):
         out.append(layers.RandomRotation(10 / 360, fill_mode="constant", seed=seed + 1, **f32))
         out.append(layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2, **f32))
-    out.append(layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed + 3, **f32))
+    # Nearest-neighbour sampling moves images by whole pixels: bilinear sampling at fractional
+    # shifts blurs every training image, which test images never are (bench/RESULTS.md, session 4).
+    out.append(layers.RandomTranslation(0.1, 0.1, fill_mode="constant", interpolation="nearest", seed=seed + 3, **f32))
     if preset in ("standard", "strong"):
         out.append(layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 4, **f32))
     if preset == "strong":

@@ -55,7 +55,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # adamw | adam | sgd (Nesterov momentum 0.9)
     ema: bool = False  # evaluate and save an exponential moving average of the weights
     weight_decay: float = 0.0001  # decoupled weight decay (adamw, sgd)
-    label_smoothing: float = 0.1  # share of each label spread over the other classes (raised validation accuracy in bench/; probabilities a little less confident); 0 = plain cross-entropy
+    label_smoothing: float | str = "model"  # share of each label spread over the other classes (raised validation accuracy in bench/; probabilities a little less confident); model = the value the model was tuned with (0.1 unless its registry entry says otherwise); 0 = plain cross-entropy
     class_weight: str = "auto"  # auto (weight the loss by inverse class size when the imbalance ratio > 1.5) | none
     sampling: str = "natural"  # natural | balanced (each class drawn equally often per epoch)
     augment: str = "auto"  # auto (none for short runs, light otherwise) | none | flip | light | standard | strong
@@ -125,6 +125,10 @@ class TrainConfig:
                 raise UserError(f"Invalid {name}: expected an alpha >= 0 (0 = off), received {getattr(self, name)!r}.")
         for name in ("label_smoothing", "dropout", "weight_decay", "finetune_fraction"):
             v = getattr(self, name)
+            if name == "label_smoothing" and isinstance(v, str):
+                if v == "model":
+                    continue
+                raise UserError(f"Invalid label_smoothing: expected a number in [0, 1) or 'model', received {v!r}.")
             if not 0 <= v < 1:
                 raise UserError(f"Invalid {name}: expected a number in [0, 1), received {v!r}.")
         if not 0 < self.bn_momentum < 1:

@@ -225,12 +225,14 @@ class Trainer:
 
         With `run_dir` None a new run folder is created from ``out``.
         """
-        from .models.registry import default_lr, get_spec
+        from .models.registry import default_label_smoothing, default_lr, get_spec
 
         cfg = self.cfg
         spec = get_spec(cfg.model)  # fail fast on an unknown model name, before any work
         if cfg.lr == "model":  # config.yaml records the rate used
             cfg.lr = default_lr(spec.name, cfg.weights)
+        if cfg.label_smoothing == "model":
+            cfg.label_smoothing = default_label_smoothing(spec.name, cfg.weights)
         if cfg.data and "://" not in cfg.data:
             cfg.data = str(Path(cfg.data).resolve())  # config.yaml must work from any folder
         self._setup_distribution()

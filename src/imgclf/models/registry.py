@@ -38,6 +38,7 @@ class ModelSpec:
     family: str = ""
     description: str = ""
     scratch_lr: float = 0.002  # peak AdamW rate when trained from scratch (`--lr model`, the default); tuned in bench/
+    scratch_label_smoothing: float = 0.1  # label smoothing from scratch (`--label-smoothing model`, the default); tuned in bench/
     # () -> path of ImageNet weights already on this machine (Keras cache file or
     # an installed weights package), or None; see `weights.pretrained_location`.
     weights_locator: Callable | None = field(default=None, repr=False, compare=False)
@@ -81,6 +82,23 @@ def default_lr(model: str, weights: str = "none") -> float:
         (0.004, 0.002)
     """
     return get_spec(model).scratch_lr if weights in (None, "", "none") else DEFAULT_LR
+
+
+DEFAULT_LABEL_SMOOTHING = 0.1  # for pretrained backbones and for models whose entry names none
+
+
+def default_label_smoothing(model: str, weights: str = "none") -> float:
+    """The label smoothing `--label-smoothing model` (the default) resolves to.
+
+    Like `default_lr`: a model trained from scratch gets the value its registry
+    entry was tuned with (`scratch_label_smoothing`, chosen on a validation
+    split in bench/), pretrained weights the common 0.1.
+
+    Example:
+        >>> default_label_smoothing("small_resnet"), default_label_smoothing("small_cnn")
+        (0.15, 0.1)
+    """
+    return get_spec(model).scratch_label_smoothing if weights in (None, "", "none") else DEFAULT_LABEL_SMOOTHING
 
 
 def _ensure_loaded() -> None:
