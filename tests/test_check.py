@@ -220,3 +220,26 @@ def test_a_single_class_is_a_blocking_problem(tmp_path):
     report = check_folder(tmp_path)
     assert report["blocking"] and report["exit_status"] == EXIT_BLOCKING
     assert "too_few_classes" in report["problems"]
+
+
+def test_near_duplicates_see_colour(tmp_path):
+    """A recoloured picture with the very same grey levels is not a near duplicate; a JPEG copy still is."""
+    import io
+
+    import numpy as np
+
+    from imgclf.data.fingerprint import duplicate_groups, perceptual_hash
+
+    rng = np.random.default_rng(0)
+    shape = rng.random((8, 8)).repeat(8, 0).repeat(8, 1) > 0.5  # blocky two-tone picture, 64x64
+    red, green = np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 3), np.uint8)
+    red[shape] = (200, 0, 0)
+    green[shape] = (0, 102, 0)  # the same luma as (200, 0, 0): identical greyscale pictures
+    imgs = [Image.fromarray(red), Image.fromarray(green)]
+    buf = io.BytesIO()
+    imgs[0].save(buf, "JPEG", quality=90)
+    imgs.append(Image.open(io.BytesIO(buf.getvalue())))
+    assert np.array_equal(np.asarray(imgs[0].convert("L")), np.asarray(imgs[1].convert("L")))
+    hashes, thumbs = zip(*(perceptual_hash(im) for im in imgs))
+    _, near = duplicate_groups(["r", "g", "j"], list(hashes), list(thumbs))
+    assert near == [[0, 2]]

@@ -119,3 +119,22 @@ def test_mistyped_flag_gets_one_line_and_a_suggestion(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Did you mean '--epochs'" in result.stderr
+
+
+def test_written_out_defaults_match_the_library():
+    """cli.py writes defaults out so that --help imports nothing heavy; they must not drift from the library's."""
+    from imgclf.cli import _parser
+    from imgclf.config import TrainConfig
+    from imgclf.data.check import DEFAULT_MIN_SIDE
+    from imgclf.data.decode import DEFAULT_MAX_PIXELS
+    from imgclf.data.fingerprint import NEAR_DISTANCE
+
+    parser = _parser()
+    check = parser.parse_args(["check", "data"])
+    assert (check.max_pixels, check.min_side, check.near_distance) == (DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, NEAR_DISTANCE)
+    assert DEFAULT_MAX_PIXELS == TrainConfig().max_pixels
+    split = parser.parse_args(["split", "data", "--out", "s.csv"])
+    pack = parser.parse_args(["datasets", "pack", "data", "--out", "shards"])
+    for args in (split, pack):
+        assert (args.val, args.test) == (TrainConfig().val_fraction, TrainConfig().test_fraction)
+    assert pack.max_pixels == DEFAULT_MAX_PIXELS

@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -64,7 +65,10 @@ def test_info_endpoints(client):
     info = client.get("/model").json()
     assert info["format"] == "tflite" and info["num_classes"] == 3 and info["input_size"] > 0
     assert client.get("/openapi.json").json()["paths"]["/predict"]
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "http://" not in docs.text and "https://" not in docs.text  # works offline
+    for asset in re.findall(r'(?:src|href)="(/[^"]+\.(?:js|css))"', docs.text):
+        assert client.get(asset).status_code == 200, asset
     page = client.get("/").text
     assert "<script" in page and "http://" not in page and "https://" not in page  # nothing fetched from outside
 
@@ -100,6 +104,14 @@ def test_bad_multipart_and_query(client):
     assert r.status_code == 400 and r.json()["error"] == "too many files"
     r = client.post("/predict?top_k=0", content=_png(), headers={"content-type": "image/png"})
     assert r.status_code == 422 and "top_k" in r.json()["detail"]
+
+
+def test_unknown_paths_and_methods_answer_in_the_api_shape(client):
+    r = client.get("/predicts")
+    assert r.status_code == 404 and r.json()["error"] == "not found" and "POST /predict" in r.json()["detail"]
+    r = client.get("/predict")
+    assert r.status_code == 405 and r.json()["error"] == "method not allowed" and "GET /predict" in r.json()["detail"]
+    assert "POST" in r.headers.get("allow", "")
 
 
 # ----------------------------------------------------------------- a real server on loopback
@@ -173,6 +185,8 @@ def test_web_page_in_headless_chromium(server, tflite_predictor, tmp_path):
         assert len(card.find_elements(By.CSS_SELECTOR, ".bar")) == 3
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
+        browser.get(url + "/docs")  # Swagger UI, served from the package: it renders with no network
+        WebDriverWait(browser, 20).until(lambda b: "/predict/batch" in b.find_element(By.TAG_NAME, "body").text)
     finally:
         browser.quit()
 

@@ -9,8 +9,10 @@ photo re-encoded, resized or recompressed) are found in two steps:
    the 64 bits into d + 1 chunks; hashes at most d bits apart agree exactly on
    at least one chunk, so only hashes sharing a chunk value are compared;
 2. a candidate pair is confirmed when their 16x16 grayscale thumbnails differ
-   by less than `NEAR_MAD` grey levels on average, and by less than
-   `NEAR_REL` of their own contrast. Hashes alone join too much on
+   by less than `NEAR_MAD` grey levels on average, by less than
+   `NEAR_REL` of their own contrast, and their 4x4 colour thumbnails by less
+   than `NEAR_COLOUR_MAD` levels (a red and a green version of one picture
+   can share every grey level, yet differ for a colour classifier). Hashes alone join too much on
    homogeneous data (two different Fashion-MNIST trousers often share a
    hash), and an absolute threshold alone joins thin dark pictures (105
    different flip-flops became one group); bench/near_duplicates.py measures it.
@@ -28,6 +30,9 @@ from .decode import DEFAULT_MAX_PIXELS, DecodeError, open_image, read_bytes, to_
 NEAR_DISTANCE = 8  # pHash bits out of 64; resized, re-encoded copies measured 0-6 apart
 NEAR_MAD = 4.0  # mean absolute difference of 16x16 thumbnails (0-255) below which a candidate is a near duplicate
 NEAR_REL = 0.1  # ... and below this share of the thumbnails' own contrast
+NEAR_COLOUR_MAD = 8.0  # ... and 4x4 RGB thumbnails (0-255) less than this apart on average
+GREY_BYTES = 256  # a thumbnail: 16x16 grey levels, then 4x4x3 colour levels
+_GREY_MODES = ("L", "1", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 _N = 32
 _DCT8 = np.cos(np.pi * (2 * np.arange(_N)[None, :] + 1) * np.arange(8)[:, None] / (2 * _N))  # DCT-II basis, 8 lowest
 
@@ -45,39 +50,46 @@ def upright(img: Image.Image) -> Image.Image:
 
 
 def perceptual_hash(img: Image.Image) -> tuple[int, bytes]:
-    """(64-bit pHash, 16x16 grayscale thumbnail bytes) of a PIL image in any mode.
+    """(64-bit pHash, thumbnail bytes: 16x16 grey levels then 4x4 RGB) of a PIL image in any mode.
 
     Example:
         >>> h, thumb = perceptual_hash(Image.new("L", (64, 64), 128))
         >>> len(thumb)
-        256
+        304
     """
-    small = to_color_mode(img, "grayscale").resize((_N, _N), Image.BILINEAR)
-    px = np.asarray(small, dtype=np.float64)
+    # Shrink first, in the image's own kind (grey stays grey: no full-size RGB copy), then derive both thumbnails.
+    small = to_color_mode(img, "grayscale" if img.mode in _GREY_MODES else "rgb").resize((_N, _N), Image.BILINEAR)
+    px = np.asarray(small if small.mode == "L" else small.convert("L"), dtype=np.float64)
+    colour = np.asarray(small.convert("RGB"), dtype=np.float64).reshape(4, 8, 4, 8, 3).mean(axis=(1, 3))
     low = (_DCT8 @ px @ _DCT8.T).ravel()  # only the 8x8 lowest frequencies are needed
     ac = np.partition(low[1:], (31, 32))  # the DC term (overall brightness) takes no part in the median
     bits = low > (ac[31] + ac[32]) / 2
     bits[0] = False
     thumb = px.reshape(16, 2, 16, 2).mean(axis=(1, 3))
-    return int(np.packbits(bits).view(">u8")[0]), np.rint(thumb).astype(np.uint8).tobytes()
+    thumbs = np.concatenate([thumb.ravel(), colour.ravel()])
+    return int(np.packbits(bits).view(">u8")[0]), np.rint(thumbs).astype(np.uint8).tobytes()
 
 
 def thumb_matrix(thumbs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """Thumbnails as an (n, 256) int16 array, and each one's contrast (mean absolute deviation)."""
+    """Thumbnails as an (n, 304) int16 array (256 without colour), and each one's grey contrast (mean absolute deviation)."""
     t = np.frombuffer(b"".join(thumbs), np.uint8).reshape(len(thumbs), -1).astype(np.int16)
     contrast = np.empty(len(t), dtype=np.float32)
     for k in range(0, len(t), 4096):  # in slices: float temporaries of the whole matrix would dwarf it
-        part = t[k:k + 4096].astype(np.float32)
+        part = t[k:k + 4096, :GREY_BYTES].astype(np.float32)
         contrast[k:k + 4096] = np.abs(part - part.mean(axis=1, keepdims=True)).mean(axis=1)
     return t, contrast
 
 
 def close_rows(t: np.ndarray, contrast: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Whether thumbnails i and j are near duplicates: under `NEAR_MAD` grey levels apart on
-    average, and under `NEAR_REL` of the more contrasted one's contrast (thin sandals on
-    black differ by few grey levels, yet are different pictures)."""
-    mad = np.abs(t[i] - t[j]).mean(axis=1)
-    return (mad < NEAR_MAD) & (mad < NEAR_REL * np.maximum(np.maximum(contrast[i], contrast[j]), 1.0))
+    average, under `NEAR_REL` of the more contrasted one's contrast (thin sandals on
+    black differ by few grey levels, yet are different pictures), and under
+    `NEAR_COLOUR_MAD` colour levels apart."""
+    mad = np.abs(t[i, :GREY_BYTES] - t[j, :GREY_BYTES]).mean(axis=1)
+    close = (mad < NEAR_MAD) & (mad < NEAR_REL * np.maximum(np.maximum(contrast[i], contrast[j]), 1.0))
+    if t.shape[1] > GREY_BYTES:
+        close &= np.abs(t[i, GREY_BYTES:] - t[j, GREY_BYTES:]).mean(axis=1) < NEAR_COLOUR_MAD
+    return close
 
 
 def thumbs_close(a: list[bytes], b: list[bytes]) -> np.ndarray:

@@ -14,9 +14,11 @@ from contextlib import asynccontextmanager
 from importlib import resources
 
 import numpy as np
-from fastapi import FastAPI, Query, Request  # at module level: FastAPI resolves the annotations below by name
+from fastapi import Query, Request  # at module level: FastAPI resolves the annotations below by name
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.decode import DecodeError, decode_image
 from .batcher import MicroBatcher
@@ -64,12 +66,22 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
         yield
         await batcher.stop()
 
-    app = FastAPI(title="imgclf", description=f"Image classifier: {', '.join(predictor.classes[:20])}",
+    # FastAPIOffline: FastAPI whose /docs serves Swagger UI from the package, not a CDN (the server may be offline).
+    app = FastAPIOffline(title="imgclf", description=f"Image classifier: {', '.join(predictor.classes[:20])}",
                   version=_version(), lifespan=lifespan)
 
     @app.exception_handler(ApiError)
     async def _api_error(request, exc: ApiError):
         return JSONResponse({"error": exc.error, "detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request, exc: StarletteHTTPException):
+        # Unknown paths and wrong methods answer in the API's own {"error", "detail"} shape, not FastAPI's default.
+        error = {404: "not found", 405: "method not allowed"}.get(exc.status_code, str(exc.detail).lower())
+        detail = (f"{request.method} {request.url.path} is not part of this API. It offers GET / (web page), "
+                  "GET /health, GET /classes, GET /model, POST /predict and POST /predict/batch; see /docs.")
+        return JSONResponse({"error": error, "detail": detail if exc.status_code in (404, 405) else str(exc.detail)},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request, exc):
