@@ -72,6 +72,17 @@ class Trainer:
         self.summary: dict = {}
         self.dist = None  # distribute.Distribution: strategy, role and batch/lr scaling
 
+    def _resolve_model_defaults(self) -> None:
+        """Turn lr and label_smoothing 'model' into the values the model was tuned with (idempotent; config.yaml
+        then records the numbers used)."""
+        from .models.registry import default_label_smoothing, default_lr
+
+        cfg = self.cfg
+        if cfg.lr == "model":
+            cfg.lr = default_lr(cfg.model, cfg.weights)
+        if cfg.label_smoothing == "model":
+            cfg.label_smoothing = default_label_smoothing(cfg.model, cfg.weights)
+
     # ---------------------------------------------------------------- data
     def _prepare_rows(self):
         from .data.split import training_rows
@@ -225,14 +236,11 @@ class Trainer:
 
         With `run_dir` None a new run folder is created from ``out``.
         """
-        from .models.registry import default_label_smoothing, default_lr, get_spec
+        from .models.registry import get_spec
 
         cfg = self.cfg
-        spec = get_spec(cfg.model)  # fail fast on an unknown model name, before any work
-        if cfg.lr == "model":  # config.yaml records the rate used
-            cfg.lr = default_lr(spec.name, cfg.weights)
-        if cfg.label_smoothing == "model":
-            cfg.label_smoothing = default_label_smoothing(spec.name, cfg.weights)
+        get_spec(cfg.model)  # fail fast on an unknown model name, before any work
+        self._resolve_model_defaults()
         if cfg.data and "://" not in cfg.data:
             cfg.data = str(Path(cfg.data).resolve())  # config.yaml must work from any folder
         self._setup_distribution()
@@ -517,6 +525,7 @@ class Trainer:
 
         from .recipe import compile_for_training, freeze_for_phase
 
+        self._resolve_model_defaults()
         with self.dist.scope() if self.dist else contextlib.nullcontext():  # the optimizer's variables are mirrored too
             freeze_for_phase(model, name, self.cfg)
             compile_for_training(model, self.cfg, one_hot=self._one_hot)

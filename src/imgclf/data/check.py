@@ -98,7 +98,7 @@ def inspect_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
                    bits=MODE_BITS.get(img.mode, 8), frames=int(getattr(img, "n_frames", 1) or 1))
         rec["exif_rotated"] = img.getexif().get(0x0112, 1) not in (0, 1)
         if img.format == "JPEG":
-            img.draft("L", (64, 64))  # a full decode (catches truncation) at a fraction of the cost
+            img.draft(None, (64, 64))  # a full decode (catches truncation) at a fraction of the cost; colour kept for the thumbnails
         rec["phash"], rec["thumb"] = perceptual_hash(ImageOps.exif_transpose(img) if rec["exif_rotated"] else img)
     except DecodeError as e:
         rec["problems"].append((_decode_kind(e.reason), e.reason))

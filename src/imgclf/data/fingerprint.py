@@ -122,7 +122,7 @@ def fingerprint_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
     try:
         img = open_image(data, max_pixels=max_pixels)
         if img.format == "JPEG":
-            img.draft("L", (64, 64))  # a hash needs 32x32 pixels: decode at reduced scale
+            img.draft(None, (64, 64))  # a hash needs 32x32 pixels: decode at reduced scale, in colour (see `close_rows`)
         out["phash"], out["thumb"] = perceptual_hash(upright(img))
     except DecodeError as e:
         out["error"] = e.reason
