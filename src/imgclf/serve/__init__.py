@@ -20,10 +20,11 @@ CONFIG_ENV = "IMGCLF_SERVE_CONFIG"  # how worker processes learn what to serve
 def _require_packages() -> None:
     try:
         import fastapi  # noqa: F401
-        import multipart  # noqa: F401  (python-multipart, for uploads)
+        import fastapi_offline  # noqa: F401  (/docs without a CDN)
+        import python_multipart  # noqa: F401  (python-multipart >= 0.0.13, for uploads)
         import uvicorn  # noqa: F401
     except ImportError as e:
-        raise UserError(f"`imgclf serve` needs FastAPI, uvicorn and python-multipart ({e.name} is missing). "
+        raise UserError(f"`imgclf serve` needs FastAPI, fastapi-offline, uvicorn and python-multipart ({e.name} is missing). "
                         "Install them with: pip install 'imgclf[serve]'") from None
 
 
