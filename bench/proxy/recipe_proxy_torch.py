@@ -198,7 +198,8 @@ def run_one(cfg, data, dev):
         ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg["ema"]), use_buffers=True)
 
     def evaluate(m, x, y):
-        m.eval(); out = {}
+        """Accuracy plain, with flip TTA, and with 10 (imgclf's flip-shift), 18 and 26 views."""
+        m.eval()
         with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16):
             p = torch.cat([F.softmax(m(x[i:i + 2000]).float(), 1) for i in range(0, len(x), 2000)])
             pf = torch.cat([F.softmax(m(x[i:i + 2000].flip(3)).float(), 1) for i in range(0, len(x), 2000)])
@@ -217,14 +218,12 @@ def run_one(cfg, data, dev):
             tot26 = tot18.clone()
             for d in ((2, 0), (-2, 0), (0, 2), (0, -2)):
                 tot26 = tot26 + view(*d)
-            acc = lambda q: (q.argmax(1) == y).float().mean().item()
-            extra.append((acc(tot18), acc(tot26)))
         m.train()
-        return acc(p), acc(p + pf), acc(tot)
+        acc = lambda q: (q.argmax(1) == y).float().mean().item()
+        return {"": acc(p), "_flip": acc(p + pf), "_fs": acc(tot), "_fs18": acc(tot18), "_fs26": acc(tot26)}
 
     hist, step, t0 = [], 0, time.time()
     ep = 0
-    extra = []
     flip0 = torch.rand(n, device=dev, generator=gen) < 0.5  # alternating flips: each image flips every other epoch
     while step < total:
         perm = torch.randperm(n, device=dev, generator=gen)
@@ -254,10 +253,10 @@ def run_one(cfg, data, dev):
         m = ema.module if ema is not None else model
         if ep < cfg.get("eval_from", 0.0) * epochs and step < total:
             continue  # the best epoch is a late one: skip early evaluations to save GPU time
-        extra.clear()
-        va, vaf, vas = evaluate(m, xva, yva); te, tef, tes = evaluate(m, xte, yte)
-        hist.append({"epoch": ep, "val": va, "val_flip": vaf, "test": te, "test_flip": tef, "val_fs": vas, "test_fs": tes,
-                     "val_fs18": extra[0][0], "val_fs26": extra[0][1], "test_fs18": extra[1][0], "test_fs26": extra[1][1]})
+        row = {"epoch": ep}
+        for split, (x, y) in (("val", (xva, yva)), ("test", (xte, yte))):
+            row.update({split + views: a for views, a in evaluate(m, x, y).items()})
+        hist.append(row)
     best = max(hist, key=lambda h: h["val"])  # imgclf keeps the best validation checkpoint
     use_flip = best["val_flip"] > best["val"] and cfg.get("aug", "light") != "none"
     return {"cfg": cfg, "best_epoch": best["epoch"], "val": best["val"], "test": best["test"],

@@ -59,7 +59,7 @@ def perceptual_hash(img: Image.Image) -> tuple[int, bytes]:
     """
     # Shrink first, in the image's own kind (grey stays grey: no full-size RGB copy), then derive both thumbnails.
     small = to_color_mode(img, "grayscale" if img.mode in _GREY_MODES else "rgb").resize((_N, _N), Image.BILINEAR)
-    px = np.asarray(small if small.mode == "L" else small.convert("L"), dtype=np.float64)
+    px = np.asarray(small.convert("L"), dtype=np.float64)
     colour = np.asarray(small.convert("RGB"), dtype=np.float64).reshape(4, 8, 4, 8, 3).mean(axis=(1, 3))
     low = (_DCT8 @ px @ _DCT8.T).ravel()  # only the 8x8 lowest frequencies are needed
     ac = np.partition(low[1:], (31, 32))  # the DC term (overall brightness) takes no part in the median
