@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from imgclf.hardware import machine_summary
+    from imgclf.core.hardware import machine_summary
 
     print(f"machine: {machine_summary()}; load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,7 +20,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
-from imgclf.hardware import machine_summary  # noqa: E402
+from imgclf.core.hardware import machine_summary  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
 

@@ -5,7 +5,7 @@
 
 The one physical GPU is split into two logical GPUs
 (tf.config.set_logical_device_configuration), which TensorFlow treats like two
-cards: `imgclf.train` with --devices auto then sees two GPUs, picks
+cards: `imgclf.training.trainer` with --devices auto then sees two GPUs, picks
 MirroredStrategy, scales batch and learning rate, and trains. The baseline,
 in the same run, is --devices 0: one logical GPU, the default strategy, the
 same per-replica batch. It prints replicas, global batch, images/s and
@@ -55,8 +55,8 @@ def main() -> int:
     tf.config.set_logical_device_configuration(gpus[0], [tf.config.LogicalDeviceConfiguration(memory_limit=args.memory_mb)] * 2)
 
     from imgclf.data.builtin import export_dataset
-    from imgclf.hardware import machine_summary
-    from imgclf.train import train
+    from imgclf.core.hardware import machine_summary
+    from imgclf.training.api import train
 
     details = tf.config.experimental.get_device_details(gpus[0])
     print(f"machine: {machine_summary()}; GPU: {details.get('device_name', gpus[0].name)} split into 2 logical GPUs "

@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import imgclf
 from imgclf.data.builtin import export_dataset
 from imgclf.data.pipeline import decode_all
-from imgclf.hardware import machine_summary
+from imgclf.core.hardware import machine_summary
 
 
 def main() -> None:

@@ -99,8 +99,8 @@ def imgclf_curve(run: Path, x_te, y_te, classes: list[str]):
     """Test accuracy of every kept epoch against cumulative training time from history.csv."""
     import numpy as np
 
-    from imgclf.models.registry import load_keras_model
-    from imgclf.tta import tta_views
+    from imgclf.models.saving import load_keras_model
+    from imgclf.inference.tta import tta_views
 
     # The run orders its outputs by sorted class name; the arrays use the dataset's order.
     run_classes = json.loads((run / "classes.json").read_text())
@@ -155,8 +155,8 @@ def throughput(data: Path, model_name: str, n: int = 20000, rounds: int = 5):
 
     from imgclf.data.pipeline import decode_all, make_dataset
     from imgclf.data.scan import scan_folder
-    from imgclf.hardware import choose_precision
-    from imgclf.models.registry import create_model
+    from imgclf.core.hardware import choose_precision
+    from imgclf.models.factory import create_model
 
     keras.mixed_precision.set_global_policy(choose_precision("auto"))
     rows = scan_folder(data).rows[:: max(1, len(scan_folder(data).rows) // n)][:n]
@@ -215,7 +215,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from imgclf.data.builtin import FASHION_CLASSES
-    from imgclf.hardware import machine_summary
+    from imgclf.core.hardware import machine_summary
 
     out = Path(args.out)
     data = out / "data"

@@ -16,9 +16,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from imgclf.explain import find_feature_map, gradcam
-from imgclf.hardware import machine_summary
-from imgclf.models.registry import create_model, get_spec, list_models
+from imgclf.evaluation.explain import find_feature_map, gradcam
+from imgclf.core.hardware import machine_summary
+from imgclf.models.factory import create_model
+from imgclf.models.registry import get_spec, list_models
 
 
 def main(*patterns: str) -> int:

@@ -48,11 +48,11 @@ def runtime_table(name: str, size: int, work: Path, repeats1: int, repeats32: in
     import tensorflow as tf
 
     import imgclf
-    from imgclf.backends.litert import LiteRTBackend
-    from imgclf.backends.onnx_runtime import OnnxBackend
-    from imgclf.backends.savedmodel import SavedModelBackend
-    from imgclf.export import serving_model
-    from imgclf.models.registry import create_model
+    from imgclf.inference.backends.litert import LiteRTBackend
+    from imgclf.inference.backends.onnx_runtime import OnnxBackend
+    from imgclf.inference.backends.savedmodel import SavedModelBackend
+    from imgclf.export.exporter import serving_model
+    from imgclf.models.factory import create_model
 
     keras.mixed_precision.set_global_policy("float32")
     model = create_model(name, num_classes=10, img_size=size, channels=3)
@@ -93,8 +93,8 @@ def runtime_table(name: str, size: int, work: Path, repeats1: int, repeats32: in
 def folder_vs_tutorial(work: Path, n_files: int, tutorial_sample: int) -> None:
     import keras
 
-    from imgclf.export import serving_model  # noqa: F401 (keeps imports symmetrical)
-    from imgclf.models.registry import create_model
+    from imgclf.export.exporter import serving_model  # noqa: F401 (keeps imports symmetrical)
+    from imgclf.models.factory import create_model
 
     size = 64
     folder = work / "jpegs"
@@ -131,7 +131,7 @@ def folder_vs_tutorial(work: Path, n_files: int, tutorial_sample: int) -> None:
     print(f"|---|---:|---:|")
     print(f"| tutorial loop: load_img + model.predict per file ({tutorial_sample} files) | {naive:,.0f} | 1.0x |")
     print(f"| imgclf predict model.keras folder/ | {keras_rate:,.0f} | {keras_rate / naive:.1f}x |")
-    from imgclf.export import serving_model as sm
+    from imgclf.export.exporter import serving_model as sm
 
     tfl = work / "folder_model.tflite"
     import tensorflow as tf
@@ -165,8 +165,8 @@ def memory_is_flat(work: Path, counts=(1000, 10000)) -> None:
     import psutil
     import tensorflow as tf
 
-    from imgclf.export import serving_model
-    from imgclf.models.registry import create_model
+    from imgclf.export.exporter import serving_model
+    from imgclf.models.factory import create_model
 
     model = serving_model(create_model("small_cnn", num_classes=10, img_size=32, channels=3))
     tfl = work / "mem_model.tflite"
@@ -202,7 +202,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and files (a smoke run)")
     parser.add_argument("--only", choices=("runtimes", "folder", "memory"), help="run one part (folder includes cold start)")
     args = parser.parse_args()
-    from imgclf.hardware import machine_summary
+    from imgclf.core.hardware import machine_summary
 
     print(f"Machine: {machine_summary()} (shared with other engineers' work while measured: figures are noisy)")
     q = args.quick
@@ -218,8 +218,8 @@ def main() -> None:
             return
         tfl, keras_file, image = folder_vs_tutorial(work, 500 if q else 5000, 100 if q else 300)
         onnx_file = work / "folder_model.onnx"
-        from imgclf.export import serving_model
-        from imgclf.models.registry import load_keras_model
+        from imgclf.export.exporter import serving_model
+        from imgclf.models.saving import load_keras_model
 
         served = serving_model(load_keras_model(keras_file))
         served([np.zeros((1, 64, 64, 3), np.float32)])  # the ONNX exporter wants a called model

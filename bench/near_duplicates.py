@@ -26,8 +26,16 @@ import numpy as np
 from PIL import Image
 
 from imgclf.data.builtin import load_fashion_mnist_arrays
-from imgclf.data.fingerprint import NEAR_DISTANCE, NEAR_MAD, UnionFind, close_rows, near_pairs, perceptual_hash, thumb_matrix
-from imgclf.hardware import machine_summary
+from imgclf.data.fingerprint import (
+    NEAR_DISTANCE,
+    NEAR_MAD,
+    UnionFind,
+    close_rows,
+    near_pairs,
+    perceptual_hash,
+    thumb_matrix,
+)
+from imgclf.core.hardware import machine_summary
 
 
 def dhash(img: Image.Image) -> int:

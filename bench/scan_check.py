@@ -76,7 +76,7 @@ def run_phase(phase: str, root: str) -> dict:
     """
     from PIL import Image
 
-    from imgclf.data.check import check_folder
+    from imgclf.data.check.health import check_folder
     from imgclf.data.fingerprint import fingerprint_files
     from imgclf.data.pipeline import sha1_files
     from imgclf.data.scan import scan_folder
@@ -117,7 +117,7 @@ def main() -> None:
         print(json.dumps(run_phase(args.phase, args.root)))
         return
 
-    from imgclf.hardware import machine_summary
+    from imgclf.core.hardware import machine_summary
 
     root = Path(args.root)
     t0 = time.perf_counter()

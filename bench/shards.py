@@ -75,7 +75,7 @@ def phase_baseline_folder_decode(data: str, work: str) -> dict:
 
 
 def phase_pack(data: str, work: str) -> dict:
-    from imgclf.data.shards import pack
+    from imgclf.data.shards.pack import pack
 
     out = Path(work) / "shards"
     if out.exists():
@@ -91,7 +91,7 @@ def phase_pack(data: str, work: str) -> dict:
 def phase_shard_read(data: str, work: str) -> dict:
     import tensorflow as tf
 
-    from imgclf.data.shard_reader import split_files
+    from imgclf.data.shards.reader import split_files
 
     root = str(Path(work) / "shards")
     files = [f for s in ("train", "val", "test") for f in split_files(root, s)]
@@ -109,7 +109,7 @@ def phase_shard_read(data: str, work: str) -> dict:
 
 
 def phase_shard_stream(data: str, work: str) -> dict:
-    from imgclf.data.shard_reader import make_split_dataset, read_index
+    from imgclf.data.shards.reader import make_split_dataset, read_index
 
     root = str(Path(work) / "shards")
     info = read_index(root)
@@ -139,7 +139,7 @@ def main() -> None:
     if args.phase:
         print(json.dumps(globals()[f"phase_{args.phase}"](args.data, args.work)))
         return
-    from imgclf.hardware import machine_summary
+    from imgclf.core.hardware import machine_summary
 
     if not Path(args.data).is_dir():
         sys.exit(f"{args.data} not found: write it with `imgclf datasets export fashion-mnist {args.data}`")

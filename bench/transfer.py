@@ -57,7 +57,7 @@ def test_accuracy(run_path: Path, test_dir: Path) -> float:
     import numpy as np
 
     from imgclf.data.pipeline import decode_all
-    from imgclf.models.registry import load_keras_model
+    from imgclf.models.saving import load_keras_model
 
     pre = json.loads((run_path / "preprocess.json").read_text())
     classes = json.loads((run_path / "classes.json").read_text())
@@ -86,8 +86,8 @@ def main() -> None:
     parser.add_argument("--skip", choices=("budget", "cache"), help="skip one part")
     args = parser.parse_args()
 
-    from imgclf.hardware import machine_summary
-    from imgclf.train import train
+    from imgclf.core.hardware import machine_summary
+    from imgclf.training.api import train
 
     work = Path(args.work)
     data = make_subset(work)

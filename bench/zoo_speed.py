@@ -40,7 +40,8 @@ def images_per_s(name: str, repeats: int, batch: int = 32) -> tuple[float, int, 
     import numpy as np
     import tensorflow as tf
 
-    from imgclf.models.registry import create_model, get_spec
+    from imgclf.models.factory import create_model
+    from imgclf.models.registry import get_spec
 
     spec = get_spec(name)
     size = spec.default_size or 64
@@ -69,7 +70,7 @@ def main() -> None:
 
     import keras
 
-    from imgclf.hardware import machine_summary
+    from imgclf.core.hardware import machine_summary
     from imgclf.models.registry import get_spec, list_models
 
     keras.mixed_precision.set_global_policy("float32")

@@ -78,7 +78,7 @@ def exported_models(trained_run, tmp_path_factory):
     """The session's trained run exported once to every format (issue 7): {format: ExportResult}.
 
     Written outside the run folder, which other tests expect unchanged."""
-    from imgclf.export import FORMATS, export
+    from imgclf.export.exporter import FORMATS, export
 
     out = tmp_path_factory.mktemp("exports")
     # int8 on ~10 validation images: one changed answer is a 10% drop, so the default 5% bound would be luck.

@@ -1,4 +1,4 @@
-"""One worker of the multi-worker tests: `imgclf.train` as the CLI calls it, plus two test callbacks.
+"""One worker of the multi-worker tests: `imgclf.training.trainer` as the CLI calls it, plus two test callbacks.
 
     python tests/dist_worker.py SETTINGS.json WEIGHTS.npz [KILL_AFTER_EPOCH]
 
@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 import imgclf
-from imgclf.distribute import parse_tf_config, role
+from imgclf.training.distributed.strategy import parse_tf_config, role
 
 
 class DumpWeights(keras.callbacks.Callback):

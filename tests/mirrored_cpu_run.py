@@ -3,7 +3,7 @@
     python tests/mirrored_cpu_run.py SETTINGS.json
 
 The CPU is split into two logical devices before TensorFlow starts, and the
-device list that `imgclf.distribute` would read from the GPUs is replaced by
+device list that `imgclf.training.distributed.strategy` would read from the GPUs is replaced by
 those two; everything after that (strategy, scaling, scope, fit, BatchNorm
 averaging, the Run bundle) is the code a two-GPU machine runs.
 """
@@ -18,7 +18,7 @@ import tensorflow as tf
 tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import imgclf  # noqa: E402
-from imgclf import distribute  # noqa: E402
+from imgclf.training.distributed import strategy as distribute  # noqa: E402
 
 distribute.Distribution.from_config = classmethod(lambda cls, cfg: cls(distribute.Plan("mirrored", ["/cpu:0", "/cpu:1"]), cfg))
 

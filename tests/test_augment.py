@@ -3,7 +3,8 @@ import pytest
 from PIL import Image
 
 import imgclf
-from imgclf.augment import PRESETS, make_train_map, mix_batch, resolve_flip
+from imgclf.models.saving import load_keras_model
+from imgclf.data.augment import PRESETS, make_train_map, mix_batch, resolve_flip
 
 
 @pytest.mark.parametrize("preset", [p for p in PRESETS if p != "none"])
@@ -57,14 +58,14 @@ def test_flips_adapt_to_character_classes():
 
 def test_augmentation_is_not_in_the_saved_model(image_folder, tmp_path):
     run = imgclf.train(image_folder, out=str(tmp_path / "r"), epochs=1, augment="strong", mixup=0.2, verbose=0, img_size=16)
-    model = run.load_model()
+    model = load_keras_model(run.model_path)
     kinds = {layer.__class__.__name__ for layer in model.layers}
     assert not any(k.startswith("Random") or k in ("RandAugment", "MixUp", "CutMix") for k in kinds)
     assert run.config["augment"] == "strong"
 
 
 def test_augment_preview_writes_a_grid(image_folder, tmp_path):
-    from imgclf.augment import preview
+    from imgclf.evaluation.figures.augment_preview import preview
 
     out = preview(image_folder, "strong", out=str(tmp_path / "grid.png"), samples=3, variants=2)
     img = Image.open(out)
@@ -72,7 +73,7 @@ def test_augment_preview_writes_a_grid(image_folder, tmp_path):
 
 
 def test_lr_find_returns_a_finite_suggestion_and_a_plot(image_folder, tmp_path):
-    from imgclf.lr_find import lr_find
+    from imgclf.training.api import lr_find
 
     found = lr_find(image_folder, out=tmp_path / "lr.png", steps=40, img_size=16, batch_size=8)
     assert 1e-6 < found["suggested_lr"] < 1.0 and np.isfinite(found["suggested_lr"])

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from imgclf.cli import main
-from imgclf.data.check import EXIT_BLOCKING, check, check_folder
-from imgclf.data.check_report import format_report
-from imgclf.data.quarantine import restore
+from imgclf.data.check.health import EXIT_BLOCKING, check, check_folder
+from imgclf.data.check.report import format_report
+from imgclf.data.check.quarantine import restore
 from problem_data import IS_ROOT, make_problem_folder
 
 
@@ -164,12 +164,12 @@ def test_worker_processes_give_the_same_report(problem_folder):
     import subprocess
     import sys
 
-    from imgclf.data.check_report import report_json
+    from imgclf.data.check.report import report_json
 
     data, _ = problem_folder
     threads = json.loads(report_json(check_folder(data, verbose=False)))
     code = ("import sys, imgclf.data.parallel as p; p.PROCESS_MIN_FILES = 1; p.CHUNK = 4\n"
-            "from imgclf.data.check import check_folder; from imgclf.data.check_report import report_json\n"
+            "from imgclf.data.check.health import check_folder; from imgclf.data.check.report import report_json\n"
             "assert p._can_fork()\n"
             f"sys.stdout.write(report_json(check_folder({str(data)!r}, verbose=False, workers=2)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -196,7 +196,7 @@ def test_unreadable_file_when_not_root(tmp_path_factory):
         os.chmod(locked, 0)
         for dirpath, dirs, _ in os.walk(base):
             os.chmod(dirpath, 0o755)
-        code = ("import json, sys; from imgclf.data.check import check_folder; "
+        code = ("import json, sys; from imgclf.data.check.health import check_folder; "
                 f"r = check_folder({data!r}, verbose=False); print(json.dumps(r['problems'].get('unreadable')))")
         try:
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -19,7 +19,7 @@ def imgclf(*args, cwd=None):
 
 
 def test_help_is_fast_and_does_not_import_tensorflow():
-    code = "import sys, imgclf.cli; imgclf.cli._parser(); print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    code = "import sys, imgclf.cli; imgclf.cli.parser.build_parser(); print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
     assert out.stdout.strip() == "False False"
     start = time.perf_counter()
@@ -99,7 +99,7 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
 
 
 def test_api_names_stay_functions_after_submodule_imports():
-    code = ("import imgclf.train, imgclf.evaluate, imgclf.lr_find, imgclf; "
+    code = ("import imgclf.training.trainer, imgclf.evaluation.evaluate, imgclf.training.lr_find, imgclf; "
             "print(callable(imgclf.train), callable(imgclf.evaluate), callable(imgclf.load))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
     assert out.stdout.strip() == "True True True", out.stderr
@@ -123,9 +123,9 @@ def test_mistyped_flag_gets_one_line_and_a_suggestion(tmp_path):
 
 def test_written_out_defaults_match_the_library():
     """cli.py writes defaults out so that --help imports nothing heavy; they must not drift from the library's."""
-    from imgclf.cli import _parser
-    from imgclf.config import TrainConfig
-    from imgclf.data.check import DEFAULT_MIN_SIDE
+    from imgclf.cli.parser import build_parser as _parser
+    from imgclf.core.config import TrainConfig
+    from imgclf.data.check.health import DEFAULT_MIN_SIDE
     from imgclf.data.decode import DEFAULT_MAX_PIXELS
     from imgclf.data.fingerprint import NEAR_DISTANCE
 

@@ -1,7 +1,7 @@
 import pytest
 
-from imgclf.config import TrainConfig, load_yaml, make_config
-from imgclf.errors import UserError
+from imgclf.core.config import TrainConfig, load_yaml, make_config
+from imgclf.core.errors import UserError
 
 
 def test_defaults_validate():

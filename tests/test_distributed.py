@@ -21,9 +21,17 @@ import numpy as np
 import pytest
 
 import imgclf
-from imgclf.config import make_config
-from imgclf.distribute import Distribution, Plan, loopback_tf_configs, parse_devices, parse_tf_config, plan_strategy, role
-from imgclf.errors import UserError
+from imgclf.core.config import make_config
+from imgclf.training.distributed.strategy import (
+    Distribution,
+    Plan,
+    loopback_tf_configs,
+    parse_devices,
+    parse_tf_config,
+    plan_strategy,
+    role,
+)
+from imgclf.core.errors import UserError
 from tests.conftest import make_image_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,7 +117,7 @@ def test_settings_that_would_split_workers_are_refused():
 
 
 def test_cli_flags_land_in_the_config():
-    from imgclf.cli import _parser
+    from imgclf.cli.parser import build_parser as _parser
 
     args = _parser().parse_args(["train", "data/", "--devices", "cpu", "--distributed", "multi-worker",
                                  "--backup-dir", "/shared/b", "--no-scale-lr"])

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf.errors import UserError
+from imgclf.core.errors import UserError
 from imgclf.models.efficientnet_lite import LITE_VARIANTS, block_plan, round_filters, weights_package_path
 from imgclf.models.imagenet import decode_top, imagenet_class_names
-from imgclf.models.registry import create_model, get_spec
+from imgclf.models.factory import create_model
+from imgclf.models.registry import get_spec
 
 
 def test_scaling_follows_the_reference():

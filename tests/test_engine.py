@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from imgclf.cli import main
-from imgclf.engines import parse_options, predict_with_engine, require_engine
-from imgclf.errors import UserError
-from imgclf.predict_files import predict_files
+from imgclf.inference.engines import parse_options, predict_with_engine, require_engine
+from imgclf.core.errors import UserError
+from imgclf.inference.files import predict_files
 from tests.conftest import make_image_folder
 
 ray = pytest.importorskip("ray", reason="the engine extra is not installed: pip install 'imgclf[ray]'")
@@ -40,7 +40,7 @@ def images(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tflite(trained_run, tmp_path_factory):
     """The session's run as .tflite: actors load it in a fraction of a second (no TensorFlow import)."""
-    from imgclf.export import export
+    from imgclf.export.exporter import export
 
     return str(export(trained_run, "tflite", out=tmp_path_factory.mktemp("engine_model") / "m.tflite").path)
 
@@ -120,7 +120,7 @@ def test_list_file_with_missing_and_unreadable_entries(local_ray, tflite, images
 def test_shards_from_datasets_pack_give_the_same_answers(local_ray, tflite, images, tmp_path):
     import os
 
-    from imgclf.data.shards import pack
+    from imgclf.data.shards.pack import pack
 
     shards = tmp_path / "shards"
     pack(images, str(shards), min_shards=2, verbose=False)  # train/val/test shards; the broken file is left out

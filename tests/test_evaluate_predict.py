@@ -7,8 +7,8 @@ from PIL import Image
 from sklearn import metrics as skm
 
 import imgclf
-from imgclf.errors import UserError
-from imgclf.predict import iter_image_paths
+from imgclf.core.errors import UserError
+from imgclf.inference.predictor import iter_image_paths
 from tests.conftest import draw, make_image_folder
 
 

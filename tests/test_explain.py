@@ -35,7 +35,7 @@ def object_run(tmp_path_factory):
 @pytest.mark.slow
 def test_gradcam_peaks_on_the_object(object_run):
     import imgclf
-    from imgclf.explain import find_feature_map, gradcam
+    from imgclf.evaluation.explain import find_feature_map, gradcam
 
     clf = imgclf.load(object_run.path)
     rng = np.random.default_rng(42)
@@ -63,7 +63,7 @@ def test_gradcam_peaks_on_the_object(object_run):
 @pytest.mark.slow
 def test_embeddings_are_the_classifier_input(object_run):
     import imgclf
-    from imgclf.explain import embeddings, project
+    from imgclf.evaluation.explain import embeddings, project
 
     clf = imgclf.load(object_run.path)
     rng = np.random.default_rng(1)
@@ -87,8 +87,9 @@ REPRESENTATIVES = ["small_cnn", "efficientnet_lite0", "mobilenet_v3_small", "res
 @pytest.mark.slow
 @pytest.mark.parametrize("name", REPRESENTATIVES)
 def test_gradcam_works_for_every_model_family(name):
-    from imgclf.explain import find_feature_map, gradcam
-    from imgclf.models.registry import create_model, get_spec
+    from imgclf.evaluation.explain import find_feature_map, gradcam
+    from imgclf.models.factory import create_model
+    from imgclf.models.registry import get_spec
 
     size = max(64, get_spec(name).min_size)
     model = create_model(name, num_classes=3, img_size=size)

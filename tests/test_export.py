@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import imgclf
-from imgclf.errors import UserError
-from imgclf.export import ExportCheckError, _judge, _target, export
+from imgclf.core.errors import UserError
+from imgclf.export.exporter import ExportCheckError, _judge, _target, export
 from tests.conftest import make_image_folder
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def test_every_format_passes_parity_and_predicts_like_the_run(trained_run, expor
 def test_metadata_travels_inside_tflite_and_onnx(exported_models):
     import onnx
 
-    from imgclf.backends.metadata import tflite_metadata
+    from imgclf.inference.backends.metadata import tflite_metadata
 
     meta = tflite_metadata(exported_models["tflite"].path.read_bytes())
     assert meta["classes"] == ["circle", "square", "stripes"] and meta["preprocess"]["img_size"] > 0

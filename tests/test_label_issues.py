@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from imgclf.label_issues import confident_issues
+from imgclf.training.label_issues import confident_issues
 from tests.conftest import make_image_folder
 
 
@@ -77,7 +77,7 @@ def test_holdout_finds_flipped_labels_in_a_heldout_folder(trained_run, tmp_path,
 @pytest.mark.slow
 def test_cross_validation_finds_flipped_training_labels(tmp_path):
     import imgclf
-    from imgclf.label_issues import find_label_issues
+    from imgclf.training.label_issues import find_label_issues
 
     data = tmp_path / "data"
     _colour_folder(data, per_class=24, seed=3)  # 8% noise; at 12% the tiny fold models get unsure

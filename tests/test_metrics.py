@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from imgclf.metrics import classification_metrics, confusion_matrix, most_confused, top_k_accuracy
+from imgclf.evaluation.metrics import classification_metrics, confusion_matrix, most_confused, top_k_accuracy
 
 
 def _random_case(n, k, seed, drop_class=None):
@@ -59,7 +59,7 @@ def test_most_confused_orders_by_count():
     assert {(p["true"], p["predicted"]) for p in pairs} == {("a", "b"), ("a", "c"), ("c", "a")}
 
 
-from imgclf.metrics import average_precision, best_f1_threshold, calibration, roc_auc  # noqa: E402
+from imgclf.evaluation.metrics import average_precision, best_f1_threshold, calibration, roc_auc  # noqa: E402
 
 
 @pytest.mark.parametrize("n, k, seed, drop", [(200, 7, 0, None), (60, 2, 1, None), (120, 4, 2, 3), (1, 3, 3, None), (40, 3, 4, None)])

@@ -6,10 +6,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf.metrics import calibration, classification_metrics
-from imgclf.plots_eval import (DPI, cluster_order, per_class_height, plot_confusion_clustered, plot_embedding, plot_per_class,
-                               plot_reliability, plot_roc_pr)
-from imgclf.plots_images import grid_size, plot_gradcam, plot_label_issues, plot_sample_predictions, plot_top_losses
+from imgclf.evaluation.metrics import calibration, classification_metrics
+from imgclf.evaluation.figures.charts import (
+    DPI,
+    cluster_order,
+    per_class_height,
+    plot_confusion_clustered,
+    plot_embedding,
+    plot_per_class,
+    plot_reliability,
+    plot_roc_pr,
+)
+from imgclf.evaluation.figures.grids import (
+    grid_size,
+    plot_gradcam,
+    plot_label_issues,
+    plot_sample_predictions,
+    plot_top_losses,
+)
 
 
 def _case(n=90, k=3, seed=0, skill=2.0):
@@ -106,8 +120,8 @@ def test_image_grids(tmp_path):
 
 
 def test_confusion_matrix_up_to_50_classes_keeps_names_and_counts(tmp_path):
-    from imgclf.metrics import confusion_matrix
-    from imgclf.plots import plot_confusion_matrix
+    from imgclf.evaluation.metrics import confusion_matrix
+    from imgclf.evaluation.figures.curves import plot_confusion_matrix
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 50, 2000)

@@ -9,9 +9,9 @@ from PIL import Image
 
 import imgclf
 from imgclf.cli import main
-from imgclf.errors import UserError
-from imgclf.predict_files import predict_files
-from imgclf.sort_into import claim
+from imgclf.core.errors import UserError
+from imgclf.inference.files import predict_files
+from imgclf.inference.sort_into import claim
 from tests.conftest import draw, make_image_folder
 
 

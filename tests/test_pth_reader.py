@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from imgclf.errors import UserError
+from imgclf.core.errors import UserError
 from imgclf.models.pth_reader import LEGACY_MAGIC, read_pth
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from imgclf.quiet_stderr import is_noise
+from imgclf.core.quiet_stderr import is_noise
 
 ABSL = "All log messages before absl::InitializeLog()"
 

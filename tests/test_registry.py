@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 import imgclf
-from imgclf.errors import UserError
-from imgclf.models.registry import create_model, get_spec, list_models, register_model
+from imgclf.core.errors import UserError
+from imgclf.models.factory import create_model
+from imgclf.models.registry import get_spec, list_models, register_model
 
 # Building the whole zoo takes ~3 minutes on 2 cores. The largest models
 # (3.5-14 s each to build, even at 32 px) are skipped unless

@@ -1,7 +1,8 @@
 import pytest
 
-from imgclf.errors import UserError
-from imgclf.run import Run, atomic_write_json, atomic_write_text, new_run_dir
+from imgclf.core.errors import UserError
+from imgclf.core.run import Run
+from imgclf.core.fs import atomic_write_json, atomic_write_text, new_run_dir
 
 
 def test_new_run_dir_never_reuses_a_name(tmp_path):
@@ -40,7 +41,7 @@ def test_written_files_follow_the_umask_like_open_does(tmp_path):
 
 
 def test_refuse_overwrite(tmp_path):
-    from imgclf.run import refuse_overwrite
+    from imgclf.core.fs import refuse_overwrite
 
     (tmp_path / "mine.csv").write_text("precious")
     with pytest.raises(UserError, match="already exists.*--overwrite"):

@@ -4,7 +4,7 @@ import time
 import pytest
 
 import imgclf
-from imgclf.schedules import lr_at
+from imgclf.training.schedules import lr_at
 
 
 @pytest.mark.parametrize("kind", ["cosine", "onecycle", "constant"])

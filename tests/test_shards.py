@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import make_image_folder
-from imgclf.errors import UserError
+from imgclf.core.errors import UserError
 
 CORRUPT = "circle/broken.png"
 
@@ -25,7 +25,7 @@ def _data(root: Path) -> str:
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
-    from imgclf.data.shards import pack
+    from imgclf.data.shards.pack import pack
 
     root = tmp_path_factory.mktemp("shards")
     data = _data(root)
@@ -70,7 +70,7 @@ def test_pack_writes_shards_index_and_manifest(packed):
 
 
 def test_shards_hold_the_original_bytes_and_labels(packed):
-    from imgclf.data.shard_reader import iter_records
+    from imgclf.data.shards.reader import iter_records
 
     data, shards, info = packed
     rows = {r["path"]: r for r in _manifest(Path(shards, "manifest.csv"))}
@@ -87,7 +87,7 @@ def test_shards_hold_the_original_bytes_and_labels(packed):
 
 
 def test_split_is_the_one_training_from_the_folder_makes(packed, shard_run):
-    from imgclf.config import TrainConfig
+    from imgclf.core.config import TrainConfig
     from imgclf.data.split import training_rows
 
     data, shards, _ = packed
@@ -102,7 +102,7 @@ def test_split_is_the_one_training_from_the_folder_makes(packed, shard_run):
 
 def test_streamed_pixels_and_label_order_match_the_decoder(packed):
     from imgclf.data.decode import decode_image
-    from imgclf.data.shard_reader import iter_records, make_split_dataset, shard_rows, streamed_sets
+    from imgclf.data.shards.reader import iter_records, make_split_dataset, shard_rows, streamed_sets
 
     data, shards, _ = packed
     rows, classes = shard_rows(shards)
@@ -118,7 +118,7 @@ def test_streamed_pixels_and_label_order_match_the_decoder(packed):
 
 def test_pack_never_overwrites_unasked(packed, tmp_path):
     from imgclf.cli import main
-    from imgclf.data.shards import pack
+    from imgclf.data.shards.pack import pack
 
     data, _, _ = packed
     out = tmp_path / "shards"
@@ -141,8 +141,8 @@ def test_pack_never_overwrites_unasked(packed, tmp_path):
 
 def test_pack_to_a_url(packed):
     """Any tf.io.gfile URL works: TensorFlow's in-memory ram:// file system stands in for gs:// here."""
-    from imgclf.data.shard_reader import iter_records, read_index, shards_root
-    from imgclf.data.shards import pack
+    from imgclf.data.shards.reader import iter_records, read_index, shards_root
+    from imgclf.data.shards.pack import pack
 
     data, _, info = packed
     url = "ram://imgclf-test/shards"
@@ -191,7 +191,7 @@ def test_two_workers_train_from_shards_with_their_own_files(tmp_path):
     """Two local workers (TF_CONFIG on loopback ports) train from a pack of two train shards, one per worker."""
     import time
 
-    from imgclf.data.shards import pack
+    from imgclf.data.shards.pack import pack
     from tests.test_distributed import SETTINGS, kill_all, start_job, wait_all, worker_argv
 
     data = make_image_folder(tmp_path / "data", per_class=20, size=16)

@@ -10,7 +10,8 @@ from PIL import Image
 from conftest import draw
 from imgclf.cli import main
 from imgclf.data.fingerprint import duplicate_groups, near_pairs, perceptual_hash
-from imgclf.data.split import read_manifest, split_folder, stratified_split
+from imgclf.core.manifest import read_manifest
+from imgclf.data.split import split_folder, stratified_split
 
 
 def _folder_with_duplicates(root, per_class=20):  # per_class >= 16

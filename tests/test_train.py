@@ -6,8 +6,9 @@ import pytest
 import yaml
 
 import imgclf
-from imgclf.callbacks import read_state
-from imgclf.errors import UserError
+from imgclf.models.saving import load_keras_model
+from imgclf.training.callbacks import read_state
+from imgclf.core.errors import UserError
 from tests.conftest import make_image_folder
 
 
@@ -39,7 +40,7 @@ def test_trained_model_learns_the_classes(trained_run):
 
 
 def test_saved_model_has_no_augmentation_or_training_only_layers(trained_run):
-    model = trained_run.load_model()
+    model = load_keras_model(trained_run.model_path)
     names = [layer.__class__.__name__ for layer in model.layers]
     assert not any(n.startswith("Random") for n in names)
 
@@ -89,17 +90,17 @@ def test_pretrained_backbone_trains_in_two_phases(image_folder, tmp_path):
 def test_phase_freezing_rules(image_folder):
     import keras
 
-    from imgclf.config import make_config
-    from imgclf.train import Trainer
+    from imgclf.core.config import make_config
+    from imgclf.training.trainer import Trainer
 
     trainer = Trainer(make_config({"data": image_folder, "weights": "imagenet", "finetune_fraction": 0.5, "epochs": 6}))
     assert trainer._phases() == [("head", 2, 0.3), ("finetune", 6, 0.7)]
     model = imgclf.create_model("small_cnn", num_classes=3, img_size=16)
     trainer.classes = ["a", "b", "c"]
-    trainer._prepare_phase(model, "head")
+    trainer.prepare_phase(model, "head")
     backbone = model.get_layer("backbone")
     assert not backbone.trainable and len(model.trainable_weights) == 2  # the classifier only
-    trainer._prepare_phase(model, "finetune")
+    trainer.prepare_phase(model, "finetune")
     trainable = [l for l in backbone.layers if l.trainable and l.weights]
     assert trainable and not any(isinstance(l, keras.layers.BatchNormalization) for l in trainable)
     assert all(l.name.startswith(("stage1", "stage2")) for l in trainable)

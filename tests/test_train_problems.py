@@ -7,7 +7,8 @@ import os
 import pytest
 
 import imgclf
-from imgclf.data.split import read_manifest, split_folder
+from imgclf.core.manifest import read_manifest
+from imgclf.data.split import split_folder
 from problem_data import make_problem_folder
 
 UNUSABLE = ("empty", "corrupt", "not_image", "too_large", "symlink_loop", "unreadable")
@@ -57,9 +58,9 @@ def test_train_uses_the_manifest_from_split(tmp_path):
 def test_pixel_limit_is_a_setting(tmp_path):
     from PIL import Image
 
-    from imgclf.config import make_config
+    from imgclf.core.config import make_config
     from imgclf.data.pipeline import decode_all
-    from imgclf.errors import UserError
+    from imgclf.core.errors import UserError
 
     Image.new("RGB", (40, 40)).save(tmp_path / "big.png")
     Image.new("RGB", (20, 20)).save(tmp_path / "small.png")

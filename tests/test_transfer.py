@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from imgclf.config import make_config
-from imgclf.errors import UserError
-from imgclf.models.registry import create_model
-from imgclf.train import Trainer, train
+from imgclf.core.config import make_config
+from imgclf.core.errors import UserError
+from imgclf.models.factory import create_model
+from imgclf.training.api import train
+from imgclf.training.trainer import Trainer
 
 
 def _trainable(model):
@@ -22,7 +23,7 @@ def _phase_model(tmp_path, **settings):
 
 def test_head_phase_trains_only_the_classifier(tmp_path):
     trainer, model = _phase_model(tmp_path)
-    trainer._prepare_phase(model, "head")
+    trainer.prepare_phase(model, "head")
     assert _trainable(model) == {"classifier/kernel", "classifier/bias"}
 
 
@@ -31,8 +32,8 @@ def test_finetune_unfreezes_the_top_and_keeps_batchnorm_frozen(tmp_path, finetun
     import keras
 
     trainer, model = _phase_model(tmp_path, finetune=finetune, finetune_fraction=fraction)
-    trainer._prepare_phase(model, "head")
-    trainer._prepare_phase(model, "finetune")
+    trainer.prepare_phase(model, "head")
+    trainer.prepare_phase(model, "finetune")
     backbone = model.get_layer("backbone")
     layers = backbone.layers
     cut = 0 if finetune == "all" else int(len(layers) * (1 - fraction))
@@ -48,7 +49,7 @@ def test_finetune_unfreezes_the_top_and_keeps_batchnorm_frozen(tmp_path, finetun
 
 def test_unfrozen_batchnorm_trains_when_asked(tmp_path):
     trainer, model = _phase_model(tmp_path, freeze_bn=False, finetune="all")
-    trainer._prepare_phase(model, "finetune")
+    trainer.prepare_phase(model, "finetune")
     assert model.get_layer("backbone").get_layer("top_bn").trainable_weights
 
 
@@ -69,7 +70,7 @@ def test_fine_tune_an_earlier_run_with_and_without_the_feature_cache(tmp_path, i
     """--weights PATH.keras starts the two-phase recipe from an earlier model. The feature cache is an
     optimisation, not a different recipe: both runs reach the same head loss, and the full model
     (not just the head) is what lands in model.keras."""
-    from imgclf.models.registry import load_keras_model
+    from imgclf.models.saving import load_keras_model
 
     earlier = create_model("small_cnn", num_classes=3, img_size=24, channels=3)
     earlier.save(tmp_path / "earlier.keras")
@@ -119,7 +120,7 @@ def test_weights_path_mistakes(tmp_path):
 
 
 def test_feature_cache_only_when_the_backbone_is_frozen_and_inputs_repeat():
-    from imgclf.feature_cache import feature_cache_applies
+    from imgclf.training.feature_cache import feature_cache_applies
 
     model = create_model("small_cnn", num_classes=2, img_size=16, channels=3)
     model.get_layer("backbone").trainable = False

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from imgclf.errors import UserError
-from imgclf.tta import tta_predict
+from imgclf.core.errors import UserError
+from imgclf.inference.tta import tta_predict
 
 
 def _left_brightness_model(images):
@@ -37,7 +37,7 @@ def test_symmetric_images_are_unchanged_and_bad_modes_rejected():
 
 
 def test_choose_tta_needs_flip_training_and_a_validation_gain():
-    from imgclf.tta import choose_tta
+    from imgclf.inference.tta import choose_tta
 
     rng = np.random.default_rng(1)
     x = rng.integers(0, 256, (40, 8, 8, 1), dtype=np.uint8)
@@ -66,14 +66,14 @@ def _centre_shy_model(images):
 
 
 def test_the_command_line_offers_every_mode():
-    from imgclf.cli import TTA_CHOICES
-    from imgclf.tta import TTA_COST, TTA_MODES
+    from imgclf.cli.parser import TTA_CHOICES
+    from imgclf.inference.tta import TTA_COST, TTA_MODES
 
     assert set(TTA_CHOICES) == {"auto", *TTA_MODES} == {"auto", *TTA_COST}
 
 
 def test_shift_views_move_the_image_one_step_and_average():
-    from imgclf.tta import shift_pixels, tta_views
+    from imgclf.inference.tta import shift_pixels, tta_views
 
     x = np.zeros((3, 8, 8, 1), dtype=np.uint8)
     x[:, 4, 4] = 255
@@ -88,7 +88,7 @@ def test_shift_views_move_the_image_one_step_and_average():
 
 
 def test_costlier_views_need_a_real_validation_gain():
-    from imgclf.tta import choose_tta
+    from imgclf.inference.tta import choose_tta
 
     x = np.zeros((1000, 8, 8, 1), dtype=np.uint8)
     x[:, 4, 4] = 255

@@ -5,8 +5,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from imgclf.errors import UserError
-from imgclf.models.registry import create_model, get_spec
+from imgclf.core.errors import UserError
+from imgclf.models.factory import create_model
+from imgclf.models.registry import get_spec
 
 GOOD = """\
 name: my_cnn
@@ -77,7 +78,7 @@ def test_modes_agree_with_the_preprocess_layer():
 @pytest.mark.slow
 def test_train_with_a_yaml_model(tmp_path, image_folder):
     import imgclf
-    from imgclf.train import train  # not imgclf.train: importing the module imgclf.train shadows it
+    from imgclf.training.api import train
 
     path = write(tmp_path, GOOD)
     run = train(image_folder, model=path, epochs=1, batch_size=16, verbose=0, out=str(tmp_path / "run"))

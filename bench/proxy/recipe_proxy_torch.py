@@ -12,7 +12,7 @@ augmentation (horizontal flip + RandomTranslation(0.1) with bilinear
 sampling and black fill), bfloat16 autocast, and imgclf's validation split
 (the indices of a run's manifest). Each config reports the best-validation
 epoch's validation and test accuracy, plain, with flip TTA and with
-flip-shift TTA (10 views, as `imgclf.tta`), and with 18 and 26 views (adding
+flip-shift TTA (10 views, as `imgclf.inference.tta`), and with 18 and 26 views (adding
 diagonal one-pixel and two-pixel shifts).
 
 Config keys beyond the recipe's own (round3.json, round4.json): `interp`

@@ -82,7 +82,7 @@ def resolve_balance(labels, classes: list[str], mode: str, sampling: str, summar
         >>> resolve_balance([0, 0, 0, 1], ["a", "b"], "auto", "natural")  # doctest: +SKIP
         {0: 0.6667, 1: 2.0}
     """
-    from ..progress import log
+    from imgclf.core.progress import log
 
     ratio = imbalance_ratio(labels, len(classes))
     weights = class_weights(labels, len(classes), mode, sampling)

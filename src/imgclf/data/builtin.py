@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
-from ..progress import Progress, log
+from imgclf.core.errors import UserError
+from imgclf.core.progress import Progress, log
 
 FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
 FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -99,7 +99,7 @@ def export_dataset(name: str, out: str | os.PathLike) -> Path:
         PosixPath('data/digits')
     """
     if name not in DATASETS:
-        from ..errors import did_you_mean
+        from imgclf.core.errors import did_you_mean
 
         raise UserError(f"Unknown dataset {name!r}: expected one of {', '.join(DATASETS)}." + did_you_mean(name, DATASETS))
     out = Path(out)

@@ -25,7 +25,7 @@ import hashlib
 import numpy as np
 from PIL import Image, ImageOps
 
-from .decode import DEFAULT_MAX_PIXELS, DecodeError, open_image, read_bytes, to_color_mode
+from imgclf.data.decode import DEFAULT_MAX_PIXELS, DecodeError, open_image, read_bytes, to_color_mode
 
 NEAR_DISTANCE = 8  # pHash bits out of 64; resized, re-encoded copies measured 0-6 apart
 NEAR_MAD = 4.0  # mean absolute difference of 16x16 thumbnails (0-255) below which a candidate is a near duplicate
@@ -141,7 +141,7 @@ def fingerprint_files(paths: list[str], workers: int = 0, label: str = "Hashing"
     """
     from functools import partial
 
-    from .parallel import map_files
+    from imgclf.data.parallel import map_files
 
     fn = partial(fingerprint_file, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
     return map_files(fn, paths, workers=workers, label=label, verbose=verbose)

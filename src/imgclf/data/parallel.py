@@ -14,7 +14,7 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-from ..progress import Progress
+from imgclf.core.progress import Progress
 
 PROCESS_MIN_FILES = 2000  # below this, starting processes costs more than it saves
 CHUNK = 128

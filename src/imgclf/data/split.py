@@ -16,10 +16,9 @@ import random
 import re
 from pathlib import Path
 
-from ..errors import UserError
+from imgclf.core.errors import UserError
+from imgclf.core.manifest import excluded, manifest_csv, read_manifest, skipped
 
-MANIFEST_FIELDS = ("path", "label", "split", "sha1", "status", "group")
-SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 
 
 def _take(n: int, fraction: float, keep: int) -> int:
@@ -71,7 +70,7 @@ def stratified_split(rows: list[dict], val_fraction: float, test_fraction: float
                     # A copy of one of the user's own val/test images: training on it would leak, and
                     # moving it would change the user's evaluation set. Leave it out, and say why.
                     r["split"] = "excluded"
-                    r["status"] = f"excluded: duplicate of (or grouped with) a {fixed[0]} image"
+                    r["status"] = excluded(f"duplicate of (or grouped with) a {fixed[0]} image")
             continue
         group.sort(key=lambda r: r["path"])
         labels = sorted({r["label"] for r in group}, key=lambda c: (-sum(r["label"] == c for r in group), c))
@@ -110,7 +109,7 @@ def group_keys(rows: list[dict], root: str | os.PathLike | None = None, group_by
         >>> group_keys(rows, "/d", group_by=r"(p\\d+)_")
         ['group:p1', 'group:p1', 'group:p2']
     """
-    from .fingerprint import NEAR_DISTANCE, UnionFind, duplicate_groups
+    from imgclf.data.fingerprint import NEAR_DISTANCE, UnionFind, duplicate_groups
 
     n = len(rows)
     uf = UnionFind(n)
@@ -166,7 +165,7 @@ def split_rows(rows: list[dict], val_fraction: float, test_fraction: float, seed
     """
     sha1 = hashes = thumbs = None
     if dedupe and rows:
-        from .fingerprint import fingerprint_files
+        from imgclf.data.fingerprint import fingerprint_files
 
         prints = fingerprint_files([r["path"] for r in rows], workers=workers, label="Finding duplicates", verbose=verbose,
                                    max_pixels=max_pixels)
@@ -180,46 +179,8 @@ def split_rows(rows: list[dict], val_fraction: float, test_fraction: float, seed
         if sha1 is not None:
             r["sha1"] = sha1[i]
             if prints[i]["error"]:
-                r["status"] = f"skipped: {prints[i]['error']}"  # evaluate and train leave it out
+                r["status"] = skipped(prints[i]['error'])  # evaluate and train leave it out
     return out
-
-
-def manifest_csv(rows: list[dict], relative_to: str | os.PathLike | None = None) -> str:
-    """Rows as manifest CSV text (sorted by split, label, path).
-
-    With `relative_to` (the folder the CSV will live in), paths are written
-    relative to it with / separators, so the file is portable and the same
-    bytes on every machine. Example: ``manifest_csv(rows)``.
-    """
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    base = os.path.abspath(relative_to) if relative_to is not None else None
-    out = []
-    for r in rows:
-        path = r["path"]
-        if base is not None:
-            path = Path(os.path.relpath(os.path.abspath(path), base)).as_posix()
-        out.append({**{k: r.get(k, "") for k in MANIFEST_FIELDS}, "path": path})
-    for r in sorted(out, key=lambda r: (SPLIT_ORDER.get(r["split"], 3), r["label"], r["path"])):
-        writer.writerow(r)
-    return buf.getvalue()
-
-
-def read_manifest(path: str | os.PathLike) -> list[dict]:
-    """Read a manifest CSV into row dicts. Example: ``read_manifest("runs/x/manifest.csv")[0]["label"]``."""
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except FileNotFoundError:
-        raise UserError(f"Manifest not found: {str(path)!r}.") from None
-    if rows and not {"path", "label", "split"} <= set(rows[0]):
-        raise UserError(f"Manifest {str(path)!r} must have the columns path, label and split; received {', '.join(rows[0])}.")
-    base = Path(path).parent
-    for r in rows:
-        if not os.path.isabs(r["path"]):
-            r["path"] = os.path.normpath(base / r["path"])
-    return rows
 
 
 def split_folder(data: str | os.PathLike, out: str | os.PathLike, val_fraction: float = 0.15, test_fraction: float = 0.15,
@@ -235,7 +196,7 @@ def split_folder(data: str | os.PathLike, out: str | os.PathLike, val_fraction: 
         >>> sorted({r["split"] for r in rows})  # doctest: +SKIP
         ['test', 'train', 'val']
     """
-    from ..run import atomic_write_text
+    from imgclf.core.fs import atomic_write_text
 
     for name, v in (("--val", val_fraction), ("--test", test_fraction)):
         if not 0 <= v < 0.9:
@@ -277,7 +238,7 @@ def training_rows(data: str | os.PathLike = "", manifest: str | os.PathLike = ""
     Example:
         >>> rows, classes = training_rows(manifest="split.csv")  # doctest: +SKIP
     """
-    from .scan import require_trainable, scan_folder
+    from imgclf.data.scan import require_trainable, scan_folder
 
     if manifest:
         rows = read_manifest(manifest)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .registry import register_model
+from imgclf.models.registry import register_model
 
 
 class App(NamedTuple):
@@ -122,7 +122,7 @@ def _make_builder(name: str, constructor: str):
 
 
 def _build_or_explain(fn, name, constructor, input_shape, weights, kwargs):
-    from .weights import imagenet_weights_error
+    from imgclf.models.weights import imagenet_weights_error
 
     try:
         return fn(include_top=False, weights=weights, input_shape=input_shape, **kwargs)
@@ -144,7 +144,7 @@ def _set_bn_momentum(model, momentum: float) -> None:
 
 def _locator(pattern: str):
     def locate():
-        from .weights import keras_cache_dir
+        from imgclf.models.weights import keras_cache_dir
 
         return next(iter(sorted(keras_cache_dir().glob(pattern))), None)
 

@@ -11,7 +11,7 @@ docstring says how and where it stands on Fashion-MNIST).
 
 from __future__ import annotations
 
-from .registry import register_model
+from imgclf.models.registry import register_model
 
 
 def _conv_bn_relu(x, filters: int, bn_momentum: float, name: str):

@@ -26,8 +26,8 @@ import importlib.util
 import math
 from pathlib import Path
 
-from ..errors import UserError
-from .registry import register_model
+from imgclf.core.errors import UserError
+from imgclf.models.registry import register_model
 
 # name: (width, depth, default resolution, params M with the 1000-class top, FP32 ImageNet top-1),
 # the last two from the reference's lite/README.md.
@@ -221,7 +221,7 @@ def imagenet_head_weights(name: str = "efficientnet_lite0"):
         >>> kernel.shape  # doctest: +SKIP
         (1280, 1000)
     """
-    from .pth_reader import read_pth
+    from imgclf.models.pth_reader import read_pth
 
     state = read_pth(_require_package(name))
     return state["_fc.weight"].T, state["_fc.bias"]
@@ -246,7 +246,7 @@ def _require_package(name: str) -> Path:
 
 def _make_builder(name: str, width: float, depth: float):
     def build(input_shape, weights=None, bn_momentum=0.9):
-        from .pth_reader import read_pth
+        from imgclf.models.pth_reader import read_pth
 
         if weights == "imagenet" and input_shape[-1] != 3:
             raise UserError(f"ImageNet weights for {name!r} need RGB input: pass --color-mode rgb.")

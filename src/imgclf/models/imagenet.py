@@ -36,8 +36,8 @@ def imagenet_classifier(name: str = "efficientnet_lite0"):
         >>> decode_top(model.predict(batch), k=3)  # doctest: +SKIP
         [[('tabby', 0.61), ('tiger_cat', 0.2), ('Egyptian_cat', 0.1)]]
     """
-    from .efficientnet_lite import imagenet_head_weights
-    from .registry import create_model
+    from imgclf.models.efficientnet_lite import imagenet_head_weights
+    from imgclf.models.factory import create_model
 
     model = create_model(name, num_classes=1000, weights="imagenet", dropout=0.0)
     kernel, bias = imagenet_head_weights(name)

@@ -32,7 +32,7 @@ import zipfile
 
 import numpy as np
 
-from ..errors import UserError
+from imgclf.core.errors import UserError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 

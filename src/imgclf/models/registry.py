@@ -1,10 +1,12 @@
-"""One registry, one create function (after timm's create_model / list_models).
+"""The model registry, a leaf (after timm's ``_registry``): names to `ModelSpec`s, nothing else.
 
 A model is a backbone (a Keras model from images to a feature map) plus
 imgclf's head (global pooling, dropout, a softmax classifier). The registry
 holds `ModelSpec`s; the CLI's choices, `imgclf models`, the docs and the tests
 all read it, so no model name is written down twice. This module imports no
-TensorFlow: listing models is instant, builders import Keras when called.
+builder and no TensorFlow: the builder modules register themselves when
+`imgclf.models` is imported, and `imgclf.models.factory.create_model` builds.
+Listing models is instant; builders import Keras when called.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UserError, did_you_mean
+from imgclf.core.errors import UserError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,20 @@ def default_label_smoothing(model: str, weights: str = "none") -> float:
     return get_spec(model).scratch_label_smoothing if weights in (None, "", "none") else DEFAULT_LABEL_SMOOTHING
 
 
-def _ensure_loaded() -> None:
-    # Importing these modules runs their @register_model decorators.
-    from . import applications, custom, efficientnet_lite  # noqa: F401
+# name suffix -> function(name) -> ModelSpec, for models named by a file (a YAML architecture)
+_FILE_RESOLVERS: dict[tuple[str, ...], Callable] = {}
+
+
+def register_file_resolver(suffixes: tuple[str, ...], resolve: Callable) -> None:
+    """Let `get_spec` accept file names ending in `suffixes` (as ``my_cnn.yaml``) by calling `resolve(name)`.
+
+    Example:
+        >>> register_file_resolver((".toy",), lambda name: get_spec("small_cnn"))
+        >>> get_spec("net.toy").name
+        'small_cnn'
+        >>> del _FILE_RESOLVERS[(".toy",)]
+    """
+    _FILE_RESOLVERS[tuple(suffixes)] = resolve
 
 
 def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
@@ -115,7 +128,6 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
         >>> list_models("mobilenet*")  # doctest: +SKIP
         ['mobilenet_v2', 'mobilenet_v3_small']
     """
-    _ensure_loaded()
     names = sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
     return [n for n in names if _REGISTRY[n].pretrained] if pretrained else names
 
@@ -129,85 +141,11 @@ def get_spec(name: str) -> ModelSpec:
         >>> get_spec("my_cnn.yaml").family  # doctest: +SKIP
         'yaml'
     """
-    if str(name).lower().endswith((".yaml", ".yml")):
-        from .yaml_arch import spec_from_yaml
-
-        return spec_from_yaml(name)
-    _ensure_loaded()
+    for suffixes, resolve in _FILE_RESOLVERS.items():
+        if str(name).lower().endswith(suffixes):
+            return resolve(name)
     if name not in _REGISTRY:
         raise UserError(
             f"Unknown model {name!r}: expected a name from `imgclf models`." + did_you_mean(name, _REGISTRY)
         )
     return _REGISTRY[name]
-
-
-def create_model(
-    name: str,
-    num_classes: int,
-    img_size: int | None = None,
-    channels: int = 3,
-    weights: str | None = None,
-    dropout: float = 0.2,
-    bn_momentum: float = 0.9,
-    freeze_bn: bool = True,
-):
-    """Build backbone + head as one Keras model taking raw 0..255 pixels.
-
-    `weights` is None/"none" (random), "imagenet" (the Keras download path), or
-    a path to a .weights.h5 file or a .keras model whose backbone is reused.
-    A pretrained backbone is called with ``training=False`` (unless
-    `freeze_bn` is False) so that its BatchNorm layers stay in inference mode,
-    with their ImageNet statistics, during fine-tuning.
-
-    Example:
-        >>> model = create_model("small_cnn", num_classes=10, img_size=28, channels=1)  # doctest: +SKIP
-        >>> model.output_shape  # doctest: +SKIP
-        (None, 10)
-    """
-    import keras
-
-    from .layers import Preprocess
-    from .weights import load_backbone_weights
-
-    spec = get_spec(name)
-    size = img_size or spec.default_size
-    if size < spec.min_size:
-        raise UserError(
-            f"Input size {size} is too small for {name!r}: it needs at least {spec.min_size} pixels. "
-            f"Pass --img-size {spec.min_size} or more."
-        )
-    weights = None if weights in (None, "", "none") else weights
-    if weights == "imagenet" and not spec.pretrained:
-        raise UserError(
-            f"No ImageNet weights exist for {name!r}. Use --weights none, or a model listed by "
-            "`imgclf models --pretrained`."
-        )
-    inputs = keras.Input((size, size, channels), name="image")
-    x = Preprocess(spec.preprocessing, name="preprocess")(inputs)
-    backbone = spec.build((size, size, channels), weights="imagenet" if weights == "imagenet" else None, bn_momentum=bn_momentum)
-    backbone.name = "backbone"
-    pretrained = weights is not None
-    if weights not in (None, "imagenet"):
-        load_backbone_weights(backbone, weights)
-    x = backbone(x, training=False) if pretrained and freeze_bn else backbone(x)
-    if len(x.shape) == 4:
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")(x)
-    # A YAML architecture's name is its path; Keras names may not hold '/'.
-    return keras.Model(inputs, outputs, name=re.sub(r"[^\w.-]", "_", Path(name).stem if name.endswith((".yaml", ".yml")) else name))
-
-
-def load_keras_model(path):
-    """Load a saved imgclf .keras model (its custom layers registered first).
-
-    Example:
-        >>> model = load_keras_model("runs/leaves/model.keras")  # doctest: +SKIP
-    """
-    import keras
-
-    from . import layers  # noqa: F401  (registers Preprocess)
-
-    _ensure_loaded()
-    return keras.saving.load_model(path, compile=False)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import UserError
+from imgclf.core.errors import UserError
 
 
 def keras_cache_dir() -> Path:
@@ -51,7 +51,7 @@ def pretrained_location(name: str) -> Path | None:
         >>> pretrained_location("small_cnn") is None
         True
     """
-    from .registry import get_spec
+    from imgclf.models.registry import get_spec
 
     spec = get_spec(name)
     if not spec.pretrained or spec.weights_locator is None:
@@ -69,7 +69,7 @@ def fetch_weights(names: list[str]) -> list[tuple[str, Path]]:
         >>> fetch_weights(["mobilenet_v2"])  # doctest: +SKIP
         [('mobilenet_v2', PosixPath('/home/me/.keras/models/mobilenet_v2_..._no_top.h5'))]
     """
-    from .registry import get_spec
+    from imgclf.models.registry import get_spec
 
     specs = [get_spec(n) for n in names]  # all names checked before any download
     for spec in specs:
@@ -97,7 +97,7 @@ def list_weights() -> list[dict]:
         >>> [row["model"] for row in list_weights()]  # doctest: +SKIP
         ['efficientnet_lite0', 'mobilenet_v2']
     """
-    from .registry import list_models
+    from imgclf.models.registry import list_models
 
     rows = []
     for name in list_models(pretrained=True):
@@ -127,7 +127,7 @@ def load_backbone_weights(backbone, path: str) -> None:
         )
     try:
         if p.suffix == ".keras":
-            from .registry import load_keras_model
+            from imgclf.models.saving import load_keras_model
 
             source = load_keras_model(p)
             try:

@@ -33,7 +33,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import UserError, did_you_mean
+from imgclf.core.errors import UserError, did_you_mean
+from imgclf.models.registry import ModelSpec, register_file_resolver
 # The modes of layers.Preprocess (not imported from there: that imports Keras;
 # tests/test_yaml_arch.py checks the two agree).
 PREPROCESS_MODES = ("none", "unit", "tf", "torch", "caffe")
@@ -121,7 +122,6 @@ def check_layer_args(layers: list[tuple[str, dict, str]]) -> None:
 def _load(path: str, mtime: float):
     import yaml
 
-    from .registry import ModelSpec
 
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -203,3 +203,6 @@ def spec_from_yaml(path: str | os.PathLike):
     except OSError:
         raise UserError(f"Architecture file not found: {path!r}. Pass a YAML file describing the layers.") from None
     return _load(path, mtime)
+
+
+register_file_resolver((".yaml", ".yml"), spec_from_yaml)

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from ..errors import UserError
+from imgclf.core.errors import UserError
 
 CONFIG_ENV = "IMGCLF_SERVE_CONFIG"  # how worker processes learn what to serve
 
@@ -34,8 +34,8 @@ def app_from_env():
     Example:
         >>> os.environ[CONFIG_ENV] = json.dumps({"model": "model.tflite"}); app = app_from_env()  # doctest: +SKIP
     """
-    from ..predict import load
-    from .app import create_app
+    from imgclf.inference.predictor import load
+    from imgclf.serve.app import create_app
 
     cfg = json.loads(os.environ[CONFIG_ENV])
     model, tta = cfg.pop("model"), cfg.pop("tta", "auto")
@@ -62,7 +62,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
         raise UserError(f"--max-upload-mb must be positive, received {max_upload_mb}.")
     import uvicorn
 
-    from ..predict import load
+    from imgclf.inference.predictor import load
 
     _check_port(host, port)
     predictor = load(model, tta=tta)  # load once here so that a bad model fails now, with a clear message
@@ -75,7 +75,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
           file=sys.stderr)
     settings = {"max_upload_mb": max_upload_mb, "max_batch": max_batch}
     if workers == 1:
-        from .app import create_app
+        from imgclf.serve.app import create_app
 
         uvicorn.run(create_app(predictor, **settings), host=host, port=port, log_level=log_level)
     else:

@@ -20,8 +20,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..data.decode import DecodeError, decode_image
-from .batcher import MicroBatcher
+from imgclf.data.decode import DecodeError, decode_image
+from imgclf.serve.batcher import MicroBatcher
 
 RAW_TYPES = ("image/", "application/octet-stream")
 DEFAULT_MAX_PIXELS = 40_000_000  # ~6300x6300: far beyond any photo a classifier needs, far below a bomb
@@ -196,6 +196,6 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
 
 
 def _version() -> str:
-    from .. import __version__
+    from imgclf.core.version import __version__
 
     return __version__

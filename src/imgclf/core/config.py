@@ -1,0 +1,238 @@
+"""Every training setting in one place: a dataclass field, a default, a comment.
+
+CLI flags, a YAML file (``--config``) and Python keywords all land in
+`TrainConfig`; unknown keys are errors that suggest the closest valid name.
+The resolved config (with automatic choices filled in) is saved in each run as
+``config.yaml`` together with the library versions, and can be passed back
+with ``--config`` to repeat the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+from imgclf.core.errors import UserError, did_you_mean
+from imgclf.core.hardware import parse_devices
+from imgclf.core.version import __version__
+
+CHOICES = {
+    "color_mode": ("auto", "rgb", "grayscale"),
+    "optimizer": ("adamw", "adam", "sgd"),
+    "finetune": ("none", "top", "all"),
+    "feature_cache": ("auto", "off"),
+    "precision": ("auto", "float32", "bfloat16", "float16"),
+    "cache": ("auto", "memory", "disk"),
+    "monitor": ("val_accuracy", "val_loss", "val_macro_f1", "val_balanced_accuracy"),
+    "class_weight": ("auto", "none"),
+    "sampling": ("natural", "balanced"),
+    "resize": ("squash", "crop", "pad"),
+    "schedule": ("cosine", "onecycle", "constant"),
+    "augment": ("auto", "none", "flip", "light", "standard", "strong"),
+    "flip": ("auto", "none", "horizontal", "both"),
+    "distributed": ("none", "multi-worker"),
+}
+
+
+@dataclass
+class TrainConfig:
+    """All settings of `imgclf.train`. Example: ``TrainConfig(data="data/", epochs=5)``."""
+
+    data: str = ""  # folder with one subfolder per class, or with train/ val/ [test/] inside; or shards from `imgclf datasets pack` (folder or URL)
+    manifest: str = ""  # CSV from `imgclf split` (path, label, split): use its split instead of making one
+    out: str = ""  # run folder; empty means runs/<model>, with a suffix if taken
+    model: str = "small_cnn"  # a name from `imgclf models`
+    weights: str = "none"  # none | imagenet | path to a .weights.h5 file or a .keras model
+    img_size: int = 0  # square input side in pixels; 0 = the model's default (small_cnn: from the data)
+    color_mode: str = "auto"  # auto (grayscale if every image is) | rgb | grayscale
+    resize: str = "squash"  # squash (ignore aspect) | crop (centre crop) | pad (letterbox)
+    max_pixels: int = 100_000_000  # images with more pixels are skipped (decompression-bomb guard)
+    epochs: int = 10  # total epochs, both transfer-learning phases included
+    batch_size: int = 64  # images per step (per replica when training on several devices or workers)
+    time_budget: float = 0.0  # minutes of training; the schedule fits the budget (0 = use epochs)
+    lr: float | str = "model"  # peak learning rate; model = the rate the model was tuned with from scratch (0.002 unless its registry entry says otherwise, and 0.002 for pretrained weights); auto = a learning-rate range test picks it
+    schedule: str = "cosine"  # cosine (short warmup, then cosine decay) | onecycle | constant
+    optimizer: str = "adamw"  # adamw | adam | sgd (Nesterov momentum 0.9)
+    ema: bool = False  # evaluate and save an exponential moving average of the weights
+    weight_decay: float = 0.0001  # decoupled weight decay (adamw, sgd)
+    label_smoothing: float | str = "model"  # share of each label spread over the other classes (raised validation accuracy in bench/; probabilities a little less confident); model = the value the model was tuned with (0.1 unless its registry entry says otherwise); 0 = plain cross-entropy
+    class_weight: str = "auto"  # auto (weight the loss by inverse class size when the imbalance ratio > 1.5) | none
+    sampling: str = "natural"  # natural | balanced (each class drawn equally often per epoch)
+    augment: str = "auto"  # auto (none for short runs, light otherwise) | none | flip | light | standard | strong
+    flip: str = "auto"  # auto (none for digit/letter classes, else horizontal) | none | horizontal | both
+    mixup: float = 0.0  # MixUp alpha (0.2 is typical); 0 = off
+    cutmix: float = 0.0  # CutMix alpha (1.0 is typical); 0 = off
+    dropout: float = 0.2  # dropout before the classifier
+    bn_momentum: float = 0.9  # BatchNorm momentum of trainable models; 0.99 is too slow for short runs
+    seed: int = 0  # seeds the split, the shuffling and the weights
+    val_fraction: float = 0.1  # share of each class held out for validation when DATA has no val/
+    test_fraction: float = 0.1  # share held out for testing when DATA has no test/ (0 = none)
+    group_by: str = ""  # regex on paths: files with the same match (e.g. a patient id) stay in one split
+    patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
+    monitor: str = "val_accuracy"  # metric that picks the best checkpoint
+    finetune: str = "top"  # pretrained backbones: none (head only) | top | all layers
+    finetune_fraction: float = 0.3  # share of backbone layers unfrozen by finetune=top
+    head_epochs: int = 0  # epochs of head-only training first; 0 = about 150 steps (1 epoch at least, half the epochs at most)
+    freeze_bn: bool = True  # pretrained backbones: BatchNorm stays in inference mode with its ImageNet statistics, also when fine-tuning
+    feature_cache: str = "auto"  # head phase: auto (train the head on backbone features computed once when inputs are not augmented) | off
+    finetune_lr_scale: float = 0.1  # learning-rate multiplier for the fine-tuning phase
+    precision: str = "auto"  # auto (bfloat16 where the CPU has AVX512_BF16/AMX) | float32 | bfloat16 | float16
+    cache: str = "auto"  # decoded-image cache: memory | disk (under the run) | auto
+    workers: int = 0  # decoding threads; 0 = one per core
+    max_images: int = 0  # use at most this many training images (quick experiments); 0 = all
+    verbose: int = -1  # -1 = progress bar on a terminal, one line per epoch otherwise; 0 = quiet
+    resume: bool = False  # continue the run in `out` from its last checkpoint
+    keep_epochs: bool = False  # also keep every epoch's model as checkpoints/epoch-NNN.keras
+    devices: str = "auto"  # auto (every visible GPU; MirroredStrategy when more than one) | cpu | GPU indices such as 0,1
+    distributed: str = "none"  # none (this machine) | multi-worker (MultiWorkerMirroredStrategy; cluster and role from TF_CONFIG)
+    scale_lr: bool = True  # with several replicas: lr x replicas (batch_size is per replica; global batch = batch_size x replicas)
+    backup_dir: str = ""  # multi-worker: per-epoch backup for restarts, on storage every worker sees (same path); empty = RUN/backup
+
+    def validate(self) -> "TrainConfig":
+        """Check ranges and choices; raise `UserError` naming the bad setting.
+
+        Example:
+            >>> TrainConfig(epochs=3).validate().epochs
+            3
+        """
+        for name, choices in CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                raise UserError(
+                    f"Invalid {name}: expected one of {', '.join(choices)}, received {value!r}."
+                    + did_you_mean(value, choices)
+                )
+        positive = ("epochs", "batch_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UserError(f"Invalid {name}: expected an integer of at least 1, received {getattr(self, name)!r}.")
+        if self.time_budget < 0:
+            raise UserError(f"Invalid time_budget: expected minutes >= 0, received {self.time_budget!r}.")
+        if self.lr not in ("auto", "model") and self.lr <= 0:
+            raise UserError(f"Invalid lr: expected a positive number, received {self.lr!r}.")
+        if self.max_pixels < 1:
+            raise UserError(f"Invalid max_pixels: expected a positive number of pixels, received {self.max_pixels!r}.")
+        if self.img_size and self.img_size < 8:
+            raise UserError(f"Invalid img_size: expected at least 8 pixels, received {self.img_size}.")
+        for name in ("val_fraction", "test_fraction"):
+            v = getattr(self, name)
+            if not 0 <= v < 0.9:
+                raise UserError(f"Invalid {name}: expected a share between 0 and 0.9, received {v!r}.")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise UserError("val_fraction + test_fraction leaves almost nothing to train on; keep their sum under 0.9.")
+        for name in ("mixup", "cutmix"):
+            if getattr(self, name) < 0:
+                raise UserError(f"Invalid {name}: expected an alpha >= 0 (0 = off), received {getattr(self, name)!r}.")
+        for name in ("label_smoothing", "dropout", "weight_decay", "finetune_fraction"):
+            v = getattr(self, name)
+            if name == "label_smoothing" and isinstance(v, str):
+                if v == "model":
+                    continue
+                raise UserError(f"Invalid label_smoothing: expected a number in [0, 1) or 'model', received {v!r}.")
+            if not 0 <= v < 1:
+                raise UserError(f"Invalid {name}: expected a number in [0, 1), received {v!r}.")
+        if not 0 < self.bn_momentum < 1:
+            raise UserError(f"Invalid bn_momentum: expected a number in (0, 1), received {self.bn_momentum!r}.")
+        parse_devices(self.devices)  # a clear error now, not after the data is decoded
+        return self
+
+
+def field_names() -> list[str]:
+    """Names of all settings, in declaration order. Example: ``"lr" in field_names()``."""
+    return [f.name for f in fields(TrainConfig)]
+
+
+def _coerce(name: str, value: Any, type_name: str) -> Any:
+    """Convert a YAML or CLI value to the field's type, with a clear error."""
+    if value is None:
+        return value
+    if type_name == "float | str" and value in ("auto", "model"):
+        return value
+    try:
+        if type_name in ("float", "float | str"):
+            return float(value)
+        if type_name == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if type_name == "bool":
+            if isinstance(value, str):
+                if value.lower() in ("true", "yes", "1"):
+                    return True
+                if value.lower() in ("false", "no", "0"):
+                    return False
+                raise ValueError
+            return bool(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise UserError(f"Invalid {name}: expected {type_name}, received {value!r}.") from None
+
+
+def make_config(*sources: dict | None) -> TrainConfig:
+    """Merge setting dictionaries (later ones win) into a validated `TrainConfig`.
+
+    Example:
+        >>> make_config({"epochs": 2}, {"lr": 0.01}).lr
+        0.01
+    """
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    merged: dict[str, Any] = {}
+    for source in sources:
+        for key, value in (source or {}).items():
+            key = key.replace("-", "_")
+            if key not in types:
+                raise UserError(
+                    f"Unknown setting {key!r}: expected one of the names listed by `imgclf train --help`."
+                    + did_you_mean(key, types)
+                )
+            merged[key] = _coerce(key, value, types[key])
+    return TrainConfig(**merged).validate()
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    """Read settings from a YAML file; `versions` (written by imgclf) is ignored.
+
+    Example:
+        >>> load_yaml("runs/leaves/config.yaml")["model"]  # doctest: +SKIP
+        'small_cnn'
+    """
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise UserError(f"Config file not found: {str(path)!r}. Pass the path of a YAML file.") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"Config file {str(path)!r} is not valid YAML: {e}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise UserError(f"Config file {str(path)!r} must hold a mapping of setting: value, received {type(data).__name__}.")
+    data.pop("versions", None)
+    return data
+
+
+def to_dict(config: TrainConfig) -> dict:
+    """The config as a plain dict. Example: ``to_dict(TrainConfig())["epochs"] == 10``."""
+    return dataclasses.asdict(config)
+
+
+def to_yaml(cfg: TrainConfig) -> str:
+    """The resolved config plus library versions, as YAML. Example: ``to_yaml(TrainConfig())``."""
+    import platform
+    import sys
+
+    import yaml
+
+    versions = {"imgclf": __version__, "python": platform.python_version()}
+    for name in ("tensorflow", "keras", "numpy", "PIL"):
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                module = __import__(name)
+            except ImportError:
+                continue
+        versions[name if name != "PIL" else "pillow"] = getattr(module, "__version__", "?")
+    body = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    return "# imgclf training settings; pass back with --config to repeat this run\n" + body + yaml.safe_dump({"versions": versions}, sort_keys=False)

@@ -1,0 +1,147 @@
+"""Files written safely: atomically (temporary name, then rename), never over a user's file unasked.
+
+Every file imgclf writes goes through here, so an interrupted command never
+leaves a half-written file behind, and a taken name is never overwritten:
+`free_name` (files) and `new_run_dir` (folders) pick the next free one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from imgclf.core.errors import UserError
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` via a temporary file in the same folder and a rename.
+
+    Example:
+        >>> atomic_write_bytes("/tmp/x.bin", b"hi").read_bytes()
+        b'hi'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; teammates and web servers need to read runs
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def refuse_overwrite(path: str | os.PathLike, overwrite: bool = False, flag: str = "--overwrite") -> Path:
+    """Raise `UserError` if `path` exists and overwriting was not asked for; return it as a Path.
+
+    Example:
+        >>> refuse_overwrite("preds.csv")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise UserError(f"{str(path)!r} already exists and imgclf never replaces a file unasked. "
+                        f"Choose another name, or pass {flag} to replace it.")
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomically write UTF-8 text. Example: ``atomic_write_text("a.txt", "hello")``."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> Path:
+    """Atomically write `obj` as indented JSON. Example: ``atomic_write_json("m.json", {"a": 1})``."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    # NumPy scalars and arrays appear in metrics; JSON needs plain numbers.
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def atomic_save_model(model, path: str | os.PathLike) -> Path:
+    """Save a Keras model atomically (Keras needs the .keras suffix on the temporary name).
+
+    Example:
+        >>> atomic_save_model(model, "runs/x/model.keras")  # doctest: +SKIP
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def numbered_names(path: str | os.PathLike, keep_suffix: bool = True) -> Iterator[Path]:
+    """`path`, then `path-2`, `path-3`, ...: the names imgclf tries, in order, when one is taken.
+
+    The number goes before the suffix of a file (``img-2.jpg``); folders pass
+    ``keep_suffix=False`` so that ``runs/v1.5`` becomes ``runs/v1.5-2``.
+    Callers that must claim a name atomically (``open(..., "x")``, ``mkdir``)
+    walk this themselves; `free_name` is for the rest.
+
+    Example:
+        >>> from itertools import islice
+        >>> [p.name for p in islice(numbered_names("out/img.jpg"), 3)]
+        ['img.jpg', 'img-2.jpg', 'img-3.jpg']
+        >>> [p.name for p in islice(numbered_names("runs/v1.5", keep_suffix=False), 2)]
+        ['v1.5', 'v1.5-2']
+    """
+    path = Path(path)
+    stem, suffix = (path.stem, path.suffix) if keep_suffix else (path.name, "")
+    yield path
+    n = 2
+    while True:
+        yield path.with_name(f"{stem}-{n}{suffix}")
+        n += 1
+
+
+def free_name(path: str | os.PathLike, keep_suffix: bool = True) -> Path:
+    """The first of `numbered_names(path)` that does not exist yet.
+
+    Example:
+        >>> free_name("/nonexistent-imgclf-dir/report.csv").name
+        'report.csv'
+    """
+    return next(p for p in numbered_names(path, keep_suffix) if not p.exists())
+
+
+def new_run_dir(out: str | os.PathLike) -> Path:
+    """Create and return a fresh run folder; a taken name gets a -2, -3, ... suffix.
+
+    Example:
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> new_run_dir(f"{root}/leaves").name, new_run_dir(f"{root}/leaves").name
+        ('leaves', 'leaves-2')
+    """
+    for candidate in numbered_names(out, keep_suffix=False):
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            continue

@@ -1,0 +1,93 @@
+"""`Evaluation`: predictions on labelled images, with their metrics and ways to look at the mistakes.
+
+An object you can ask questions of (after fastai's ClassificationInterpretation);
+`imgclf.evaluation.evaluate.evaluate` makes one, and the figures read one back
+from a run's predictions.npz.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from imgclf.evaluation.metrics import classification_metrics, most_confused
+
+
+class Evaluation:
+    """Predictions on labelled images, with metrics and ways to look at the mistakes.
+
+    Example:
+        >>> ev = imgclf.evaluate("runs/leaves")  # doctest: +SKIP
+        >>> ev.accuracy, ev.most_confused(3)  # doctest: +SKIP
+    """
+
+    def __init__(self, y_true, probs, classes: list[str], paths: list[str], source: str = ""):
+        self.y_true = np.asarray(y_true, dtype=np.int64)
+        self.probs = np.asarray(probs, dtype=np.float64)
+        self.classes = list(classes)
+        self.paths = list(paths)
+        self.source = source
+        self.metrics = classification_metrics(self.y_true, self.probs, self.classes)
+        self.metrics["most_confused"] = most_confused(self.metrics["confusion_matrix"], self.classes)
+        self.metrics["evaluated_on"] = source
+
+    @property
+    def accuracy(self) -> float:
+        return self.metrics["accuracy"]
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+    @property
+    def confusion_matrix(self) -> np.ndarray:
+        return np.asarray(self.metrics["confusion_matrix"])
+
+    def most_confused(self, n: int = 10) -> list[dict]:
+        """(true, predicted, count) pairs the model mixes up most. Example: ``ev.most_confused(5)``."""
+        return self.metrics["most_confused"][:n]
+
+    def top_losses(self, n: int = 16) -> list[dict]:
+        """The n images with the highest loss: confidently wrong ones first.
+
+        Example:
+            >>> ev.top_losses(3)[0]["path"]  # doctest: +SKIP
+        """
+        p_true = self.probs[np.arange(len(self.y_true)), self.y_true]
+        order = np.argsort(p_true, kind="stable")[:n]
+        return [{
+            "path": self.paths[i],
+            "true": self.classes[self.y_true[i]],
+            "predicted": self.classes[self.y_pred[i]],
+            "probability": float(self.probs[i, self.y_pred[i]]),
+            "loss": float(-np.log(max(p_true[i], 1e-15))),
+        } for i in order]
+
+    def summary(self) -> str:
+        """A readable table of the main metrics. Example: ``print(ev.summary())``."""
+        m = self.metrics
+        width = max(12, *(len(c) for c in self.classes))
+        lines = [f"Evaluated {m['num_samples']} images ({self.source})",
+                 f"accuracy {m['accuracy']:.4f}   balanced accuracy {m['balanced_accuracy']:.4f}   log loss {m['log_loss']:.4f}"]
+        for k in (3, 5):
+            if f"top{k}_accuracy" in m:
+                lines[-1] += f"   top-{k} {m[f'top{k}_accuracy']:.4f}"
+        extra = [(name, m.get(key)) for name, key in (("kappa", "cohen_kappa"), ("ROC-AUC", "roc_auc_macro"),
+                                                      ("PR-AUC", "pr_auc_macro"), ("ECE", "expected_calibration_error"))]
+        lines.append("   ".join(f"{name} {v:.4f}" for name, v in extra if v is not None))
+        if m.get("binary", {}).get("threshold") is not None:
+            b = m["binary"]
+            lines.append(f"best-F1 threshold on P({self.classes[1]}): {b['threshold']:.4f} -> F1 {b['f1']:.4f}, "
+                         f"precision {b['precision']:.4f}, recall {b['recall']:.4f}")
+        lines.append(f"{'class':<{width}}  precision  recall     f1  support")
+        for c, v in m["per_class"].items():
+            lines.append(f"{c:<{width}}  {v['precision']:9.4f}  {v['recall']:6.4f}  {v['f1']:.4f}  {v['support']:7d}")
+        for name in ("macro_avg", "weighted_avg"):
+            v = m[name]
+            lines.append(f"{name.replace('_', ' '):<{width}}  {v['precision']:9.4f}  {v['recall']:6.4f}  {v['f1']:.4f}")
+        if m.get("absent_classes"):
+            lines.append(f"no images of {', '.join(m['absent_classes'])}: left out of the macro average "
+                         "(images predicted as them still count as errors)")
+        if m["most_confused"]:
+            pairs = ", ".join(f"{p['true']}->{p['predicted']} ({p['count']})" for p in m["most_confused"][:5])
+            lines.append(f"most confused: {pairs}")
+        return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""One output file for a batch-inference job, its format chosen by the extension.
+
+JSON Lines, JSON and CSV are written by `imgclf predict`'s own writer, so the
+fields and columns are the same; Parquet has the CSV's columns with real
+types (probabilities as float64, null on error rows). The file is written
+under a temporary name and renamed at the end: a job that fails halfway
+leaves no half-written file behind.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from imgclf.core.errors import UserError
+
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def output_format(output: str | None) -> str:
+    """The format for an --output path, from its extension.
+
+    Example:
+        >>> output_format("preds.parquet")
+        'parquet'
+    """
+    if not output:
+        raise UserError("An engine job writes a file: pass --output PREDICTIONS.jsonl (or .parquet, .csv).")
+    fmt = FORMATS.get(Path(output).suffix.lower())
+    if fmt is None:
+        raise UserError(f"Cannot tell the output format of {output!r} from its extension. Expected one of "
+                        f"{', '.join(sorted(FORMATS))}, for example --output predictions.parquet.")
+    return fmt
+
+
+def parquet_columns(top_k: int) -> list[str]:
+    """Columns of the Parquet (and CSV) output. Example: ``parquet_columns(2)`` -> path, class, probability, class_2, probability_2, error."""
+    cols = ["path", "class", "probability"]
+    for k in range(2, top_k + 1):
+        cols += [f"class_{k}", f"probability_{k}"]
+    return cols + ["error"]
+
+
+def _write_parquet(rows: Iterable[dict], path: str, top_k: int, chunk: int = 4096) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = parquet_columns(top_k)
+    schema = pa.schema([(c, pa.float64() if c.startswith("probability") else pa.string()) for c in cols])
+    errors = 0
+    with pq.ParquetWriter(path, schema) as writer:
+        buffer: dict[str, list] = {c: [] for c in cols}
+
+        def flush():
+            writer.write_table(pa.table(buffer, schema=schema))
+            for v in buffer.values():
+                v.clear()
+
+        for row in rows:
+            errors += bool(row["error"])
+            buffer["path"].append(row["path"])
+            buffer["class"].append(row["class"])
+            buffer["probability"].append(None if row["error"] else row["probability"])
+            for k in range(2, top_k + 1):
+                has = k - 1 < len(row["top_k"])
+                buffer[f"class_{k}"].append(row["top_k"][k - 1][0] if has else "")
+                buffer[f"probability_{k}"].append(row["top_k"][k - 1][1] if has else None)
+            buffer["error"].append(row["error"])
+            if len(buffer["path"]) >= chunk:
+                flush()
+        if buffer["path"]:
+            flush()
+    return errors
+
+
+def write_output(rows: Iterable[dict], output: str, top_k: int) -> int:
+    """Write prediction rows to `output` (format from its extension), atomically; return the number of error rows.
+
+    Example:
+        >>> write_output(rows, "preds.parquet", top_k=3)  # doctest: +SKIP
+        0
+    """
+    from imgclf.inference.writers import write_predictions
+
+    fmt = output_format(output)
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise UserError(f"The folder of --output {output!r} does not exist: create {folder!r} first.")
+    partial = os.path.join(folder, f".{os.path.basename(output)}.partial")
+    try:
+        if fmt == "parquet":
+            errors = _write_parquet(rows, partial, top_k)
+        else:
+            errors = write_predictions(rows, fmt, partial, top_k)
+        os.replace(partial, output)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return errors

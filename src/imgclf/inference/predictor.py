@@ -1,0 +1,318 @@
+"""Prediction behind one interface, from a Run bundle or an exported model.
+
+`load()` returns a `Predictor` for a Run bundle, a .keras file, a SavedModel
+folder, a .tflite or a .onnx file (the runtimes live in `imgclf.inference.backends`);
+it decodes with the same function and settings as training (from
+preprocess.json) and returns class names with probabilities. A .tflite or
+.onnx model never imports TensorFlow. Folder prediction streams: paths are
+expanded lazily and the next batch is decoded in a thread pool while the
+model works on this one, so memory stays bounded (two batches in flight).
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from imgclf.data.decode import DecodeError, decode_image
+from imgclf.data.scan import is_hidden_or_system, is_image_name
+from imgclf.core.errors import UserError
+
+UNKNOWN = "unknown"  # the class given when the top probability is below the threshold
+
+
+class Predictor:
+    """A trained classifier ready to predict.
+
+    Example:
+        >>> clf = imgclf.load("runs/leaves")  # doctest: +SKIP
+        >>> clf.predict(["a.jpg"], top_k=2)  # doctest: +SKIP
+        [{'path': 'a.jpg', 'class': 'rust', 'probability': 0.93, 'top_k': [['rust', 0.93], ['scab', 0.05]]}]
+    """
+
+    def __init__(self, model, classes: list[str], preprocess: dict, source: str = "", tta: str = "auto"):
+        if hasattr(model, "has_embedding") and hasattr(model, "embed"):
+            self.backend = model  # already a runtime from imgclf.inference.backends
+        else:
+            from imgclf.inference.backends.keras_model import KerasBackend
+
+            self.backend = KerasBackend(model, source)
+        self.model = getattr(self.backend, "model", None)  # the Keras model, where there is one (Grad-CAM needs it)
+        self.classes = list(classes)
+        self.preprocess = dict(preprocess)
+        self.source = source
+        # "none" or "flip": test-time augmentation applied by predict_arrays; "auto" takes
+        # what training chose on its validation split (saved in preprocess.json), so a
+        # run predicts the way its reported accuracy was measured.
+        self.tta = self.preprocess.get("tta", "none") if tta in (None, "", "auto") else tta
+        self.info: dict = {}  # what load() knows besides: model name, metrics summary (shown by `imgclf serve`)
+
+    def __repr__(self) -> str:
+        return (f"Predictor({self.source!r}, {self.backend.name}, {len(self.classes)} classes, "
+                f"{self.preprocess['img_size']}px {self.preprocess['color_mode']})")
+
+    @property
+    def format(self) -> str:
+        """The runtime: 'keras', 'savedmodel', 'tflite' or 'onnx'. Example: ``imgclf.load("m.onnx").format``."""
+        return self.backend.name
+
+    def decode(self, source) -> np.ndarray:
+        """Decode one input exactly as training did. Example: ``clf.decode("a.jpg").shape``."""
+        p = self.preprocess
+        return decode_image(source, size=p["img_size"], color_mode=p["color_mode"], resize=p.get("resize", "squash"))
+
+    def predict_arrays(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities for a batch of decoded uint8 images (N, H, W, C). Example: ``clf.predict_arrays(x)``."""
+        if self.tta not in (None, "", "none"):
+            from imgclf.inference.tta import tta_predict
+
+            return tta_predict(images, self._run_backend, self.tta)
+        return self._run_backend(images)
+
+    def _run_backend(self, images: np.ndarray) -> np.ndarray:
+        return self.backend.predict(np.asarray(images, dtype=np.float32))
+
+    def _decode_all(self, inputs) -> tuple[list, np.ndarray]:
+        items = _as_list(inputs)
+        arrays = []
+        for item in items:
+            try:
+                arrays.append(self.decode(item))
+            except DecodeError as e:
+                raise UserError(f"Cannot predict {_describe(item)}: {e.reason}.") from None
+        shape = (0, self.preprocess["img_size"], self.preprocess["img_size"], self.preprocess.get("channels", 3))
+        return items, np.stack(arrays) if arrays else np.zeros(shape, np.uint8)
+
+    def embed(self, inputs, batch_size: int = 64) -> np.ndarray:
+        """Penultimate features (N, D): the input of the final 'classifier' layer, for search or clustering.
+
+        Works for Keras, SavedModel, TFLite and ONNX models exported by
+        imgclf (they carry a second output named 'embedding'). TTA does not apply.
+
+        Example:
+            >>> clf.embed(["a.jpg", "b.png"]).shape  # doctest: +SKIP
+            (2, 96)
+        """
+        _, stacked = self._decode_all(inputs)
+        if not len(stacked):
+            return np.zeros((0, 0), dtype=np.float32)
+        x = stacked.astype(np.float32)
+        return np.concatenate([self.backend.embed(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    def predict_proba(self, inputs, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities (N, num_classes) for paths, bytes, PIL images or arrays.
+
+        Raises `UserError` if any input cannot be decoded (use `predict` on
+        folders, where bad files become rows with an error).
+
+        Example:
+            >>> clf.predict_proba(["a.jpg", "b.png"]).shape  # doctest: +SKIP
+            (2, 3)
+        """
+        _, stacked = self._decode_all(inputs)
+        if not len(stacked):
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        return np.concatenate([self.predict_arrays(stacked[i:i + batch_size]) for i in range(0, len(stacked), batch_size)])
+
+    def predict(self, inputs, top_k: int = 1, batch_size: int = 64, threshold: float = 0.0) -> list[dict]:
+        """Top-k classes for each input, as dicts with path, class, probability and top_k.
+
+        Below `threshold` (top probability), the class is ``'unknown'``; top_k
+        still lists the model's best guesses.
+
+        Example:
+            >>> clf.predict("a.jpg", top_k=3)[0]["class"]  # doctest: +SKIP
+            'rust'
+        """
+        items = _as_list(inputs)
+        probs = self.predict_proba(items, batch_size=batch_size)
+        return [self._row(_describe(item), p, top_k, threshold) for item, p in zip(items, probs)]
+
+    def _row(self, path: str, p: np.ndarray, top_k: int, threshold: float = 0.0) -> dict:
+        order = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(self.classes)))]
+        return {
+            "path": path,
+            "class": self.classes[order[0]] if p[order[0]] >= threshold else UNKNOWN,
+            "probability": float(p[order[0]]),
+            "top_k": [[self.classes[i], float(p[i])] for i in order],
+            "error": "",
+        }
+
+    def predict_paths(self, paths: Iterable[str], top_k: int = 1, batch_size: int = 64, workers: int = 0,
+                      threshold: float = 0.0) -> Iterator[dict]:
+        """Stream predictions for many files; unreadable ones yield a row with ``error`` set.
+
+        While the model runs on one batch, the thread pool decodes the next,
+        and no more than two batches are ever held: a million files need no
+        more memory than a hundred.
+
+        Example:
+            >>> for row in clf.predict_paths(iter_image_paths(["photos/"])): print(row["class"])  # doctest: +SKIP
+        """
+        workers = workers or os.cpu_count() or 1
+
+        def decode_safely(path):
+            try:
+                return self.decode(path), ""
+            except DecodeError as e:
+                return None, e.reason
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            chunks = _chunks(paths, batch_size)
+            pending = None
+            for chunk in itertools.chain(chunks, [None]):
+                submitted = (chunk, [pool.submit(decode_safely, p) for p in chunk]) if chunk is not None else None
+                if pending is not None:
+                    yield from self._predict_chunk(*pending, top_k, threshold)
+                pending = submitted
+
+    def _predict_chunk(self, chunk: list, futures: list, top_k: int, threshold: float) -> Iterator[dict]:
+        decoded = [f.result() for f in futures]
+        good = [i for i, (arr, _) in enumerate(decoded) if arr is not None]
+        probs = self.predict_arrays(np.stack([decoded[i][0] for i in good])) if good else []
+        by_index = dict(zip(good, probs))
+        for i, path in enumerate(chunk):
+            if i in by_index:
+                yield self._row(path, by_index[i], top_k, threshold)
+            else:
+                yield {"path": path, "class": "", "probability": float("nan"), "top_k": [], "error": decoded[i][1]}
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _as_list(inputs) -> list:
+    if isinstance(inputs, (str, os.PathLike, bytes, bytearray)) or (isinstance(inputs, np.ndarray) and inputs.ndim <= 3):
+        return [inputs]
+    if hasattr(inputs, "mode") and hasattr(inputs, "size"):  # a PIL image
+        return [inputs]
+    return list(inputs)
+
+
+def _describe(item) -> str:
+    if isinstance(item, (str, os.PathLike)):
+        return str(item)
+    return f"<{type(item).__name__}>"
+
+
+def iter_image_paths(inputs: list[str]) -> Iterator[str]:
+    """Expand files, folders (recursively, sorted) and glob patterns into image paths, lazily.
+
+    A path that does not exist, or a file given by name that is not an image
+    file, is a `UserError`; non-image files found inside folders are passed
+    over silently.
+
+    Example:
+        >>> list(iter_image_paths(["photos/", "extra/*.jpg"]))  # doctest: +SKIP
+        ['photos/a.jpg', 'photos/sub/b.png', 'extra/c.jpg']
+    """
+    _check_inputs(inputs)
+    for item in inputs:
+        if os.path.isdir(item):
+            for dirpath, dirnames, filenames in os.walk(item):
+                dirnames[:] = sorted(d for d in dirnames if not is_hidden_or_system(d))
+                for name in sorted(filenames):
+                    if is_image_name(name) and not is_hidden_or_system(name):
+                        yield os.path.join(dirpath, name)
+        elif os.path.exists(item):
+            yield item
+        else:
+            for match in sorted(glob.glob(item, recursive=True)):
+                if os.path.isfile(match) and is_image_name(match):
+                    yield match
+
+
+def _check_inputs(inputs: list[str]) -> None:
+    from imgclf.data.scan import IMAGE_EXTENSIONS
+
+    for item in inputs:
+        if os.path.isdir(item):
+            continue
+        if os.path.exists(item):
+            if not is_image_name(item):
+                raise UserError(
+                    f"Not an image file: {item!r}. Expected a file ending in {', '.join(IMAGE_EXTENSIONS)}, "
+                    "a folder, or a glob pattern such as 'photos/*.jpg'."
+                )
+        elif not glob.has_magic(item):
+            raise UserError(f"File or folder not found: {item!r}. Pass image files, folders or glob patterns.")
+        elif not any(os.path.isfile(m) and is_image_name(m) for m in glob.iglob(item, recursive=True)):
+            raise UserError(f"The pattern {item!r} matches no image files.")
+
+
+def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
+    """Load a Run bundle or an exported model (.keras, SavedModel folder, .tflite, .onnx) as a `Predictor`.
+
+    Class names and preprocessing come from the run, from metadata inside the
+    file (.tflite, .onnx), or from the sidecar JSON that `imgclf export` writes.
+    A .tflite or .onnx model is run by LiteRT or ONNX Runtime without importing
+    TensorFlow. `tta="flip"` averages each image with its mirror; "auto" (the
+    default) does what training chose on validation (`imgclf.inference.tta.choose_tta`).
+
+    Example:
+        >>> clf = imgclf.load("runs/leaves")  # doctest: +SKIP
+        >>> clf.classes  # doctest: +SKIP
+        ['healthy', 'rust', 'scab']
+        >>> imgclf.load("runs/leaves/exports/model.tflite").format  # doctest: +SKIP
+        'tflite'
+    """
+    from imgclf.inference.backends import metadata
+    p = Path(path)
+    if not p.exists():
+        raise UserError(
+            f"Model not found: {str(path)!r}. Pass a run folder (for example runs/leaves), a .keras, "
+            ".tflite or .onnx file, or a SavedModel folder."
+        )
+    if p.is_dir() and (p / "classes.json").exists() and not (p / "saved_model.pb").exists():
+        from imgclf.core.run import Run
+
+        run = Run(p)
+        from imgclf.models.saving import load_keras_model  # heavy: TensorFlow, which .tflite and .onnx never need
+
+        clf = Predictor(load_keras_model(run.model_path), run.classes, run.preprocess, source=str(p), tta=tta)
+        clf.info = _run_info(run)
+        return clf
+    if p.suffix == ".keras" and p.is_file():
+        meta = metadata.require(metadata.read_sidecar(p), p)
+        from imgclf.models.saving import load_keras_model  # heavy: TensorFlow, which .tflite and .onnx never need
+
+        clf = Predictor(load_keras_model(p), meta["classes"], meta["preprocess"], source=str(p), tta=tta)
+        clf.info = {k: meta[k] for k in ("model", "metrics") if k in meta}
+        return clf
+    if p.is_dir() and not (p / "saved_model.pb").exists():
+        raise UserError(
+            f"{str(path)!r} is neither an imgclf run (no classes.json) nor a SavedModel folder (no saved_model.pb)."
+        )
+    from imgclf.inference.backends import open_backend
+
+    backend, meta = open_backend(p)
+    meta = metadata.require(meta, p)
+    clf = Predictor(backend, meta["classes"], meta["preprocess"], source=str(p), tta=tta)
+    clf.info = {k: meta[k] for k in ("model", "metrics") if k in meta}
+    return clf
+
+
+def _run_info(run) -> dict:
+    info = {}
+    try:
+        info["model"] = run.config.get("model", "")
+    except Exception:  # noqa: BLE001 - a hand-made run without config.yaml still predicts
+        pass
+    if run.file("metrics.json").exists():
+        m = run.read_json("metrics.json")
+        info["metrics"] = {k: m[k] for k in ("accuracy", "macro_f1", "num_samples") if k in m}
+    return info

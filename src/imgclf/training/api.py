@@ -1,0 +1,70 @@
+"""The training layer's entry points: `train` (new or resumed runs) and `lr_find` (the range test alone)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from imgclf.core.config import load_yaml, make_config
+from imgclf.core.errors import UserError
+from imgclf.core.run import Run
+from imgclf.training.lr_find import find_lr
+from imgclf.training.trainer import Trainer
+
+
+def train(data: str | os.PathLike | None = None, *, config: str | os.PathLike | None = None, callbacks=None,
+          **settings) -> Run:
+    """Train a classifier on a folder of class subfolders and return its `Run`.
+
+    Settings are the fields of `TrainConfig` (see `imgclf train --help`);
+    `config` is a YAML file of them, which keywords override. `callbacks`
+    are extra Keras callbacks, run after imgclf's own in every phase.
+
+    Example:
+        >>> import imgclf
+        >>> run = imgclf.train("data/", model="small_cnn", epochs=5, out="runs/leaves")  # doctest: +SKIP
+        >>> run.path  # doctest: +SKIP
+        PosixPath('runs/leaves')
+    """
+    file_settings = load_yaml(config) if config else None
+    given = {k: v for k, v in settings.items() if v is not None}
+    if data is not None:
+        given["data"] = os.fspath(data)
+    if given.get("resume"):
+        return _resume(file_settings, given)
+    cfg = make_config(file_settings, given)
+    if not cfg.data and not cfg.manifest:
+        raise UserError("No data given: pass DATA, a folder with one subfolder per class, or --manifest split.csv.")
+    return Trainer(cfg, callbacks=callbacks).fit_new()
+
+
+def _resume(file_settings: dict | None, given: dict) -> Run:
+    out = given.get("out") or (file_settings or {}).get("out")
+    if not out:
+        raise UserError("--resume needs --out RUN, the folder of the run to continue.")
+    run_dir = Path(out)
+    if not (run_dir / "checkpoints" / "last.keras").exists():
+        raise UserError(
+            f"Nothing to resume in {out!r}: it has no checkpoints/last.keras. Pass the folder of a run "
+            "that trained at least one epoch."
+        )
+    saved = load_yaml(run_dir / "config.yaml")
+    cfg = make_config(saved, file_settings, given)
+    return Trainer(cfg, run_dir=run_dir).fit_resume()
+
+
+def lr_find(data: str | os.PathLike, out: str | os.PathLike = "lr_find.png", steps: int = 100,
+            start: float = 1e-6, end: float = 1.0, **settings) -> dict:
+    """Run the learning-rate range test on DATA with the given training settings; write a plot; return the suggestion.
+
+    Example:
+        >>> imgclf.lr_find("data/", model="small_cnn")["suggested_lr"]  # doctest: +SKIP
+        0.0031
+    """
+    with tempfile.TemporaryDirectory(prefix="imgclf-lrfind-") as tmp:
+        settings = {k: v for k, v in settings.items() if v is not None}
+        cfg = make_config(settings, {"data": os.fspath(data), "lr": 1e-3, "verbose": 0})
+        trainer = Trainer(cfg)
+        trainer.prepare(run_dir=tmp)
+        return find_lr(trainer, out=out, steps=steps, start=start, end=end)

@@ -1,0 +1,177 @@
+"""Keras callbacks that write the Run bundle as training goes: best model, last state, history."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+
+import keras
+
+from imgclf.core.fs import atomic_save_model, atomic_write_json, atomic_write_text
+
+HISTORY_FIELDS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "val_balanced_accuracy",
+                  "lr", "time_s", "images_per_s")
+
+
+def current_lr(optimizer) -> float:
+    """The optimizer's learning rate at its current step. Example: ``current_lr(model.optimizer)``."""
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+class RunWriter(keras.callbacks.Callback):
+    """After every epoch: append to history.csv, save model.keras when the monitored metric
+    improves, and save checkpoints/last.keras with state.json for --resume.
+
+    Example:
+        >>> model.fit(ds, callbacks=[RunWriter(run_dir, "train", state, n_train)])  # doctest: +SKIP
+    """
+
+    def __init__(self, run_dir, phase: str, state: dict, train_images: int, monitor: str = "val_accuracy",
+                 keep_epochs: bool = False):
+        super().__init__()
+        self.keep_epochs = keep_epochs
+        self.run_dir = run_dir
+        self.phase = phase
+        self.state = state  # shared across phases; persisted in checkpoints/state.json
+        self.train_images = train_images
+        self.monitor = monitor
+        self.mode_max = "acc" in monitor or "f1" in monitor
+        self._t0 = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+        self._batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        elapsed = time.perf_counter() - self._t0
+        # A time budget can end the last epoch early: count the images it trained on.
+        steps = (self.params or {}).get("steps") or self._batches
+        images = self.train_images * min(self._batches / steps, 1.0) if self._batches else self.train_images
+        row = {
+            "epoch": epoch + 1,
+            "phase": self.phase,
+            "lr": current_lr(self.model.optimizer),
+            "time_s": round(elapsed, 3),
+            "images_per_s": round(images / elapsed, 1) if elapsed > 0 else 0,
+        }
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "val_balanced_accuracy"):
+            if key in logs:
+                row[key] = float(logs[key])
+        self.state.setdefault("history", []).append(row)
+        atomic_write_text(self.run_dir / "history.csv", history_csv(self.state["history"]))
+
+        value = logs.get(self.monitor)
+        best = self.state.get("best")
+        if value is not None and not math.isnan(value):
+            improved = best is None or (value > best if self.mode_max else value < best)
+            if improved:
+                self.state["best"] = float(value)
+                self.state["best_epoch"] = epoch + 1
+                atomic_save_model(self.model, self.run_dir / "model.keras")
+        self.state["epoch"] = epoch + 1
+        self.state["phase"] = self.phase
+        atomic_save_model(self.model, self.run_dir / "checkpoints" / "last.keras")
+        if self.keep_epochs:
+            atomic_save_model(self.model, self.run_dir / "checkpoints" / f"epoch-{epoch + 1:03d}.keras")
+        atomic_write_json(self.run_dir / "checkpoints" / "state.json", self.state)
+
+
+def history_csv(rows: list[dict]) -> str:
+    """History rows as CSV text. Example: ``history_csv([{"epoch": 1, "loss": 0.5}])``."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items() if k in HISTORY_FIELDS})
+    return buf.getvalue()
+
+
+def read_state(run_dir) -> dict:
+    """The state saved by `RunWriter`, or {} when there is none. Example: ``read_state(run.path)["epoch"]``."""
+    path = run_dir / "checkpoints" / "state.json"
+    if not path.exists():
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """A progress bar per epoch (loss, accuracy, learning rate, images/s, time left) and a
+    one-line summary per epoch. On a terminal the bar redraws in place; in a log only the
+    summaries appear.
+
+    Example:
+        >>> model.fit(ds, epochs=5, verbose=0, callbacks=[EpochProgress(5, 422, 64)])  # doctest: +SKIP
+    """
+
+    def __init__(self, epochs: int, steps: int, batch_size: int, schedule=None, stream=None):
+        super().__init__()
+        import sys
+
+        self.epochs, self.steps, self.batch_size = epochs, steps, batch_size
+        self.schedule = schedule  # a ProgressSchedule, for time-budget estimates
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty()
+        self._last_draw = 0.0
+        self.epoch_times: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.t0 = time.perf_counter()
+        self.done = 0
+
+    def _epoch_label(self) -> str:
+        return f"Epoch {self.epoch + 1}/{self.epochs}" if self.epochs else f"Epoch {self.epoch + 1}"
+
+    def _time_left(self, epoch_left_s: float) -> float:
+        if self.schedule is not None and self.schedule.budget_s:
+            return max(self.schedule.planned_end - self.schedule.elapsed(), 0.0)
+        per_epoch = self.epoch_times[-1] if self.epoch_times else (time.perf_counter() - self.t0 + epoch_left_s)
+        return epoch_left_s + per_epoch * max(self.epochs - self.epoch - 1, 0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.done = batch + 1
+        if not self.tty:
+            return
+        now = time.perf_counter()
+        if now - self._last_draw < 0.25 and batch + 1 < self.steps:
+            return
+        self._last_draw = now
+        logs = logs or {}
+        done = batch + 1
+        elapsed = now - self.t0
+        rate = done * self.batch_size / max(elapsed, 1e-9)
+        left = (self.steps - done) * elapsed / done
+        filled = int(20 * done / self.steps)
+        line = (f"\r{self._epoch_label()} [{'#' * filled}{'.' * (20 - filled)}] {done}/{self.steps} "
+                f"loss {logs.get('loss', float('nan')):.4f} acc {logs.get('accuracy', float('nan')):.4f} "
+                f"lr {current_lr(self.model.optimizer):.2e} {rate:,.0f} img/s, {_fmt_time(left)} left in epoch, "
+                f"{_fmt_time(self._time_left(left))} in all ")
+        self.stream.write(line)
+        self.stream.flush()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        elapsed = time.perf_counter() - self.t0
+        self.epoch_times.append(elapsed)
+        rate = (self.done or self.steps) * self.batch_size / max(elapsed, 1e-9)  # a budget may end it early
+        parts = [f"{self._epoch_label()}: loss {logs.get('loss', float('nan')):.4f} acc {logs.get('accuracy', float('nan')):.4f}"]
+        if "val_loss" in logs:
+            parts.append(f"val_loss {logs['val_loss']:.4f} val_acc {logs.get('val_accuracy', float('nan')):.4f}")
+        parts.append(f"lr {current_lr(self.model.optimizer):.2e}")
+        parts.append(f"{rate:,.0f} img/s")
+        parts.append(f"{_fmt_time(elapsed)} (about {_fmt_time(self._time_left(0.0))} left)")
+        self.stream.write(("\r" if self.tty else "") + " | ".join(parts) + (" " * 8 if self.tty else "") + "\n")
+        self.stream.flush()

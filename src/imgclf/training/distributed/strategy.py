@@ -1,0 +1,413 @@
+"""Training on several devices or machines with TensorFlow's own strategies.
+
+One machine: with more than one GPU visible (or chosen with ``--devices``)
+training runs under `tf.distribute.MirroredStrategy`; otherwise under the
+default strategy, on one GPU or the CPU. Several machines
+(``--distributed multi-worker``): `tf.distribute.MultiWorkerMirroredStrategy`,
+with the cluster and this process's role read from the standard ``TF_CONFIG``
+variable, so the same command runs under Kubernetes, Vertex AI or SLURM.
+
+Scaling (Goyal et al. 2017, "Accurate, large minibatch SGD"): ``batch_size``
+is per replica, the global batch is batch_size x replicas, and the learning
+rate is multiplied by the number of replicas (``--no-scale-lr`` keeps it).
+The warmup at the start of every schedule is what makes the larger rate safe.
+
+Only the chief writes the Run bundle. Other workers run the same code into a
+scratch folder they delete at the end, because saving a model under a
+strategy is a collective operation every worker must join (Keras' own
+multi-worker pattern). A backup after every epoch
+(`keras.callbacks.BackupAndRestore`, in a folder every worker sees) lets a
+restarted job continue from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imgclf.core.errors import UserError
+from imgclf.core.hardware import parse_devices
+
+TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                     '"task": {"type": "worker", "index": 0}}')
+BACKUP_FILES = ("latest.weights.h5", "training_metadata.json", "imgclf_state.json")
+
+
+@dataclass
+class Plan:
+    """Where training runs: the strategy, its devices and this process's role.
+
+    Example:
+        >>> plan_strategy("auto", "none", gpus=["/gpu:0", "/gpu:1"]).kind
+        'mirrored'
+    """
+
+    kind: str  # single | mirrored | multi-worker
+    devices: list[str] = field(default_factory=list)  # local devices used; [] = TensorFlow's default placement
+    workers: int = 1
+    task: str = "worker 0"
+    is_chief: bool = True
+    on_cpu: bool = True
+    reason: str = ""
+
+    @property
+    def replicas(self) -> int:
+        """Replicas that each compute a gradient on batch_size images per step."""
+        return self.workers * max(len(self.devices), 1)
+
+    def scaling(self, batch_size: int, lr, scale_lr: bool = True) -> tuple[int, float]:
+        """(global batch, learning-rate multiplier). Example: ``Plan("mirrored", ["/gpu:0", "/gpu:1"]).scaling(64, 1e-3)`` is (128, 2.0)."""
+        return batch_size * self.replicas, float(self.replicas) if scale_lr and lr != "auto" else 1.0
+
+    def describe(self, batch_size: int, lr, scale_lr: bool = True) -> str:
+        """One line for the log: strategy, devices, role, batch and learning-rate scaling.
+
+        Example:
+            >>> Plan("mirrored", ["/gpu:0", "/gpu:1"], on_cpu=False).describe(64, 0.002)
+            'Distribution: MirroredStrategy on /gpu:0, /gpu:1: 2 replicas, batch 64 per replica = global batch 128, lr 0.002 x 2 = 0.004 (linear scaling)'
+        """
+        where = ", ".join(self.devices) or ("CPU" if self.on_cpu else "GPU")
+        if self.kind == "single":
+            return f"Distribution: one device ({where}){': ' + self.reason if self.reason else ''}"
+        name = "MirroredStrategy" if self.kind == "mirrored" else "MultiWorkerMirroredStrategy"
+        text = f"Distribution: {name} on {where}"
+        if self.kind == "multi-worker":
+            text += f", {self.workers} workers, this is {self.task}{' (chief: writes the run)' if self.is_chief else ''}"
+        global_batch, scale = self.scaling(batch_size, lr, scale_lr)
+        text += f": {self.replicas} replicas, batch {batch_size} per replica = global batch {global_batch}"
+        if lr == "auto":
+            return text
+        if scale != 1.0:
+            return text + f", lr {lr:g} x {scale:g} = {lr * scale:g} (linear scaling)"
+        return text + f", lr {lr:g} (not scaled: --no-scale-lr)"
+
+
+def loopback_tf_configs(workers: int) -> list[dict]:
+    """One TF_CONFIG per worker for a multi-worker job on this machine alone, on free loopback ports.
+
+    For trying `--distributed multi-worker` before taking it to a cluster (and
+    for imgclf's own tests and benchmark): start one `imgclf train` per entry,
+    each with its entry as the TF_CONFIG variable (JSON).
+
+    Example:
+        >>> [c["task"] for c in loopback_tf_configs(2)]
+        [{'type': 'worker', 'index': 0}, {'type': 'worker', 'index': 1}]
+    """
+    import socket
+
+    socks = [socket.socket() for _ in range(workers)]
+    try:
+        for s in socks:  # all bound at once, so the ports differ
+            s.bind(("127.0.0.1", 0))
+        hosts = [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+    return [{"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}} for i in range(workers)]
+
+
+def parse_tf_config(text: str | None = None) -> dict | None:
+    """The cluster description in ``TF_CONFIG`` (or `text`), checked; None when unset.
+
+    Example:
+        >>> parse_tf_config('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}')["task"]
+        {'type': 'worker', 'index': 1}
+    """
+    text = os.environ.get("TF_CONFIG") if text is None else text
+    if not text or not text.strip():
+        return None
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"TF_CONFIG is not valid JSON ({e.msg} at character {e.pos}). Expected for example: {TF_CONFIG_EXAMPLE}") from None
+    cluster, task = (cfg.get("cluster"), cfg.get("task")) if isinstance(cfg, dict) else (None, None)
+    if not isinstance(cluster, dict) or not isinstance(task, dict) or "type" not in task:
+        raise UserError(f"TF_CONFIG needs a 'cluster' mapping and a 'task' with 'type' and 'index', received {text!r}. "
+                        f"Expected for example: {TF_CONFIG_EXAMPLE}")
+    unsupported = sorted(set(cluster) - {"chief", "worker"})
+    if unsupported:
+        raise UserError(f"TF_CONFIG lists {', '.join(unsupported)} tasks; imgclf trains with MultiWorkerMirroredStrategy, "
+                        "which takes only 'chief' and 'worker' tasks. Remove the others from the cluster.")
+    kind, index = task["type"], task.get("index", 0)
+    members = cluster.get(kind)
+    if kind not in ("chief", "worker") or not isinstance(members, list) or not isinstance(index, int) \
+            or not 0 <= index < len(members):
+        raise UserError(f"TF_CONFIG task {task!r} is not in its cluster {cluster!r}: the task type must be 'chief' or "
+                        "'worker' and its index must point into that list.")
+    return cfg
+
+
+def role(tf_config: dict) -> tuple[int, str, bool]:
+    """(number of workers, task name, is chief) for a parsed TF_CONFIG. The chief is the 'chief'
+    task, or worker 0 when the cluster has none (TensorFlow's convention).
+
+    Example:
+        >>> role({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}})
+        (2, 'worker 0', True)
+    """
+    cluster, task = tf_config["cluster"], tf_config["task"]
+    workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+    kind, index = task["type"], task.get("index", 0)
+    is_chief = kind == "chief" or (kind == "worker" and index == 0 and not cluster.get("chief"))
+    return workers, f"{kind} {index}", is_chief
+
+
+def plan_strategy(devices: str, distributed: str, gpus: list[str], tf_config: dict | None = None) -> Plan:
+    """Choose the strategy from ``--devices``, ``--distributed``, the visible GPUs and TF_CONFIG (pure: no TensorFlow).
+
+    Example:
+        >>> plan_strategy("auto", "none", gpus=[]).kind, plan_strategy("0", "none", gpus=["/gpu:0", "/gpu:1"]).devices
+        ('single', ['/gpu:0'])
+    """
+    wanted = parse_devices(devices)
+    if wanted == "cpu":
+        local, on_cpu = [], True
+    elif wanted == "auto":
+        local, on_cpu = list(gpus), not gpus
+    else:
+        missing = [i for i in wanted if i >= len(gpus)]
+        if missing:
+            raise UserError(f"--devices asks for GPU {', '.join(map(str, missing))}, but this machine shows "
+                            f"{len(gpus)} GPU(s){': ' + ', '.join(gpus) if gpus else ''}. Pick indices below {len(gpus)}, "
+                            "or --devices cpu.")
+        local, on_cpu = [gpus[i] for i in wanted], False
+    if distributed == "multi-worker":
+        if tf_config is None:
+            raise UserError("--distributed multi-worker needs the TF_CONFIG environment variable, which names every "
+                            f"worker and this one's role, for example TF_CONFIG='{TF_CONFIG_EXAMPLE}'. "
+                            "Kubernetes (TFJob), Vertex AI and the README's SLURM script set it.")
+        workers, task, chief = role(tf_config)
+        return Plan("multi-worker", local, workers, task, chief, on_cpu)
+    if len(local) > 1:
+        return Plan("mirrored", local, on_cpu=False)
+    reason = "--devices cpu" if wanted == "cpu" else ("no GPU visible" if on_cpu else "one GPU")
+    return Plan("single", local, on_cpu=on_cpu, reason=reason)
+
+
+class Distribution:
+    """The plan for one training process plus the TensorFlow strategy built from it.
+
+    Example:
+        >>> dist = Distribution.from_config(cfg)  # doctest: +SKIP
+        >>> with dist.scope(): model = build()   # doctest: +SKIP
+    """
+
+    def __init__(self, plan: Plan, cfg):
+        self.plan, self.cfg = plan, cfg
+        self.strategy = None
+        self.scratch: Path | None = None  # a non-chief worker's throwaway run folder
+        self.global_batch, self.lr_scale = plan.scaling(cfg.batch_size, cfg.lr, cfg.scale_lr)
+
+    @classmethod
+    def from_config(cls, cfg) -> "Distribution":
+        """Plan from the config, the environment and the visible GPUs; nothing is started yet."""
+        import tensorflow as tf
+
+        # A GPU split into logical GPUs (tf.config.set_logical_device_configuration) counts as several.
+        count = sum(len(tf.config.get_logical_device_configuration(g) or [None]) for g in tf.config.list_physical_devices("GPU"))
+        gpus = [f"/gpu:{i}" for i in range(count)]
+        if cfg.distributed == "multi-worker":
+            tf_config = parse_tf_config()
+        else:
+            tf_config = None
+            if os.environ.get("TF_CONFIG"):
+                from imgclf.core.progress import log
+
+                log("TF_CONFIG is set, but --distributed is none: training on this machine only "
+                    "(pass --distributed multi-worker to join the cluster).")
+        plan = plan_strategy(cfg.devices, cfg.distributed, gpus, tf_config)
+        dist = cls(plan, cfg)
+        dist.check_settings()
+        return dist
+
+    @property
+    def multi_worker(self) -> bool:
+        return self.plan.kind == "multi-worker"
+
+    def check_settings(self) -> None:
+        """Refuse settings whose outcome could differ between workers (they would part ways and hang)."""
+        cfg = self.cfg
+        if cfg.lr == "auto" and self.plan.replicas > 1:
+            raise UserError(f"--lr auto runs its range test on one device, not on {self.plan.replicas} replicas (and under "
+                            "multi-worker each worker could pick a different rate). Run `imgclf lr-find DATA` first and "
+                            "pass its rate as --lr: it is multiplied by the replicas.")
+        if not self.multi_worker:
+            return
+        if cfg.time_budget:
+            raise UserError("--time-budget cannot run under --distributed multi-worker: each worker's clock would stop "
+                            "training after a different epoch. Pass --epochs instead.")
+        if cfg.monitor not in ("val_accuracy", "val_loss"):
+            raise UserError(f"--monitor {cfg.monitor} needs the whole validation set's predictions in one process; under "
+                            "--distributed multi-worker each worker sees part of it. Use --monitor val_accuracy or val_loss.")
+        if cfg.resume:
+            raise UserError("--resume is for one machine. A multi-worker job resumes by itself from its backup: "
+                            "run the same command again on every worker.")
+
+    def start(self):
+        """Restrict the visible devices and create the strategy (before any other TensorFlow work).
+
+        MultiWorkerMirroredStrategy must configure the runtime before it runs
+        anything, so this comes first in training; it returns the strategy.
+        """
+        import tensorflow as tf
+
+        if self.strategy is not None:
+            return self.strategy
+        plan = self.plan
+        physical = tf.config.list_physical_devices("GPU")
+        split = any(tf.config.get_logical_device_configuration(g) for g in physical)
+        devices = plan.devices
+        if physical and (plan.on_cpu or not split) and devices != [f"/gpu:{i}" for i in range(len(physical))]:
+            tf.config.set_visible_devices([physical[int(d.rsplit(":", 1)[1])] for d in devices], "GPU")
+            devices = [f"/gpu:{i}" for i in range(len(devices))]  # the kept GPUs are renumbered from 0
+        if plan.kind == "mirrored":
+            self.strategy = tf.distribute.MirroredStrategy(devices)
+        elif plan.kind == "single" and split and devices:
+            self.strategy = tf.distribute.OneDeviceStrategy(devices[0])  # one logical GPU of a split one
+        elif plan.kind == "multi-worker":
+            self.strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        else:
+            self.strategy = tf.distribute.get_strategy()
+        if plan.replicas > 1 and self.cfg.feature_cache == "auto":
+            # The head-on-features shortcut trains a separate small model outside the strategy.
+            self.cfg.feature_cache = "off"
+        return self.strategy
+
+    def scope(self):
+        """The strategy's scope: variables made inside are mirrored on every replica."""
+        return self.start().scope()
+
+    def describe(self) -> str:
+        return self.plan.describe(self.cfg.batch_size, self.cfg.lr, self.cfg.scale_lr)
+
+    def summary(self) -> dict:
+        """What summary.json records about the distribution."""
+        plan = self.plan
+        return {"strategy": plan.kind, "devices": plan.devices or ["CPU" if plan.on_cpu else "GPU"], "workers": plan.workers,
+                "replicas": plan.replicas, "batch_per_replica": self.cfg.batch_size, "global_batch": self.global_batch,
+                "lr_scale": self.lr_scale}
+
+    # ------------------------------------------------------------ data
+    def shard(self, dataset):
+        """Tell tf.data how workers split an in-memory dataset: by batch (AutoShardPolicy.DATA).
+
+        The default policy (FILE) would find no files to split and fall back to
+        DATA with a warning; saying so keeps logs clean. Example: ``ds = dist.shard(ds)``.
+        """
+        if not self.multi_worker:
+            return dataset
+        import tensorflow as tf
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return dataset.with_options(options)
+
+    def prebuild(self, model, dataset) -> None:
+        """Multi-worker: let `fit` build the model from the dataset's spec (`multiworker.build_from_spec`,
+        a Keras 3.15 workaround). Example: ``dist.prebuild(model, train_ds)``."""
+        if self.multi_worker:
+            from imgclf.training.distributed.multiworker import build_from_spec
+
+            build_from_spec(model, dataset.element_spec, self.strategy)
+
+    @property
+    def drop_remainder(self) -> bool:
+        # Every worker must run the same number of steps, or the last collective waits forever.
+        return self.multi_worker
+
+    def steps(self, n_train: int) -> int:
+        """Optimizer steps per epoch for `n_train` images at the global batch. Example: ``dist.steps(1000)``."""
+        if self.drop_remainder:
+            if n_train < self.global_batch:
+                raise UserError(f"{n_train} training images cannot fill one global batch of {self.global_batch} "
+                                f"({self.cfg.batch_size} per replica x {self.plan.replicas} replicas). Lower --batch-size.")
+            return n_train // self.global_batch
+        return -(-n_train // self.global_batch)
+
+    # ------------------------------------------------------------ restarts
+    def restored_state(self) -> dict | None:
+        """imgclf's state from the backup of an interrupted multi-worker job (then the first fit
+        restores the weights too), or None for a fresh start."""
+        state = self.backup_state() if self.multi_worker else None
+        self._restoring = state is not None
+        if state is not None:
+            from imgclf.core.progress import log
+
+            log(f"Continuing the multi-worker job from its backup in {self.backup_dir()}: epoch {state.get('epoch', 0)} "
+                f"of {self.cfg.epochs} finished.")
+        return state
+
+    def result(self, run):
+        """What training returns: the chief's Run; a worker returns the chief's run folder (which it did not write)."""
+        if self.plan.is_chief:
+            return run
+        from imgclf.core.run import Run
+
+        chief = Run.__new__(Run)  # not opened: it may live on another machine
+        chief.path = Path(self.cfg.out)
+        return chief
+
+    # ------------------------------------------------------------ files
+    def run_dir(self, out: str) -> Path:
+        """The folder this process writes: the chief's run folder, or a worker's scratch folder.
+
+        The chief's folder keeps its exact name (every worker must find the same
+        backup inside it); an existing one is taken over only when it holds a
+        backup to continue from.
+        """
+        if not self.plan.is_chief:
+            self.scratch = Path(tempfile.mkdtemp(prefix=f"imgclf-{self.plan.task.replace(' ', '')}-"))
+            return self.scratch
+        path = Path(out)
+        if path.exists() and any(path.iterdir()) and self.backup_state() is None:
+            raise UserError(f"{str(path)!r} already exists and holds no backup of an unfinished multi-worker job to continue. "
+                            "Pass a new --out (a multi-worker run keeps its exact name so every worker finds its backup).")
+        path.mkdir(parents=True, exist_ok=True)
+        from imgclf.core.progress import log
+
+        log(f"Run folder: {path}")
+        return path
+
+    def backup_dir(self) -> Path:
+        """Where the per-epoch backup lives: --backup-dir, or backup/ inside the run (the same path on every worker)."""
+        cfg = self.cfg
+        return Path(cfg.backup_dir or Path(cfg.out) / "backup").absolute()
+
+    def backup_state(self) -> dict | None:
+        """imgclf's training state saved with the last backup, or None when there is nothing to continue."""
+        path = self.backup_dir() / "imgclf_state.json"
+        if not path.exists():
+            return None
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def callbacks(self) -> list:
+        """Callbacks every replica runs first: BatchNorm running statistics averaged across replicas."""
+        if self.plan.replicas < 2:
+            return []
+        from imgclf.training.distributed.multiworker import average_batchnorm_statistics
+
+        return [average_batchnorm_statistics(self.strategy)]
+
+    def backup_callback(self, state: dict):
+        """A `BackupAndRestore` that every worker runs: all load the shared backup in the first fit
+        after a restart, the chief saves into it, the others into their scratch folder (saving is collective)."""
+        restore, self._restoring = getattr(self, "_restoring", False), False
+        from imgclf.training.distributed.multiworker import worker_aware_backup
+
+        return worker_aware_backup(self.backup_dir(), self.plan.is_chief, self.scratch, state, restore)
+
+    def finish(self, completed: bool) -> None:
+        """Delete a worker's scratch folder; after a completed run the chief deletes its backup files."""
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+        if completed and self.plan.is_chief and self.multi_worker:
+            backup = self.backup_dir()
+            for name in BACKUP_FILES:  # only our own files: --backup-dir may be a folder with other things in it
+                (backup / name).unlink(missing_ok=True)
+            if backup.is_dir() and not any(backup.iterdir()):
+                backup.rmdir()

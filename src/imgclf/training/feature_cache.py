@@ -1,0 +1,129 @@
+"""The head phase's fast path: train the head on backbone features computed once.
+
+While the backbone is frozen (transfer learning's first phase) and the inputs
+are not augmented, every epoch would push the same images through the same
+backbone. Instead the features (the pooled backbone output, the input of the
+dropout layer) are computed once for the training and validation images, and
+the head's own layers (dropout, classifier) are trained on them. The layers
+are shared with the full model, so the full model holds the trained head
+afterwards and the fine-tuning phase continues from it.
+
+The usual callbacks (schedule, Run bundle writer, early stopping, progress)
+see the full model, so checkpoints and model.keras are complete models.
+
+Example:
+    >>> if feature_cache_applies(cfg, "head", model):  # doctest: +SKIP
+    ...     fit_head_on_features(model, sets, callbacks, batch_size=64, epochs=3, initial_epoch=0)
+"""
+
+from __future__ import annotations
+
+import time
+
+from imgclf.core.progress import log
+
+
+def feature_cache_applies(cfg, phase: str, model) -> bool:
+    """True when the phase trains only the head on inputs that are the same every epoch.
+
+    Example:
+        >>> feature_cache_applies(TrainConfig(weights="imagenet"), "train", model)  # doctest: +SKIP
+        False
+    """
+    if phase != "head" or getattr(cfg, "feature_cache", "auto") == "off":
+        return False
+    if getattr(cfg, "augment", "none") not in ("none", "") or getattr(cfg, "mixup", 0) or getattr(cfg, "cutmix", 0):
+        return False
+    if getattr(cfg, "ema", False) or getattr(cfg, "sampling", "natural") != "natural":
+        return False  # EMA swaps the full model's weights; balanced sampling re-draws images
+    try:
+        backbone = model.get_layer("backbone")
+    except ValueError:
+        return False
+    return not backbone.trainable_weights and _head_layers(model) is not None
+
+
+def _head_layers(model):
+    """The layers after the pooled features: [dropout,] classifier; None if the model is not imgclf's shape."""
+    names = [layer.name for layer in model.layers]
+    if "classifier" not in names:
+        return None
+    start = names.index("dropout") if "dropout" in names else names.index("classifier")
+    head = model.layers[start:]
+    if [layer.name for layer in head][-1] != "classifier":
+        return None
+    return head
+
+
+def compute_features(model, images, batch_size: int = 128):
+    """Pooled backbone features of `images` (N, H, W, C, 0..255) as float32, shape (N, D).
+
+    Example:
+        >>> compute_features(model, sets["train"].images).shape  # doctest: +SKIP
+        (900, 1280)
+    """
+    import keras
+    import numpy as np
+
+    head = _head_layers(model)
+    extractor = keras.Model(model.inputs, head[0].input)
+    feats = extractor.predict(images, batch_size=batch_size, verbose=0)
+    return np.asarray(feats, dtype="float32")
+
+
+def _sync_stop(full, head):
+    """A callback that lets early stopping (it sets full.stop_training) stop the head model's loop."""
+    import keras
+
+    class SyncStop(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            head.stop_training = head.stop_training or full.stop_training
+
+        def on_epoch_end(self, epoch, logs=None):
+            head.stop_training = head.stop_training or full.stop_training
+
+    return SyncStop()
+
+
+def fit_head_on_features(model, sets: dict, callbacks: list, *, batch_size: int, epochs: int, initial_epoch: int,
+                         class_weight=None, one_hot: bool = False, seed: int = 0) -> dict:
+    """Train `model`'s head on cached backbone features, driving `callbacks` with the full model.
+
+    `model` must be compiled (its optimizer and loss are reused: the optimizer
+    only ever sees the head's weights, the same variables in both models).
+    Returns timings: {"features_s": ..., "fit_s": ...}.
+
+    Example:
+        >>> fit_head_on_features(model, trainer.sets, [RunWriter(...)], batch_size=64, epochs=3, initial_epoch=0)  # doctest: +SKIP
+    """
+    import keras
+    import numpy as np
+
+    t0 = time.perf_counter()
+    n_classes = model.output_shape[-1]
+    feats = {split: compute_features(model, sets[split].images) for split in ("train", "val")}
+    labels = {split: np.asarray(sets[split].labels) for split in ("train", "val")}
+    if one_hot:
+        labels = {k: np.eye(n_classes, dtype="float32")[v] for k, v in labels.items()}
+    features_s = time.perf_counter() - t0
+    log(f"Feature cache: backbone features of {len(labels['train'])} + {len(labels['val'])} images "
+        f"computed once in {features_s:.1f}s; the head trains on them (the backbone is frozen, inputs not augmented).")
+
+    inputs = keras.Input((feats["train"].shape[1],), name="features")
+    x = inputs
+    for layer in _head_layers(model):
+        x = layer(x)
+    head = keras.Model(inputs, x, name="head_on_features")
+    acc = keras.metrics.CategoricalAccuracy(name="accuracy") if one_hot else keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    head.compile(optimizer=model.optimizer, loss=model.loss, metrics=[acc])
+    head.history = None
+    # Callbacks see the full model: RunWriter saves it, the schedule sets its optimizer's rate.
+    cb = keras.callbacks.CallbackList(list(callbacks) + [_sync_stop(model, head)], add_history=False,
+                                      add_progbar=False, model=model)
+    model.stop_training = False
+    keras.utils.set_random_seed(seed)  # the shuffling order of the cached features
+    t1 = time.perf_counter()
+    head.fit(feats["train"], labels["train"], batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch,
+             validation_data=(feats["val"], labels["val"]), class_weight=class_weight, callbacks=cb, verbose=0,
+             shuffle=True)
+    return {"features_s": round(features_s, 3), "fit_s": round(time.perf_counter() - t1, 3)}

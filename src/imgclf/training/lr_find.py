@@ -1,0 +1,93 @@
+"""The learning-rate range test (Smith 2015; fastai's lr_find): pick a rate from data, not folklore.
+
+Train for ~100 steps while the rate grows exponentially from 1e-6 to 1, record
+the loss of every step, stop once the loss explodes, and suggest a tenth of
+the rate at which the smoothed loss was lowest (fastai's "min/10" rule: the
+loss is still falling steeply there, and far from divergence).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from imgclf.core.errors import UserError
+from imgclf.core.progress import log
+from imgclf.evaluation.figures.curves import plot_lr_find
+from imgclf.models.registry import default_lr
+
+
+def suggest_lr(lrs, losses, beta: float = 0.9) -> tuple[float, list[float]]:
+    """The suggested rate and the smoothed losses (bias-corrected exponential average).
+
+    Example:
+        >>> lrs = np.geomspace(1e-5, 1, 50)
+        >>> losses = 1 + (np.log10(lrs) + 2) ** 2  # lowest at 1e-2
+        >>> round(suggest_lr(lrs, losses)[0], 5) < 1e-2
+        True
+    """
+    smooth, avg = [], 0.0
+    for i, loss in enumerate(losses):
+        avg = beta * avg + (1 - beta) * loss
+        smooth.append(avg / (1 - beta ** (i + 1)))
+    best = int(np.nanargmin(smooth))
+    return float(lrs[best]) / 10, smooth
+
+
+def range_test(model, dataset, steps: int, start: float, end: float):
+    import keras
+
+    lrs, losses = [], []
+
+    class Sweep(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            lr = start * (end / start) ** (batch / max(steps - 1, 1))
+            self.model.optimizer.learning_rate.assign(lr)
+            lrs.append(lr)
+
+        def on_train_batch_end(self, batch, logs=None):
+            # Keras reports the running mean of the epoch; recover this step's loss from it.
+            mean = float(logs["loss"])
+            step_loss = mean * (batch + 1) - (self.prev_mean * batch if batch else 0.0)
+            self.prev_mean = mean
+            losses.append(step_loss)
+            finite = [l for l in losses if math.isfinite(l)]
+            if not math.isfinite(step_loss) or (len(finite) > 10 and step_loss > 4 * min(finite)):
+                self.model.stop_training = True
+
+    model.fit(dataset.repeat().take(steps), epochs=1, verbose=0, callbacks=[Sweep()])
+    n = min(len(lrs), len(losses))
+    return np.array(lrs[:n]), np.array(losses[:n])
+
+
+def find_lr(trainer, out: str | os.PathLike = "lr_find.png", steps: int = 100, start: float = 1e-6,
+            end: float = 1.0) -> dict:
+    """Run the range test with a prepared `Trainer` (its data, model and recipe); write a plot; return the suggestion.
+
+    The model is built and compiled exactly as training will build it (`Trainer.build_model`,
+    `Trainer.prepare_phase`), so the rate found is the rate for that recipe.
+
+    Example:
+        >>> find_lr(trainer, out="runs/x/plots/lr_find.png")["suggested_lr"]  # doctest: +SKIP
+        0.0031
+    """
+    model = trainer.build_model()
+    trainer.prepare_phase(model, "head" if trainer.cfg.weights not in ("none", "") else "train")
+    lrs, losses = range_test(model, trainer.train_dataset(), steps, start, end)
+    if len(losses) < 5:
+        raise UserError("The learning-rate range test diverged at once; check the data (are labels right?) or lower --lr start.")
+    suggested, smooth = suggest_lr(lrs, losses)
+    # If the loss was still falling when the sweep ended (tiny data is memorised
+    # at any rate), the test says nothing about where training diverges: keep
+    # the default rate instead of a tenth of the sweep's end.
+    conclusive = int(np.nanargmin(smooth)) < 0.9 * (len(smooth) - 1)
+    if not conclusive:
+        suggested = default_lr(trainer.cfg.model, trainer.cfg.weights)
+        log("The loss never turned up during the range test (too little data to tell); "
+            f"keeping the default learning rate {suggested:g}.")
+    plot_lr_find(lrs, losses, smooth, suggested, out)
+    return {"suggested_lr": suggested, "conclusive": conclusive, "lrs": lrs.tolist(), "losses": losses.tolist(),
+            "plot": str(out)}
