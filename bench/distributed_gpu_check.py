@@ -54,8 +54,8 @@ def main() -> int:
     # Must happen before TensorFlow starts its runtime: the first thing after import.
     tf.config.set_logical_device_configuration(gpus[0], [tf.config.LogicalDeviceConfiguration(memory_limit=args.memory_mb)] * 2)
 
-    from imgclf.data.builtin import export_dataset
     from imgclf.core.hardware import machine_summary
+    from imgclf.data.builtin import export_dataset
     from imgclf.training.api import train
 
     details = tf.config.experimental.get_device_details(gpus[0])

@@ -17,9 +17,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import imgclf
+from imgclf.core.hardware import machine_summary
 from imgclf.data.builtin import export_dataset
 from imgclf.data.pipeline import decode_all
-from imgclf.core.hardware import machine_summary
 
 
 def main() -> None:

@@ -99,8 +99,8 @@ def imgclf_curve(run: Path, x_te, y_te, classes: list[str]):
     """Test accuracy of every kept epoch against cumulative training time from history.csv."""
     import numpy as np
 
-    from imgclf.models.saving import load_keras_model
     from imgclf.inference.tta import tta_views
+    from imgclf.models.saving import load_keras_model
 
     # The run orders its outputs by sorted class name; the arrays use the dataset's order.
     run_classes = json.loads((run / "classes.json").read_text())
@@ -153,9 +153,9 @@ def throughput(data: Path, model_name: str, n: int = 20000, rounds: int = 5):
     epochs, the ratio as the median of the per-round ratios); decoding alone."""
     import keras
 
+    from imgclf.core.hardware import choose_precision
     from imgclf.data.pipeline import decode_all, make_dataset
     from imgclf.data.scan import scan_folder
-    from imgclf.core.hardware import choose_precision
     from imgclf.models.factory import create_model
 
     keras.mixed_precision.set_global_policy(choose_precision("auto"))
@@ -214,8 +214,8 @@ def main() -> int:
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs and the last results.json baseline; recompute the table")
     args = ap.parse_args()
 
-    from imgclf.data.builtin import FASHION_CLASSES
     from imgclf.core.hardware import machine_summary
+    from imgclf.data.builtin import FASHION_CLASSES
 
     out = Path(args.out)
     data = out / "data"

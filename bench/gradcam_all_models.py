@@ -16,8 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from imgclf.evaluation.explain import find_feature_map, gradcam
 from imgclf.core.hardware import machine_summary
+from imgclf.evaluation.explain import find_feature_map, gradcam
 from imgclf.models.factory import create_model
 from imgclf.models.registry import get_spec, list_models
 

@@ -48,10 +48,10 @@ def runtime_table(name: str, size: int, work: Path, repeats1: int, repeats32: in
     import tensorflow as tf
 
     import imgclf
+    from imgclf.export.exporter import serving_model
     from imgclf.inference.backends.litert import LiteRTBackend
     from imgclf.inference.backends.onnx_runtime import OnnxBackend
     from imgclf.inference.backends.savedmodel import SavedModelBackend
-    from imgclf.export.exporter import serving_model
     from imgclf.models.factory import create_model
 
     keras.mixed_precision.set_global_policy("float32")

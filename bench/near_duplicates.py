@@ -25,6 +25,7 @@ import io
 import numpy as np
 from PIL import Image
 
+from imgclf.core.hardware import machine_summary
 from imgclf.data.builtin import load_fashion_mnist_arrays
 from imgclf.data.fingerprint import (
     NEAR_DISTANCE,
@@ -35,7 +36,6 @@ from imgclf.data.fingerprint import (
     perceptual_hash,
     thumb_matrix,
 )
-from imgclf.core.hardware import machine_summary
 
 
 def dhash(img: Image.Image) -> int:

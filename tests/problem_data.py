@@ -13,9 +13,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from conftest import draw
+from PIL import Image
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # root reads files whatever their permissions
 

@@ -3,8 +3,8 @@ import pytest
 from PIL import Image
 
 import imgclf
-from imgclf.models.saving import load_keras_model
 from imgclf.data.augment import PRESETS, make_train_map, mix_batch, resolve_flip
+from imgclf.models.saving import load_keras_model
 
 
 @pytest.mark.parametrize("preset", [p for p in PRESETS if p != "none"])

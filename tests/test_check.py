@@ -7,12 +7,12 @@ import shutil
 
 import pytest
 from PIL import Image
+from problem_data import IS_ROOT, make_problem_folder
 
 from imgclf.cli import main
 from imgclf.data.check.health import EXIT_BLOCKING, check, check_folder
-from imgclf.data.check.report import format_report
 from imgclf.data.check.quarantine import restore
-from problem_data import IS_ROOT, make_problem_folder
+from imgclf.data.check.report import format_report
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import pytest
 
 import imgclf
 from imgclf.core.config import make_config
+from imgclf.core.errors import UserError
 from imgclf.training.distributed.strategy import (
     Distribution,
     Plan,
@@ -31,7 +32,6 @@ from imgclf.training.distributed.strategy import (
     plan_strategy,
     role,
 )
-from imgclf.core.errors import UserError
 from tests.conftest import make_image_folder
 
 ROOT = Path(__file__).resolve().parent.parent

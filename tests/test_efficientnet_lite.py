@@ -8,8 +8,8 @@ from PIL import Image
 
 from imgclf.core.errors import UserError
 from imgclf.models.efficientnet_lite import LITE_VARIANTS, block_plan, round_filters, weights_package_path
-from imgclf.models.imagenet import decode_top, imagenet_class_names
 from imgclf.models.factory import create_model
+from imgclf.models.imagenet import decode_top, imagenet_class_names
 from imgclf.models.registry import get_spec
 
 

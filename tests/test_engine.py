@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from imgclf.cli import main
-from imgclf.inference.engines import parse_options, predict_with_engine, require_engine
 from imgclf.core.errors import UserError
+from imgclf.inference.engines import parse_options, predict_with_engine, require_engine
 from imgclf.inference.files import predict_files
 from tests.conftest import make_image_folder
 

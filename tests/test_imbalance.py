@@ -56,8 +56,9 @@ def test_balanced_sampling_draws_each_class_equally_often():
 def test_balanced_training_with_macro_f1_checkpoint(tmp_path):
     import json
 
-    import imgclf
     from conftest import make_image_folder
+
+    import imgclf
 
     data = make_image_folder(tmp_path / "data", per_class=12)
     for p in sorted((tmp_path / "data" / "stripes").iterdir())[3:]:

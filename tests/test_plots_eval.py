@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf.evaluation.metrics import calibration, classification_metrics
 from imgclf.evaluation.figures.charts import (
     DPI,
     cluster_order,
@@ -24,6 +23,7 @@ from imgclf.evaluation.figures.grids import (
     plot_sample_predictions,
     plot_top_losses,
 )
+from imgclf.evaluation.metrics import calibration, classification_metrics
 
 
 def _case(n=90, k=3, seed=0, skill=2.0):
@@ -120,8 +120,8 @@ def test_image_grids(tmp_path):
 
 
 def test_confusion_matrix_up_to_50_classes_keeps_names_and_counts(tmp_path):
-    from imgclf.evaluation.metrics import confusion_matrix
     from imgclf.evaluation.figures.curves import plot_confusion_matrix
+    from imgclf.evaluation.metrics import confusion_matrix
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 50, 2000)

@@ -1,8 +1,8 @@
 import pytest
 
 from imgclf.core.errors import UserError
-from imgclf.core.run import Run
 from imgclf.core.fs import atomic_write_json, atomic_write_text, new_run_dir
+from imgclf.core.run import Run
 
 
 def test_new_run_dir_never_reuses_a_name(tmp_path):

@@ -1,10 +1,10 @@
 import pytest
 from PIL import Image
 
-from imgclf.data.scan import require_trainable, scan_folder
-from imgclf.core.manifest import manifest_csv, read_manifest
-from imgclf.data.split import stratified_split
 from imgclf.core.errors import UserError
+from imgclf.core.manifest import manifest_csv, read_manifest
+from imgclf.data.scan import require_trainable, scan_folder
+from imgclf.data.split import stratified_split
 
 
 def _img(path):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_image_folder
+
 from imgclf.core.errors import UserError
 
 CORRUPT = "circle/broken.png"
@@ -141,8 +141,8 @@ def test_pack_never_overwrites_unasked(packed, tmp_path):
 
 def test_pack_to_a_url(packed):
     """Any tf.io.gfile URL works: TensorFlow's in-memory ram:// file system stands in for gs:// here."""
-    from imgclf.data.shards.reader import iter_records, read_index, shards_root
     from imgclf.data.shards.pack import pack
+    from imgclf.data.shards.reader import iter_records, read_index, shards_root
 
     data, _, info = packed
     url = "ram://imgclf-test/shards"

@@ -5,12 +5,12 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import draw
 from PIL import Image
 
-from conftest import draw
 from imgclf.cli import main
-from imgclf.data.fingerprint import duplicate_groups, near_pairs, perceptual_hash
 from imgclf.core.manifest import read_manifest
+from imgclf.data.fingerprint import duplicate_groups, near_pairs, perceptual_hash
 from imgclf.data.split import split_folder, stratified_split
 
 

@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 import imgclf
+from imgclf.core.errors import UserError
 from imgclf.models.saving import load_keras_model
 from imgclf.training.callbacks import read_state
-from imgclf.core.errors import UserError
 from tests.conftest import make_image_folder
 
 

@@ -5,11 +5,11 @@ import json
 import os
 
 import pytest
+from problem_data import make_problem_folder
 
 import imgclf
 from imgclf.core.manifest import read_manifest
 from imgclf.data.split import split_folder
-from problem_data import make_problem_folder
 
 UNUSABLE = ("empty", "corrupt", "not_image", "too_large", "symlink_loop", "unreadable")
 
@@ -59,8 +59,8 @@ def test_pixel_limit_is_a_setting(tmp_path):
     from PIL import Image
 
     from imgclf.core.config import make_config
-    from imgclf.data.pipeline import decode_all
     from imgclf.core.errors import UserError
+    from imgclf.data.pipeline import decode_all
 
     Image.new("RGB", (40, 40)).save(tmp_path / "big.png")
     Image.new("RGB", (20, 20)).save(tmp_path / "small.png")

@@ -33,8 +33,14 @@ validation indices, in FMNIST_DIR, default: beside this script):
     python recipe_proxy_torch.py round1.json results.jsonl --parallel 12 --deadline 510
     (make val_idx.npy from a run: the 5-digit file names of its manifest.csv rows with split val)
 """
-import gzip, json, math, os, sys, time, traceback
+import gzip
+import json
+import math
 import multiprocessing as mp
+import os
+import sys
+import time
+import traceback
 
 import numpy as np
 

@@ -12,9 +12,26 @@ from __future__ import annotations
 import os
 import sys
 
+from imgclf.cli.demo import run_demo
 from imgclf.cli.parser import build_parser
 from imgclf.core.errors import UserError
+from imgclf.core.fs import refuse_overwrite
 from imgclf.core.quiet_stderr import filter_native_stderr
+from imgclf.core.run import Run
+from imgclf.data.builtin import export_dataset
+from imgclf.data.check.health import check
+from imgclf.data.check.report import format_report
+from imgclf.data.split import split_folder, split_summary
+from imgclf.evaluation.evaluate import evaluate
+from imgclf.evaluation.figures.augment_preview import preview
+from imgclf.evaluation.figures.run_figures import plot_run
+from imgclf.evaluation.report import write_report
+from imgclf.export.exporter import export
+from imgclf.inference.files import predict_files
+from imgclf.models.registry import get_spec, list_models
+from imgclf.models.weights import fetch_weights, keras_cache_dir, list_weights, pretrained_location
+from imgclf.serve import serve
+from imgclf.training.api import lr_find, train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,8 +56,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_train(args) -> int:
-    from imgclf.training.api import train
-
     settings = {k: v for k, v in vars(args).items() if k not in ("command", "config", "data")}
     run = train(getattr(args, "data", None), config=args.config, **settings)
     print(f"Run bundle: {run.path}")
@@ -49,8 +64,6 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from imgclf.evaluation.evaluate import evaluate
-
     if args.folds < 2:
         raise UserError(f"--folds must be at least 2, received {args.folds}.")
     if args.batch_size < 1:
@@ -70,10 +83,6 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    from imgclf.evaluation.report import write_report
-    from imgclf.core.run import Run
-    from imgclf.evaluation.figures.run_figures import plot_run
-
     run = Run(args.run)
     for path in plot_run(run):
         print(path)
@@ -82,9 +91,6 @@ def _cmd_plot(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from imgclf.inference.files import predict_files
-    from imgclf.core.fs import refuse_overwrite
-
     if args.output:
         refuse_overwrite(args.output, args.overwrite)
     if args.engine != "local":
@@ -114,25 +120,18 @@ def _report_predict(args, counts: dict) -> int:
 
 
 def _cmd_serve(args) -> int:
-    from imgclf.serve import serve
-
     serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, workers=args.workers,
           max_batch=args.max_batch, tta=args.tta)
     return 0
 
 
 def _cmd_export(args) -> int:
-    from imgclf.export.exporter import export
-
     result = export(args.run, format=args.format, out=args.out, overwrite=args.overwrite, max_int8_drop=args.max_int8_drop)
     print(result.summary())
     return 0
 
 
 def _cmd_models(args) -> int:
-    from imgclf.models.registry import get_spec, list_models
-    from imgclf.models.weights import pretrained_location
-
     names = list_models(args.pattern, pretrained=args.pretrained)
     if not names:
         raise UserError(f"No model matches {args.pattern!r}; run `imgclf models` for the full list.")
@@ -149,8 +148,6 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_weights(args) -> int:
-    from imgclf.models.weights import fetch_weights, keras_cache_dir, list_weights
-
     if args.weights_command == "fetch":
         for name, path in fetch_weights(args.names):
             print(f"{name:<22} {path}")
@@ -165,15 +162,11 @@ def _cmd_weights(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from imgclf.cli.demo import run_demo
-
     run_demo(args.dataset, out=args.out, data_dir=args.data_dir, epochs=args.epochs)
     return 0
 
 
 def _cmd_lr_find(args) -> int:
-    from imgclf.training.api import lr_find
-
     settings = {k: v for k, v in vars(args).items() if k not in ("command", "config", "data", "plot", "steps")}
     if getattr(args, "data", None) is None:
         raise UserError("lr-find needs DATA, a folder with one subfolder per class.")
@@ -188,8 +181,6 @@ def _cmd_lr_find(args) -> int:
 
 
 def _cmd_augment_preview(args) -> int:
-    from imgclf.evaluation.figures.augment_preview import preview
-
     path = preview(args.data, args.augment, out=args.out, img_size=args.img_size, flip=args.flip,
                    samples=args.samples, seed=args.seed, mixup=args.mixup, cutmix=args.cutmix)
     print(path)
@@ -197,8 +188,6 @@ def _cmd_augment_preview(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    from imgclf.data.check.report import format_report
-
     if args.restore:
         from imgclf.data.check.quarantine import restore
 
@@ -209,7 +198,6 @@ def _cmd_check(args) -> int:
         return 0
     if not args.data:
         raise UserError("Nothing to check: pass DATA, a folder with one subfolder per class (or --restore DIR).")
-    from imgclf.data.check.health import check
 
     report = check(args.data, json_path=args.json, quarantine_dir=args.quarantine, max_pixels=args.max_pixels,
                    min_side=args.min_side, near_distance=args.near_distance, workers=args.workers)
@@ -218,9 +206,6 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_split(args) -> int:
-    from imgclf.data.split import split_folder, split_summary
-    from imgclf.core.fs import refuse_overwrite
-
     refuse_overwrite(args.out, args.overwrite)
     rows = split_folder(args.data, args.out, val_fraction=args.val, test_fraction=args.test, seed=args.seed,
                         group_by=args.group_by, workers=args.workers)
@@ -240,7 +225,6 @@ def _cmd_datasets(args) -> int:
         print(summary(info, args.out))
         print(f"Next: imgclf train {args.out} --out runs/NAME")
         return 0
-    from imgclf.data.builtin import export_dataset
 
     path = export_dataset(args.name, args.out)
     print(path)

@@ -6,6 +6,10 @@ import time
 from pathlib import Path
 
 from imgclf.core.progress import log
+from imgclf.data.builtin import export_dataset
+from imgclf.evaluation.evaluate import evaluate
+from imgclf.inference.predictor import iter_image_paths, load
+from imgclf.training.api import train
 
 # Settings per dataset: enough epochs to reach the accuracy the README promises.
 DEMO_SETTINGS = {
@@ -24,10 +28,6 @@ def run_demo(dataset: str = "digits", out: str | None = None, data_dir: str = "i
         >>> ev.accuracy > 0.97  # doctest: +SKIP
         True
     """
-    from imgclf.data.builtin import export_dataset
-    from imgclf.evaluation.evaluate import evaluate
-    from imgclf.inference.predictor import iter_image_paths, load
-    from imgclf.training.api import train
 
     start = time.perf_counter()
     data = export_dataset(dataset, Path(data_dir) / dataset)

@@ -9,11 +9,17 @@ the commands that need it, so `imgclf --help` is instant.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import re
 import sys
+from dataclasses import fields
 
-from imgclf.core.errors import UserError
+from imgclf.core import config
+from imgclf.core.config import CHOICES, TrainConfig
+from imgclf.core.errors import UserError, did_you_mean
+from imgclf.core.version import __version__
+from imgclf.inference.engines import ENGINES
 
 # Mirrors tta.TTA_MODES (a test checks it); written out so the parser imports nothing for --help.
 TTA_CHOICES = ("auto", "none", "flip", "shift", "flip-shift")
@@ -46,19 +52,12 @@ Files that cannot be decoded are left out, with the reason in SHARDS/manifest.cs
 
 def _field_help() -> dict[str, str]:
     """One-line help per setting, read from the comments in config.py (the one source of truth)."""
-    import inspect
-
-    from imgclf.core import config
 
     source = inspect.getsource(config.TrainConfig)
     return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+): [^=]+= .*?  # (.*)$", source, re.M)}
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    from dataclasses import fields
-
-    from imgclf.core.config import CHOICES, TrainConfig
-
     helps = _field_help()
     p.add_argument("data", nargs="?", default=argparse.SUPPRESS, help=helps.get("data"))
     p.add_argument("--config", default=None, help="YAML file of settings (flags given here win)")
@@ -88,8 +87,6 @@ class _Parser(argparse.ArgumentParser):
         return options
 
     def error(self, message: str):
-        from imgclf.core.errors import did_you_mean
-
         hint = ""
         m = re.search(r"unrecognized arguments: (\S+)", message)
         if m:
@@ -98,9 +95,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from imgclf.core.version import __version__
-    from imgclf.inference.engines import ENGINES
-
     parser = _Parser(
         prog="imgclf",
         description="Train, evaluate, explain and ship image classifiers from a folder of images (one subfolder per class).",

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
+import sys
 from dataclasses import dataclass, fields
 from typing import Any
+
+import yaml
 
 from imgclf.core.errors import UserError, did_you_mean
 from imgclf.core.hardware import parse_devices
@@ -198,7 +202,6 @@ def load_yaml(path: str | os.PathLike) -> dict:
         >>> load_yaml("runs/leaves/config.yaml")["model"]  # doctest: +SKIP
         'small_cnn'
     """
-    import yaml
 
     try:
         with open(path, encoding="utf-8") as f:
@@ -220,10 +223,6 @@ def to_dict(config: TrainConfig) -> dict:
 
 def to_yaml(cfg: TrainConfig) -> str:
     """The resolved config plus library versions, as YAML. Example: ``to_yaml(TrainConfig())``."""
-    import platform
-    import sys
-
-    import yaml
 
     versions = {"imgclf": __version__, "python": platform.python_version()}
     for name in ("tensorflow", "keras", "numpy", "PIL"):

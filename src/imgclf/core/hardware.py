@@ -69,6 +69,7 @@ def choose_precision(requested: str = "auto", flags: set[str] | None = None, gpu
 
 def gpu_details() -> list[dict]:
     """Visible GPUs with their compute capability (imports TensorFlow). Example: ``gpu_details()``."""
+    # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     import tensorflow as tf
 
     out = []

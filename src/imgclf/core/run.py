@@ -1,7 +1,6 @@
 """The Run bundle: one folder that holds everything to use, judge and repeat a model.
 
 Layout (see DESIGN.md)::
-
     config.yaml  classes.json  preprocess.json  manifest.csv  model.keras
     checkpoints/  history.csv  metrics.json  report.html  plots/  logs/  exports/
 
@@ -17,7 +16,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from imgclf.core.config import load_yaml
 from imgclf.core.errors import UserError
+from imgclf.core.manifest import read_manifest
 
 MODEL_FILE = "model.keras"
 
@@ -69,8 +70,6 @@ class Run:
 
     @property
     def config(self) -> dict:
-        from imgclf.core.config import load_yaml
-
         return load_yaml(self.path / "config.yaml")
 
     @property
@@ -86,6 +85,5 @@ class Run:
 
     def manifest(self):
         """Rows of manifest.csv as dicts (path, label, split, ...). Example: ``run.manifest()[0]["split"]``."""
-        from imgclf.core.manifest import read_manifest
 
         return read_manifest(self.path / "manifest.csv")

@@ -5,7 +5,6 @@ float 0..255 pixels. It is never part of the saved model, so prediction,
 export and serving see exactly the images they are given.
 
 Presets (each includes the one before):
-
 * ``flip``: the mirror image half of the time, nothing else: it costs no
   training speed and lets test-time flipping help (see ``tta.choose_tta``).
 * ``light``: + translation by up to 10%, in whole pixels.
@@ -46,6 +45,7 @@ def augmentation_layers(preset: str, flip: str = "horizontal", seed: int = 0) ->
         >>> [type(l).__name__ for l in augmentation_layers("light")]  # doctest: +SKIP
         ['RandomFlip', 'RandomTranslation']
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     from keras import layers
 
     if preset == "none":
@@ -80,6 +80,7 @@ def mix_batch(x, y_onehot, mixup: float = 0.0, cutmix: float = 0.0, seed=None):
     Example:
         >>> x2, y2 = mix_batch(x, tf.one_hot(y, 10), mixup=0.2)  # doctest: +SKIP
     """
+    # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     import tensorflow as tf
 
     n = tf.shape(x)[0]
@@ -130,6 +131,7 @@ def make_train_map(preset: str, flip: str, num_classes: int, one_hot: bool, mixu
         >>> fn = make_train_map("standard", "horizontal", 10, one_hot=False)  # doctest: +SKIP
         >>> ds = ds.map(fn)  # doctest: +SKIP
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
     import tensorflow as tf
 

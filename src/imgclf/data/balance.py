@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from imgclf.core.progress import log
+
 AUTO_THRESHOLD = 1.5  # class_weight=auto weights the loss above this imbalance ratio
 
 
@@ -58,6 +60,7 @@ def balanced_index_dataset(labels, epoch_size: int, seed: int = 0):
         >>> np.bincount(np.array(list(ds.as_numpy_iterator())) >= 90)  # doctest: +SKIP
         array([51, 49])
     """
+    # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     import tensorflow as tf
 
     labels = np.asarray(labels)
@@ -82,7 +85,6 @@ def resolve_balance(labels, classes: list[str], mode: str, sampling: str, summar
         >>> resolve_balance([0, 0, 0, 1], ["a", "b"], "auto", "natural")  # doctest: +SKIP
         {0: 0.6667, 1: 2.0}
     """
-    from imgclf.core.progress import log
 
     ratio = imbalance_ratio(labels, len(classes))
     weights = class_weights(labels, len(classes), mode, sampling)

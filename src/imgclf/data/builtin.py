@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from imgclf.core.errors import UserError
 from imgclf.core.progress import Progress, log
@@ -27,6 +28,7 @@ DATASETS = ("digits", "fashion-mnist")
 
 def load_digits_arrays():
     """Digits as uint8 images (N, 8, 8) scaled to 0..255, with labels and class names."""
+    # lazy: scikit-learn loads only when these metrics are computed
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -61,6 +63,7 @@ def load_fashion_mnist_arrays():
         x_tr, y_tr, x_te, y_te = (_read_idx(folder / f) for f in FASHION_FILES)
         return (x_tr, y_tr), (x_te, y_te), FASHION_CLASSES
     try:
+        # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
         import keras
 
         (x_tr, y_tr), (x_te, y_te) = keras.datasets.fashion_mnist.load_data()
@@ -74,8 +77,6 @@ def load_fashion_mnist_arrays():
 
 
 def _write_split(root: Path, images: np.ndarray, labels: np.ndarray, classes: list[str], label: str) -> None:
-    from PIL import Image
-
     for c in classes:
         (root / c).mkdir(parents=True, exist_ok=True)
 

@@ -2,7 +2,6 @@
 
 Exact duplicates share the SHA-1 of their bytes. Near duplicates (the same
 photo re-encoded, resized or recompressed) are found in two steps:
-
 1. a 64-bit perceptual hash (pHash: the signs of the lowest 8x8 frequencies of
    a 32x32 grayscale DCT, against their median) picks candidates at most
    `NEAR_DISTANCE` bits apart. The pigeonhole principle keeps this fast: split
@@ -21,11 +20,13 @@ photo re-encoded, resized or recompressed) are found in two steps:
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from imgclf.data.decode import DEFAULT_MAX_PIXELS, DecodeError, open_image, read_bytes, to_color_mode
+from imgclf.data.parallel import map_files
 
 NEAR_DISTANCE = 8  # pHash bits out of 64; resized, re-encoded copies measured 0-6 apart
 NEAR_MAD = 4.0  # mean absolute difference of 16x16 thumbnails (0-255) below which a candidate is a near duplicate
@@ -139,9 +140,6 @@ def fingerprint_files(paths: list[str], workers: int = 0, label: str = "Hashing"
         >>> [f["sha1"][:8] for f in fingerprint_files(["a.png", "b.png"])]  # doctest: +SKIP
         ['3f786850', '89e6c98d']
     """
-    from functools import partial
-
-    from imgclf.data.parallel import map_files
 
     fn = partial(fingerprint_file, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
     return map_files(fn, paths, workers=workers, label=label, verbose=verbose)

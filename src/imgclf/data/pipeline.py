@@ -161,6 +161,7 @@ def _compact_memmap(images: np.ndarray, keep: np.ndarray, cache_path) -> np.ndar
 
 
 def _index_dataset(labels, n: int, shuffle: bool, seed: int, balanced: bool):
+    # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     import tensorflow as tf
 
     if balanced and n:
@@ -192,6 +193,7 @@ def make_dataset(
     Example:
         >>> ds = make_dataset(decoded, batch_size=32, shuffle=True)  # doctest: +SKIP
     """
+    # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     import tensorflow as tf
 
     images, labels = data.images, data.labels

@@ -17,8 +17,10 @@ import re
 from pathlib import Path
 
 from imgclf.core.errors import UserError
+from imgclf.core.fs import atomic_write_text
 from imgclf.core.manifest import excluded, manifest_csv, read_manifest, skipped
-
+from imgclf.data.fingerprint import NEAR_DISTANCE, UnionFind, duplicate_groups
+from imgclf.data.scan import require_trainable, scan_folder
 
 
 def _take(n: int, fraction: float, keep: int) -> int:
@@ -109,7 +111,6 @@ def group_keys(rows: list[dict], root: str | os.PathLike | None = None, group_by
         >>> group_keys(rows, "/d", group_by=r"(p\\d+)_")
         ['group:p1', 'group:p1', 'group:p2']
     """
-    from imgclf.data.fingerprint import NEAR_DISTANCE, UnionFind, duplicate_groups
 
     n = len(rows)
     uf = UnionFind(n)
@@ -196,7 +197,6 @@ def split_folder(data: str | os.PathLike, out: str | os.PathLike, val_fraction: 
         >>> sorted({r["split"] for r in rows})  # doctest: +SKIP
         ['test', 'train', 'val']
     """
-    from imgclf.core.fs import atomic_write_text
 
     for name, v in (("--val", val_fraction), ("--test", test_fraction)):
         if not 0 <= v < 0.9:
@@ -238,7 +238,6 @@ def training_rows(data: str | os.PathLike = "", manifest: str | os.PathLike = ""
     Example:
         >>> rows, classes = training_rows(manifest="split.csv")  # doctest: +SKIP
     """
-    from imgclf.data.scan import require_trainable, scan_folder
 
     if manifest:
         rows = read_manifest(manifest)

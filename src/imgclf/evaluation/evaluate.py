@@ -13,11 +13,15 @@ import time
 import numpy as np
 
 from imgclf.core.errors import UserError
-from imgclf.evaluation.results import Evaluation
-from imgclf.core.progress import log
-from imgclf.core.run import Run
 from imgclf.core.fs import atomic_write_json
 from imgclf.core.manifest import is_skipped
+from imgclf.core.progress import log
+from imgclf.core.run import Run
+from imgclf.data.pipeline import decode_all
+from imgclf.data.shards.reader import decode_for_evaluation, shard_source
+from imgclf.evaluation.figures.run_figures import collect_visuals, plot_run, save_predictions
+from imgclf.evaluation.results import Evaluation
+from imgclf.inference.predictor import load
 
 
 def _eval_rows(run: Run, data: str | None, split: str | None) -> tuple[list[dict], str]:
@@ -62,11 +66,8 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
         >>> round(ev.accuracy, 3)  # doctest: +SKIP
         0.962
     """
-    from imgclf.data.pipeline import decode_all
-    from imgclf.inference.predictor import load
 
     run = run if isinstance(run, Run) else Run(run)
-    from imgclf.data.shards.reader import decode_for_evaluation, shard_source
 
     shards = shard_source(run, data)  # packed TFRecords (`imgclf datasets pack`), given or trained on
     if not shards:
@@ -97,7 +98,6 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
     ev.metrics["skipped"] = [{"path": p, "reason": r} for p, r in decoded.skipped]
     ev.metrics["top_losses"] = ev.top_losses(16)
     atomic_write_json(run.file("metrics.json"), ev.metrics)
-    from imgclf.evaluation.figures.run_figures import collect_visuals, plot_run, save_predictions
 
     visuals = None
     if plots:

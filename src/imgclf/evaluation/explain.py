@@ -34,6 +34,7 @@ def find_feature_map(model):
         >>> name, tensor.shape  # doctest: +SKIP
         ('backbone', (None, 7, 7, 96))
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
 
     for layer in reversed(model.layers):
@@ -69,6 +70,7 @@ def gradcam(model, images: np.ndarray, class_index=None, batch_size: int = 32) -
         >>> maps.shape  # doctest: +SKIP
         (1, 96, 96)
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
     import tensorflow as tf
 
@@ -109,6 +111,7 @@ def embeddings(model, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
         >>> feats.shape  # doctest: +SKIP
         (240, 96)
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
     import tensorflow as tf
 
@@ -152,6 +155,7 @@ def project(features: np.ndarray, methods=("pca", "tsne", "umap"), seed: int = 0
     pca = centred @ comps.T
     out["pca"] = pca if pca.shape[1] == 2 else np.c_[pca, np.zeros(len(pca))]
     if "tsne" in methods and len(x) >= 5:
+        # lazy: scikit-learn loads only when these metrics are computed
         from sklearn.manifold import TSNE
 
         perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
@@ -161,6 +165,7 @@ def project(features: np.ndarray, methods=("pca", "tsne", "umap"), seed: int = 0
         out["tsne"] = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, max_iter=500).fit_transform(reduced)
     if "umap" in methods and len(x) >= 10:
         try:
+            # lazy: optional extra: imgclf[umap]
             import umap  # optional: umap-learn
         except ImportError:
             pass

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import os
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from imgclf.core.fs import atomic_write_text
+from imgclf.core.run import Run
 
 STYLE = """
 :root{--fg:#1f2328;--muted:#656d76;--line:#d0d7de;--soft:#f6f8fa;--accent:#0969da}
@@ -149,10 +154,7 @@ def _top_loss_thumbnails(run, m: dict) -> str:
     path = run.file("predictions.npz")
     if not path.exists() or not m.get("top_losses"):
         return ""
-    import io
 
-    import numpy as np
-    from PIL import Image
 
     with np.load(path, allow_pickle=False) as f:
         if "top_loss_images" not in f.files:
@@ -205,7 +207,6 @@ def write_report(run, evaluation=None) -> str:
         >>> write_report(imgclf.Run("runs/leaves"))  # doctest: +SKIP
         'runs/leaves/report.html'
     """
-    from imgclf.core.run import Run
 
     run = run if isinstance(run, Run) else Run(run)
     if evaluation is None:

@@ -28,8 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.core.errors import UserError
-from imgclf.core.run import Run
 from imgclf.core.fs import atomic_write_json, free_name
+from imgclf.core.run import Run
+from imgclf.core.version import __version__
+from imgclf.data.decode import DecodeError, decode_image
+from imgclf.inference.backends.keras_model import feature_model
+from imgclf.inference.predictor import Predictor, load
 
 FORMATS = {  # format -> default file name under RUN/exports/
     "keras": "model.keras",
@@ -86,6 +90,7 @@ def float32_copy(model):
         >>> float32_copy(load_keras_model(run.model_path)).dtype_policy.name  # doctest: +SKIP
         'float32'
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
 
     def to_float32(obj):
@@ -97,6 +102,7 @@ def float32_copy(model):
             return [to_float32(v) for v in obj]
         return obj
 
+    # lazy: imports keras (imgclf.models.layers)
     from imgclf.models import layers  # noqa: F401  (registers Preprocess for from_config)
 
     copy = model.__class__.from_config(to_float32(model.get_config()))
@@ -111,9 +117,9 @@ def serving_model(model):
         >>> serving_model(load_keras_model(run.model_path)).output_shape  # doctest: +SKIP
         {'embedding': (None, 96), 'probabilities': (None, 3)}
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
 
-    from imgclf.inference.backends.keras_model import feature_model
 
     model = float32_copy(model)
     return keras.Model(model.inputs, {"probabilities": model.output, "embedding": feature_model(model).output},
@@ -131,8 +137,6 @@ def _sample_rows(run: Run, splits: tuple, limit: int, seed: int = 0) -> tuple[li
 
 
 def _decode_rows(rows: list[dict], preprocess: dict) -> tuple[np.ndarray, list[str]]:
-    from imgclf.data.decode import DecodeError, decode_image
-
     images, labels = [], []
     for r in rows:
         try:
@@ -155,13 +159,13 @@ def _metadata(run: Run, fmt: str) -> dict:
     if run.file("metrics.json").exists():
         m = run.read_json("metrics.json")
         meta["metrics"] = {k: m[k] for k in ("accuracy", "macro_f1", "num_samples") if k in m}
-    from imgclf.core.version import __version__
 
     meta["imgclf_version"] = __version__
     return meta
 
 
 def _write(model, fmt: str, path: Path, meta: dict, calibration: np.ndarray) -> None:
+    # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     import tensorflow as tf
 
     if fmt == "keras":
@@ -188,6 +192,7 @@ def _write(model, fmt: str, path: Path, meta: dict, calibration: np.ndarray) -> 
         path.write_bytes(add_tflite_metadata(path.read_bytes(), meta))
     elif fmt == "onnx":
         try:
+            # lazy: optional extra: imgclf[onnx]
             import onnx
         except ImportError:
             raise UserError("ONNX export needs the onnx and tf2onnx packages: pip install 'imgclf[onnx]'") from None
@@ -245,7 +250,6 @@ def export(run, format: str = "tflite", out: str | os.PathLike | None = None, ov
         >>> result.path, result.parity["accuracy_drop"]  # doctest: +SKIP
         (PosixPath('runs/leaves/exports/model_int8.tflite'), 0.004)
     """
-    from imgclf.inference.predictor import Predictor, load
 
     if format not in FORMATS:
         from imgclf.core.errors import did_you_mean
@@ -254,6 +258,7 @@ def export(run, format: str = "tflite", out: str | os.PathLike | None = None, ov
     run = run if isinstance(run, Run) else Run(run)
     path = _target(run, format, out, overwrite)
     start = time.perf_counter()
+    # lazy: imports keras (imgclf.models.saving)
     from imgclf.models.saving import load_keras_model
     keras_model = load_keras_model(run.model_path)
     pre = run.preprocess

@@ -12,6 +12,9 @@ import sys
 from typing import Iterator
 
 from imgclf.core.errors import UserError
+from imgclf.core.progress import Progress
+from imgclf.inference.predictor import iter_image_paths, load
+from imgclf.inference.writers import write_predictions
 
 
 def _validate(top_k: int, threshold: float, batch_size: int, sort_into, move: bool) -> None:
@@ -37,9 +40,6 @@ def predict_files(model, inputs: list[str], top_k: int = 1, fmt: str = "table", 
         >>> predict_files("runs/leaves", ["photos/"], fmt="csv", output="preds.csv", sort_into="sorted/")  # doctest: +SKIP
         {'images': 1200, 'errors': 2}
     """
-    from imgclf.inference.predictor import iter_image_paths, load
-    from imgclf.inference.writers import write_predictions
-    from imgclf.core.progress import Progress
 
     _validate(top_k, threshold, batch_size, sort_into, move)
     paths = iter_image_paths(inputs)

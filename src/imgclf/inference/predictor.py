@@ -20,9 +20,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from imgclf.data.decode import DecodeError, decode_image
-from imgclf.data.scan import is_hidden_or_system, is_image_name
 from imgclf.core.errors import UserError
+from imgclf.data.decode import DecodeError, decode_image
+from imgclf.data.scan import IMAGE_EXTENSIONS, is_hidden_or_system, is_image_name
+from imgclf.inference.backends import metadata, open_backend
 
 UNKNOWN = "unknown"  # the class given when the top probability is below the threshold
 
@@ -237,8 +238,6 @@ def iter_image_paths(inputs: list[str]) -> Iterator[str]:
 
 
 def _check_inputs(inputs: list[str]) -> None:
-    from imgclf.data.scan import IMAGE_EXTENSIONS
-
     for item in inputs:
         if os.path.isdir(item):
             continue
@@ -270,7 +269,6 @@ def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
         >>> imgclf.load("runs/leaves/exports/model.tflite").format  # doctest: +SKIP
         'tflite'
     """
-    from imgclf.inference.backends import metadata
     p = Path(path)
     if not p.exists():
         raise UserError(
@@ -281,6 +279,7 @@ def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
         from imgclf.core.run import Run
 
         run = Run(p)
+        # lazy: imports keras (imgclf.models.saving)
         from imgclf.models.saving import load_keras_model  # heavy: TensorFlow, which .tflite and .onnx never need
 
         clf = Predictor(load_keras_model(run.model_path), run.classes, run.preprocess, source=str(p), tta=tta)
@@ -288,6 +287,7 @@ def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
         return clf
     if p.suffix == ".keras" and p.is_file():
         meta = metadata.require(metadata.read_sidecar(p), p)
+        # lazy: imports keras (imgclf.models.saving)
         from imgclf.models.saving import load_keras_model  # heavy: TensorFlow, which .tflite and .onnx never need
 
         clf = Predictor(load_keras_model(p), meta["classes"], meta["preprocess"], source=str(p), tta=tta)
@@ -297,7 +297,6 @@ def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
         raise UserError(
             f"{str(path)!r} is neither an imgclf run (no classes.json) nor a SavedModel folder (no saved_model.pb)."
         )
-    from imgclf.inference.backends import open_backend
 
     backend, meta = open_backend(p)
     meta = metadata.require(meta, p)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from imgclf.models.registry import register_model
+from imgclf.models.weights import imagenet_weights_error, keras_cache_dir
 
 
 class App(NamedTuple):
@@ -102,6 +103,7 @@ _EXTRA_KWARGS = {
 
 def _make_builder(name: str, constructor: str):
     def build(input_shape, weights=None, bn_momentum=0.9):
+        # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
         import keras
 
         fn = getattr(keras.applications, constructor)
@@ -122,8 +124,6 @@ def _make_builder(name: str, constructor: str):
 
 
 def _build_or_explain(fn, name, constructor, input_shape, weights, kwargs):
-    from imgclf.models.weights import imagenet_weights_error
-
     try:
         return fn(include_top=False, weights=weights, input_shape=input_shape, **kwargs)
     except Exception as e:  # the Keras download path failed (offline, proxy, ...)
@@ -135,6 +135,7 @@ def _build_or_explain(fn, name, constructor, input_shape, weights, kwargs):
 def _set_bn_momentum(model, momentum: float) -> None:
     # Trained from scratch in a short run, BatchNorm's moving averages must
     # keep up with the weights; Keras' 0.99 lags far behind (see config.py).
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
 
     for layer in model.layers:
@@ -144,8 +145,6 @@ def _set_bn_momentum(model, momentum: float) -> None:
 
 def _locator(pattern: str):
     def locate():
-        from imgclf.models.weights import keras_cache_dir
-
         return next(iter(sorted(keras_cache_dir().glob(pattern))), None)
 
     return locate

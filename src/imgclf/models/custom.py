@@ -15,6 +15,7 @@ from imgclf.models.registry import register_model
 
 
 def _conv_bn_relu(x, filters: int, bn_momentum: float, name: str):
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     from keras import layers
 
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{name}_conv")(x)
@@ -23,6 +24,7 @@ def _conv_bn_relu(x, filters: int, bn_momentum: float, name: str):
 
 
 def _stages(input_shape, widths, bn_momentum: float, name: str):
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
     from keras import layers
 
@@ -52,6 +54,7 @@ def small_cnn(input_shape, weights=None, bn_momentum=0.9):
 
 
 def _residual(x, filters: int, bn_momentum: float, name: str):
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     from keras import layers
 
     y = _conv_bn_relu(x, filters, bn_momentum, f"{name}a")
@@ -60,6 +63,7 @@ def _residual(x, filters: int, bn_momentum: float, name: str):
 
 
 def _res_stages(input_shape, stem: int, widths, bn_momentum: float, name: str):
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
     from keras import layers
 
@@ -89,7 +93,6 @@ def small_resnet(input_shape, weights=None, bn_momentum=0.9):
     """Build the small_resnet backbone. Example: ``small_resnet((28, 28, 1)).output_shape``.
 
     Shaped for 28-96 pixel images trained from scratch on a CPU in minutes:
-
     * one 32-filter conv at full resolution keeps fine texture, and only one,
       since convs at full resolution cost the most per filter;
     * each stage pools first and widens after (ResNet-9 widens first), so the

@@ -27,6 +27,7 @@ import math
 from pathlib import Path
 
 from imgclf.core.errors import UserError
+from imgclf.models.pth_reader import read_pth
 from imgclf.models.registry import register_model
 
 # name: (width, depth, default resolution, params M with the 1000-class top, FP32 ImageNet top-1),
@@ -106,6 +107,7 @@ def build_lite(input_shape, width: float, depth: float, name: str, bn_momentum: 
         >>> build_lite((224, 224, 3), 1.0, 1.0, "efficientnet_lite0").output_shape  # doctest: +SKIP
         (None, 7, 7, 1280)
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
     from keras import layers
 
@@ -221,7 +223,6 @@ def imagenet_head_weights(name: str = "efficientnet_lite0"):
         >>> kernel.shape  # doctest: +SKIP
         (1280, 1000)
     """
-    from imgclf.models.pth_reader import read_pth
 
     state = read_pth(_require_package(name))
     return state["_fc.weight"].T, state["_fc.bias"]
@@ -246,8 +247,6 @@ def _require_package(name: str) -> Path:
 
 def _make_builder(name: str, width: float, depth: float):
     def build(input_shape, weights=None, bn_momentum=0.9):
-        from imgclf.models.pth_reader import read_pth
-
         if weights == "imagenet" and input_shape[-1] != 3:
             raise UserError(f"ImageNet weights for {name!r} need RGB input: pass --color-mode rgb.")
         backbone = build_lite(input_shape, width, depth, name, bn_momentum=bn_momentum)

@@ -16,6 +16,10 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 
+import numpy as np
+
+from imgclf.models.efficientnet_lite import imagenet_head_weights
+
 
 @lru_cache(maxsize=1)
 def imagenet_class_names() -> tuple[str, ...]:
@@ -36,7 +40,7 @@ def imagenet_classifier(name: str = "efficientnet_lite0"):
         >>> decode_top(model.predict(batch), k=3)  # doctest: +SKIP
         [[('tabby', 0.61), ('tiger_cat', 0.2), ('Egyptian_cat', 0.1)]]
     """
-    from imgclf.models.efficientnet_lite import imagenet_head_weights
+    # lazy: imports keras (imgclf.models.factory)
     from imgclf.models.factory import create_model
 
     model = create_model(name, num_classes=1000, weights="imagenet", dropout=0.0)
@@ -53,7 +57,6 @@ def decode_top(probs, k: int = 5) -> list[list[tuple[str, float]]]:
         >>> decode_top(np.eye(1000)[[281]], k=1)
         [[('tabby', 1.0)]]
     """
-    import numpy as np
 
     names = imagenet_class_names()
     probs = np.asarray(probs)

@@ -1,7 +1,6 @@
 """Where pretrained weights come from, and what to do when they cannot be had.
 
 Three sources, in the order a user meets them:
-
 * ``--weights imagenet`` for a keras.applications model: Keras downloads the
   file once into its cache (``$KERAS_HOME/models``, by default
   ``~/.keras/models``) and reads it from there afterwards, offline too.
@@ -19,6 +18,7 @@ import os
 from pathlib import Path
 
 from imgclf.core.errors import UserError
+from imgclf.models.registry import get_spec, list_models
 
 
 def keras_cache_dir() -> Path:
@@ -51,7 +51,6 @@ def pretrained_location(name: str) -> Path | None:
         >>> pretrained_location("small_cnn") is None
         True
     """
-    from imgclf.models.registry import get_spec
 
     spec = get_spec(name)
     if not spec.pretrained or spec.weights_locator is None:
@@ -69,7 +68,6 @@ def fetch_weights(names: list[str]) -> list[tuple[str, Path]]:
         >>> fetch_weights(["mobilenet_v2"])  # doctest: +SKIP
         [('mobilenet_v2', PosixPath('/home/me/.keras/models/mobilenet_v2_..._no_top.h5'))]
     """
-    from imgclf.models.registry import get_spec
 
     specs = [get_spec(n) for n in names]  # all names checked before any download
     for spec in specs:
@@ -97,7 +95,6 @@ def list_weights() -> list[dict]:
         >>> [row["model"] for row in list_weights()]  # doctest: +SKIP
         ['efficientnet_lite0', 'mobilenet_v2']
     """
-    from imgclf.models.registry import list_models
 
     rows = []
     for name in list_models(pretrained=True):
@@ -127,6 +124,7 @@ def load_backbone_weights(backbone, path: str) -> None:
         )
     try:
         if p.suffix == ".keras":
+            # lazy: imports keras (imgclf.models.saving)
             from imgclf.models.saving import load_keras_model
 
             source = load_keras_model(p)

@@ -2,7 +2,6 @@
 
 A file lists Keras layers in order; imgclf adds its usual input preprocessing
 in front and its head (global pooling, dropout, classifier) behind::
-
     # my_cnn.yaml            use with: imgclf train data/ --model my_cnn.yaml
     name: my_cnn             # optional (default: the file name)
     input_size: 64           # default input side (optional; 0 = chosen from the data)
@@ -33,8 +32,11 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+import yaml
+
 from imgclf.core.errors import UserError, did_you_mean
 from imgclf.models.registry import ModelSpec, register_file_resolver
+
 # The modes of layers.Preprocess (not imported from there: that imports Keras;
 # tests/test_yaml_arch.py checks the two agree).
 PREPROCESS_MODES = ("none", "unit", "tf", "torch", "caffe")
@@ -55,8 +57,6 @@ def _where(path: str, node) -> str:
 
 
 def _scalar(node):
-    import yaml
-
     return yaml.safe_load(yaml.serialize(node))
 
 
@@ -67,7 +67,6 @@ def parse_layers(path: str, node) -> list[tuple[str, dict, str]]:
         >>> parse_layers("a.yaml", yaml.compose("- ReLU"))  # doctest: +SKIP
         [('ReLU', {}, 'a.yaml line 1')]
     """
-    import yaml
 
     if not isinstance(node, yaml.SequenceNode) or not node.value:
         raise UserError(f"{_where(path, node)}: 'layers' must be a non-empty list of layers, e.g. '- Conv2D: {{filters: 32, kernel_size: 3}}'.")
@@ -106,6 +105,7 @@ def check_layer_args(layers: list[tuple[str, dict, str]]) -> None:
         >>> check_layer_args([("Conv2D", {"filter": (8, "a.yaml line 3")}, "a.yaml line 3")])  # doctest: +SKIP
         UserError: a.yaml line 3: Conv2D has no argument 'filter'. Did you mean 'filters'?
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
 
     for cls, args, where in layers:
@@ -120,9 +120,6 @@ def check_layer_args(layers: list[tuple[str, dict, str]]) -> None:
 
 @lru_cache(maxsize=32)
 def _load(path: str, mtime: float):
-    import yaml
-
-
     try:
         text = Path(path).read_text(encoding="utf-8")
         root = yaml.compose(text)
@@ -167,6 +164,7 @@ def _load(path: str, mtime: float):
     name = str(get("name", Path(path).stem, str))
 
     def build(input_shape, weights=None, bn_momentum=0.9):
+        # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
         import keras
 
         check_layer_args(layers)

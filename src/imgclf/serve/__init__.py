@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 
 from imgclf.core.errors import UserError
+from imgclf.inference.predictor import load
 
 CONFIG_ENV = "IMGCLF_SERVE_CONFIG"  # how worker processes learn what to serve
 
 
 def _require_packages() -> None:
     try:
+        # lazy: optional extra: imgclf[serve]
         import fastapi  # noqa: F401
         import fastapi_offline  # noqa: F401  (/docs without a CDN)
         import python_multipart  # noqa: F401  (python-multipart >= 0.0.13, for uploads)
@@ -34,7 +37,7 @@ def app_from_env():
     Example:
         >>> os.environ[CONFIG_ENV] = json.dumps({"model": "model.tflite"}); app = app_from_env()  # doctest: +SKIP
     """
-    from imgclf.inference.predictor import load
+    # lazy: imports fastapi (imgclf.serve.app)
     from imgclf.serve.app import create_app
 
     cfg = json.loads(os.environ[CONFIG_ENV])
@@ -60,9 +63,9 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
         raise UserError(f"--workers must be at least 1, received {workers}.")
     if max_upload_mb <= 0:
         raise UserError(f"--max-upload-mb must be positive, received {max_upload_mb}.")
+    # lazy: optional extra: imgclf[serve]
     import uvicorn
 
-    from imgclf.inference.predictor import load
 
     _check_port(host, port)
     predictor = load(model, tta=tta)  # load once here so that a bad model fails now, with a clear message
@@ -75,6 +78,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
           file=sys.stderr)
     settings = {"max_upload_mb": max_upload_mb, "max_batch": max_batch}
     if workers == 1:
+        # lazy: imports fastapi (imgclf.serve.app)
         from imgclf.serve.app import create_app
 
         uvicorn.run(create_app(predictor, **settings), host=host, port=port, log_level=log_level)
@@ -84,8 +88,6 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
 
 
 def _check_port(host: str, port: int) -> None:
-    import socket
-
     if not 0 < port < 65536:
         raise UserError(f"--port must be between 1 and 65535, received {port}.")
     try:

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from imgclf.core.version import __version__
 from imgclf.data.decode import DecodeError, decode_image
 from imgclf.serve.batcher import MicroBatcher
 
@@ -196,6 +197,4 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
 
 
 def _version() -> str:
-    from imgclf.core.version import __version__
-
     return __version__

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import sys
 import time
 
 import keras
@@ -118,7 +119,6 @@ class EpochProgress(keras.callbacks.Callback):
 
     def __init__(self, epochs: int, steps: int, batch_size: int, schedule=None, stream=None):
         super().__init__()
-        import sys
 
         self.epochs, self.steps, self.batch_size = epochs, steps, batch_size
         self.schedule = schedule  # a ProgressSchedule, for time-budget estimates

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from imgclf.core.progress import log
 
 
@@ -62,8 +64,8 @@ def compute_features(model, images, batch_size: int = 128):
         >>> compute_features(model, sets["train"].images).shape  # doctest: +SKIP
         (900, 1280)
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
-    import numpy as np
 
     head = _head_layers(model)
     extractor = keras.Model(model.inputs, head[0].input)
@@ -73,6 +75,7 @@ def compute_features(model, images, batch_size: int = 128):
 
 def _sync_stop(full, head):
     """A callback that lets early stopping (it sets full.stop_training) stop the head model's loop."""
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
 
     class SyncStop(keras.callbacks.Callback):
@@ -96,8 +99,8 @@ def fit_head_on_features(model, sets: dict, callbacks: list, *, batch_size: int,
     Example:
         >>> fit_head_on_features(model, trainer.sets, [RunWriter(...)], batch_size=64, epochs=3, initial_epoch=0)  # doctest: +SKIP
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
-    import numpy as np
 
     t0 = time.perf_counter()
     n_classes = model.output_shape[-1]

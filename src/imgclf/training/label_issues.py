@@ -3,7 +3,6 @@
 The method needs *out-of-sample* probabilities: predicted by a model that did
 not train on the image, or the model simply repeats the wrong label it
 memorised. Two honest sources:
-
 * ``method="cv"`` (the default): k-fold cross-validation. Every image of the
   run (train, val and test, or of a `data` folder) is predicted by a small
   copy of the run's model (same architecture, input size, colour mode,
@@ -28,10 +27,12 @@ import os
 import numpy as np
 
 from imgclf.core.errors import UserError
-from imgclf.core.progress import log
-from imgclf.core.run import Run
 from imgclf.core.fs import atomic_write_json, atomic_write_text
 from imgclf.core.manifest import is_skipped
+from imgclf.core.progress import log
+from imgclf.core.run import Run
+from imgclf.data.pipeline import DecodedSet, decode_all, make_dataset
+from imgclf.evaluation.figures.grids import plot_label_issues
 
 
 def confident_issues(y_given, probs) -> dict:
@@ -71,9 +72,10 @@ def cross_val_probs(run: Run, images: np.ndarray, labels: np.ndarray, folds: int
     Example:
         >>> probs = cross_val_probs(run, decoded.images, decoded.labels, folds=5)  # doctest: +SKIP
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
 
-    from imgclf.data.pipeline import DecodedSet, make_dataset
+    # lazy: imports keras (imgclf.models.factory)
     from imgclf.models.factory import create_model
 
     cfg = run.config
@@ -134,8 +136,6 @@ def find_label_issues(run, method: str = "cv", data: str | os.PathLike | None = 
         >>> issues[0]["path"], issues[0]["given"], issues[0]["suggested"]  # doctest: +SKIP
         ('data/rust/0412.jpg', 'rust', 'healthy')
     """
-    from imgclf.data.pipeline import decode_all
-    from imgclf.evaluation.figures.grids import plot_label_issues
 
     run = run if isinstance(run, Run) else Run(run)
     if method not in ("cv", "holdout"):

@@ -38,6 +38,7 @@ def suggest_lr(lrs, losses, beta: float = 0.9) -> tuple[float, list[float]]:
 
 
 def range_test(model, dataset, steps: int, start: float, end: float):
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
 
     lrs, losses = [], []

@@ -19,6 +19,7 @@ def freeze_for_phase(model, phase: str, cfg) -> None:
         >>> model.get_layer("backbone").trainable  # doctest: +SKIP
         False
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
 
     backbone = model.get_layer("backbone")
@@ -39,6 +40,7 @@ def make_optimizer(cfg):
     Example:
         >>> make_optimizer(TrainConfig(optimizer="sgd"))  # doctest: +SKIP
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
 
     # A starting value only: the schedule (or the lr-find sweep) sets the rate before every step.
@@ -62,6 +64,7 @@ def compile_for_training(model, cfg, one_hot: bool) -> None:
     Example:
         >>> compile_for_training(model, cfg, one_hot=False)  # doctest: +SKIP
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
 
     if one_hot:

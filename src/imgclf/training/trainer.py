@@ -10,18 +10,36 @@ backbone stays in inference mode throughout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
+import shutil
 import time
 from pathlib import Path
 
+import numpy as np
+
 from imgclf.core.config import TrainConfig, to_yaml
 from imgclf.core.errors import UserError
-from imgclf.core.progress import log
-from imgclf.training.lr_find import find_lr
-from imgclf.core.run import Run
 from imgclf.core.fs import atomic_write_json, atomic_write_text, new_run_dir
-from imgclf.core.manifest import is_skipped, skip_reason, skipped as skipped_status
+from imgclf.core.hardware import choose_precision, gpu_details
+from imgclf.core.manifest import is_skipped, manifest_csv, read_manifest, skip_reason
+from imgclf.core.manifest import skipped as skipped_status
+from imgclf.core.progress import log
+from imgclf.core.run import Run
+from imgclf.data.augment import make_train_map, resolve_flip
+from imgclf.data.balance import resolve_balance
+from imgclf.data.decode import probe_images
+from imgclf.data.pipeline import decode_all, make_dataset, sha1_files
+from imgclf.data.shards.reader import make_split_dataset, streamed_sets
+from imgclf.data.split import training_rows
+from imgclf.inference.tta import choose_tta
+from imgclf.models.registry import default_label_smoothing, default_lr, get_spec
+from imgclf.training.distributed.strategy import Distribution
+from imgclf.training.feature_cache import feature_cache_applies, fit_head_on_features
+from imgclf.training.lr_find import find_lr
+from imgclf.training.recipe import compile_for_training, freeze_for_phase
 
 
 class Trainer:
@@ -37,7 +55,6 @@ class Trainer:
     def _resolve_model_defaults(self) -> None:
         """Turn lr and label_smoothing 'model' into the values the model was tuned with (idempotent; config.yaml
         then records the numbers used)."""
-        from imgclf.models.registry import default_label_smoothing, default_lr
 
         cfg = self.cfg
         if cfg.lr == "model":
@@ -47,8 +64,6 @@ class Trainer:
 
     # ---------------------------------------------------------------- data
     def _prepare_rows(self):
-        from imgclf.data.split import training_rows
-
         cfg = self.cfg
         if self.shards:  # packed by `imgclf datasets pack`: its split, made by the same code as below
             from imgclf.data.shards.reader import shard_rows
@@ -74,9 +89,6 @@ class Trainer:
             )
 
     def _resolve_auto_settings(self):
-        from imgclf.data.decode import probe_images
-        from imgclf.models.registry import get_spec
-
         cfg, spec = self.cfg, get_spec(self.cfg.model)
         if self.shards:
             from imgclf.data.shards.reader import shard_probe
@@ -117,8 +129,6 @@ class Trainer:
 
     def _stream_splits(self):
         """Training from shards: nothing is decoded ahead; the pack already left out undecodable files."""
-        from imgclf.data.balance import resolve_balance
-        from imgclf.data.shards.reader import streamed_sets
 
         self.sets = streamed_sets(self.shards, self.classes, self.cfg.max_pixels)
         self._write_manifest()
@@ -128,8 +138,6 @@ class Trainer:
                                             self.cfg.sampling, self.summary)
 
     def _decode_splits(self):
-        from imgclf.data.pipeline import decode_all, sha1_files
-
         if self.shards:
             return self._stream_splits()
         cfg = self.cfg
@@ -164,19 +172,14 @@ class Trainer:
         if len(self.sets["val"]) == 0:
             raise UserError("No decodable validation images left; see manifest.csv for the reasons.")
         self.summary["skipped"] = [{"path": p, "reason": r} for p, r in skipped.items()]
-        from imgclf.data.balance import resolve_balance
 
         self.class_weight = resolve_balance(self.sets["train"].labels, self.classes, cfg.class_weight, cfg.sampling, self.summary)
 
     def _write_manifest(self):
-        from imgclf.core.manifest import manifest_csv
-
         atomic_write_text(self.run_dir / "manifest.csv", manifest_csv(self.rows))
 
     # ---------------------------------------------------------------- bundle
     def _write_bundle_start(self):
-        from imgclf.models.registry import get_spec
-
         cfg = self.cfg
         spec = get_spec(cfg.model)
         atomic_write_text(self.run_dir / "config.yaml", to_yaml(cfg))
@@ -198,7 +201,6 @@ class Trainer:
 
         With `run_dir` None a new run folder is created from ``out``.
         """
-        from imgclf.models.registry import get_spec
 
         cfg = self.cfg
         get_spec(cfg.model)  # fail fast on an unknown model name, before any work
@@ -222,7 +224,6 @@ class Trainer:
 
     def train_dataset(self):
         """The training tf.data pipeline (shuffled, augmented). Example: ``trainer.train_dataset()``."""
-        from imgclf.data.pipeline import make_dataset
 
         cfg = self.cfg
         if self.shards:  # streamed; several workers each read their own files, as many steps each
@@ -233,7 +234,6 @@ class Trainer:
 
     def val_dataset(self):
         """The validation tf.data pipeline (in label order, not augmented). Example: ``trainer.val_dataset()``."""
-        from imgclf.data.pipeline import make_dataset
 
         batch = max(self.dist.global_batch, 128)
         if self.shards:
@@ -241,8 +241,6 @@ class Trainer:
         return self.dist.shard(make_dataset(self.sets["val"], batch, map_fn=self._val_map()))
 
     def _shard_dataset(self, split: str, batch_size: int, shuffle: bool = False, map_fn=None, **kwargs):
-        from imgclf.data.shards.reader import make_split_dataset
-
         cfg = self.cfg
         return make_split_dataset(self.shards, split, batch_size=batch_size, img_size=cfg.img_size, color_mode=cfg.color_mode,
                                   resize=cfg.resize, shuffle=shuffle, seed=cfg.seed, map_fn=map_fn, max_pixels=cfg.max_pixels,
@@ -265,8 +263,6 @@ class Trainer:
                 self.dist.finish(completed)  # a worker's scratch folder; the chief's backup once complete
 
     def _remove_run_without_epochs(self) -> None:
-        import shutil
-
         run_dir = self.run_dir
         if run_dir is not None and run_dir.is_dir() and not (run_dir / "checkpoints" / "last.keras").exists():
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -277,6 +273,7 @@ class Trainer:
         if self.cfg.lr == "auto":
             found = find_lr(self, out=self.run_dir / "plots" / "lr_find.png")
             self.cfg.lr = float(f"{found['suggested_lr']:.3g}")
+            # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
             import keras
 
             keras.utils.set_random_seed(self.cfg.seed)  # the real model starts from the same weights as without lr-find
@@ -287,8 +284,8 @@ class Trainer:
         return self._run_phases(model, state)
 
     def fit_resume(self) -> Run:
+        # lazy: imports keras (imgclf.training.callbacks)
         from imgclf.training.callbacks import read_state
-        from imgclf.core.manifest import read_manifest
 
         cfg = self.cfg
         state = read_state(self.run_dir)
@@ -298,8 +295,10 @@ class Trainer:
         atomic_write_text(self.run_dir / "config.yaml", to_yaml(cfg))
         self._setup_backend()
         self._decode_splits()
+        # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
         import keras
 
+        # lazy: imports keras (imgclf.models.layers)
         from imgclf.models import layers  # noqa: F401
 
         with self.dist.scope():
@@ -307,9 +306,9 @@ class Trainer:
         return self._run_phases(model, state)
 
     def _setup_backend(self):
+        # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
         import keras
 
-        from imgclf.core.hardware import choose_precision, gpu_details
 
         cfg = self.cfg
         self._setup_distribution()
@@ -324,14 +323,13 @@ class Trainer:
         log(f"Precision: {policy}" + (" (chosen automatically for this machine)" if requested == "auto" else ""))
 
     def _setup_distribution(self):
-        from imgclf.training.distributed.strategy import Distribution
-
         if self.dist is None:
             self.dist = Distribution.from_config(self.cfg)
             log(self.dist.describe())
             self.summary["distribution"] = self.dist.summary()
 
     def build_model(self):
+        # lazy: imports keras (imgclf.models.factory)
         from imgclf.models.factory import create_model
 
         cfg = self.cfg
@@ -420,10 +418,6 @@ class Trainer:
         sample sized to take about 5% of the training time (at least 20 s,
         at most 10,000 images, at least 300 or no decision).
         """
-        import numpy as np
-
-        from imgclf.data.augment import resolve_flip
-        from imgclf.inference.tta import choose_tta
 
         val = self.sets["val"]
         images = getattr(val, "images", None)  # streamed shards hold no array: keep TTA off
@@ -432,6 +426,7 @@ class Trainer:
             return
         flips = self.cfg.augment != "none" and resolve_flip(self.cfg.flip, self.classes) in ("horizontal", "both")
         run = Run(self.run_dir)
+        # lazy: imports keras (imgclf.models.saving)
         from imgclf.models.saving import load_keras_model
         model = load_keras_model(run.model_path)  # the saved best epoch, as evaluate loads it
 
@@ -467,8 +462,6 @@ class Trainer:
         return cfg.label_smoothing > 0 or cfg.mixup > 0 or cfg.cutmix > 0
 
     def _train_map(self):
-        from imgclf.data.augment import make_train_map, resolve_flip
-
         cfg = self.cfg
         flip = resolve_flip(cfg.flip, self.classes)
         return make_train_map(cfg.augment, flip, len(self.classes), self._one_hot, cfg.mixup, cfg.cutmix, cfg.seed)
@@ -476,24 +469,23 @@ class Trainer:
     def _val_map(self):
         if not self._one_hot:
             return None
+        # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
         import tensorflow as tf
 
         n = len(self.classes)
         return lambda x, y: (x, tf.one_hot(y, n))
 
     def prepare_phase(self, model, name: str):
-        import contextlib
-
-        from imgclf.training.recipe import compile_for_training, freeze_for_phase
-
         self._resolve_model_defaults()
         with self.dist.scope() if self.dist else contextlib.nullcontext():  # the optimizer's variables are mirrored too
             freeze_for_phase(model, name, self.cfg)
             compile_for_training(model, self.cfg, one_hot=self._one_hot)
 
     def _fit(self, model, phase, train_ds, val_ds, state, initial_epoch, epochs, first_epoch, budget_s):
+        # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
         import keras
 
+        # lazy: imports keras (imgclf.training.callbacks)
         from imgclf.training.callbacks import EpochProgress, RunWriter
         from imgclf.training.monitor import EXTRA_MONITORS, ValidationMetrics
         from imgclf.training.schedules import ProgressSchedule
@@ -524,7 +516,6 @@ class Trainer:
         callbacks += self.extra_callbacks
         if cfg.verbose != 0:
             callbacks.append(EpochProgress(0 if budget_s else epochs, self.steps, self.dist.global_batch, schedule=schedule if budget_s else None))
-        from imgclf.training.feature_cache import feature_cache_applies, fit_head_on_features
 
         if not self.shards and feature_cache_applies(cfg, phase, model):  # frozen backbone, same inputs every epoch
             fit_head_on_features(model, self.sets, callbacks, batch_size=cfg.batch_size, epochs=epochs,
@@ -544,15 +535,11 @@ def _phase_done(state: dict, name: str) -> bool:
 
 
 def _class_counts(labels, classes) -> dict:
-    import numpy as np
-
     counts = np.bincount(labels, minlength=len(classes))
     return {c: int(n) for c, n in zip(classes, counts)}
 
 
 def _limit_train_rows(rows: list[dict], limit: int, seed: int) -> list[dict]:
-    import random
-
     train = sorted((r for r in rows if r["split"] == "train"), key=lambda r: r["path"])
     if len(train) <= limit:
         return rows

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from imgclf.data.check.quarantine import LOG_NAME, plan_quarantine, quarantine
+from imgclf.data.check.report import write_report_json
 from imgclf.data.decode import DEFAULT_MAX_PIXELS, DecodeError, open_image, read_bytes
 from imgclf.data.fingerprint import NEAR_DISTANCE, duplicate_groups, perceptual_hash
 from imgclf.data.parallel import map_files
@@ -292,8 +294,6 @@ def check(data: str | os.PathLike, *, json_path: str | os.PathLike | None = None
         >>> report["exit_status"]  # doctest: +SKIP
         0
     """
-    from imgclf.data.check.report import write_report_json
-    from imgclf.data.check.quarantine import LOG_NAME, plan_quarantine, quarantine
 
     report = check_folder(data, **options)
     if quarantine_dir:

@@ -9,7 +9,6 @@ checked with the one decoder first; one that cannot be decoded is left out,
 with its reason in manifest.csv.
 
 What SHARDS/ holds (local folder, or any URL `tf.io.gfile` understands)::
-
     train-00000-of-00004.tfrecord ...   tf.train.Example records, original bytes
     val-00000-of-00001.tfrecord  test-00000-of-00001.tfrecord
     classes.json     class names in label order
@@ -37,8 +36,10 @@ from functools import partial
 from pathlib import Path
 
 from imgclf.core.errors import UserError
+from imgclf.core.manifest import is_skipped, skip_reason
+from imgclf.core.manifest import skipped as skipped_status
 from imgclf.core.progress import Progress, log
-from imgclf.core.manifest import is_skipped, skip_reason, skipped as skipped_status
+from imgclf.core.version import __version__
 from imgclf.data.decode import (
     DEFAULT_MAX_PIXELS,
     GRAYSCALE_MODES,
@@ -46,8 +47,11 @@ from imgclf.data.decode import (
     _palette_is_gray,
     decode_image,
     open_image,
+    probe_images,
     read_bytes,
 )
+from imgclf.data.parallel import map_files
+from imgclf.data.split import training_rows
 
 FORMAT = "imgclf-shards"
 FORMAT_VERSION = 1
@@ -104,6 +108,7 @@ def _check_out(out: str, data_root: Path, overwrite: bool, gfile) -> list[str]:
         if resolved.exists() and not resolved.is_dir():
             raise UserError(f"--out {out!r} is a file; pass a folder for the shards, for example --out shards/.")
     if gfile is None:  # a URL: TensorFlow's file systems
+        # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
         import tensorflow as tf
 
         _ensure_filesystem(out)
@@ -241,10 +246,6 @@ def pack(data_dir: str | os.PathLike, out_dir: str, *, shard_size_mb: float = 10
         >>> index["images"]  # doctest: +SKIP
         {'train': 1600, 'val': 200, 'test': 200}
     """
-    from imgclf.core.version import __version__
-    from imgclf.data.parallel import map_files
-    from imgclf.data.decode import probe_images
-    from imgclf.data.split import training_rows
 
     out = str(out_dir)
     if shard_size_mb <= 0:
@@ -278,6 +279,7 @@ def pack(data_dir: str | os.PathLike, out_dir: str, *, shard_size_mb: float = 10
     # The probe `imgclf train DATA` would make (same files, same order), so automatic sizes agree.
     probe = probe_images([r["path"] for r in rows if r["split"] == "train"], seed=seed)
 
+    # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     import tensorflow as tf
 
     gfile = tf.io.gfile

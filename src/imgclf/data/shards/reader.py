@@ -28,6 +28,7 @@ import numpy as np
 from imgclf.core.errors import UserError
 from imgclf.core.progress import Progress, log
 from imgclf.data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
+from imgclf.data.pipeline import DecodedSet
 from imgclf.data.shards.pack import FORMAT, FORMAT_VERSION, INDEX, _ensure_filesystem, filesystem_error, is_url, join
 
 SHUFFLE_BUFFER_BYTES = 256 * 1024**2  # encoded bytes held by the shuffle buffer (at least 1,024 records)
@@ -37,6 +38,7 @@ def _read_text(path: str) -> str:
     if not is_url(path):
         with open(path, encoding="utf-8") as f:
             return f.read()
+    # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     import tensorflow as tf
 
     try:
@@ -58,6 +60,7 @@ def shards_root(data: str) -> str:
     data = str(data)
     if not is_url(data):
         return os.path.abspath(data) if os.path.isfile(os.path.join(data, INDEX)) else ""
+    # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     import tensorflow as tf
 
     _ensure_filesystem(data)
@@ -206,6 +209,7 @@ def make_split_dataset(root: str, split: str, *, batch_size: int, img_size: int,
     Example:
         >>> ds = make_split_dataset("shards/", "val", batch_size=128, img_size=96)  # doctest: +SKIP
     """
+    # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     import tensorflow as tf
 
     files = split_files(root, split)
@@ -268,6 +272,7 @@ def iter_records(root: str, split: str):
         >>> next(iter_records("shards/", "test"))["filename"]  # doctest: +SKIP
         'cat/001.jpg'
     """
+    # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     import tensorflow as tf
 
     spec = {k: tf.io.FixedLenFeature([], t) for k, t in (
@@ -294,7 +299,6 @@ def decode_split(root: str, split: str, classes: list[str], img_size: int, color
     Example:
         >>> test = decode_split("shards/", "test", run.classes, 96)  # doctest: +SKIP
     """
-    from imgclf.data.pipeline import DecodedSet
 
     info = read_index(root)
     unknown = sorted(set(info["classes"]) - set(classes))

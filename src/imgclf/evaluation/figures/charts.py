@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf.evaluation.figures.curves import _plt
 from imgclf.core.fs import atomic_write_bytes
+from imgclf.evaluation.figures.curves import _plt
+from imgclf.evaluation.metrics import average_precision, roc_auc, row_normalize
 
 DPI = 100
 
@@ -75,9 +76,9 @@ def plot_roc_pr(y_true, probs, classes: list[str], path) -> Path:
     Example:
         >>> plot_roc_pr(ev.y_true, ev.probs, ev.classes, "roc_pr.png")  # doctest: +SKIP
     """
+    # lazy: scikit-learn loads only when these metrics are computed
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    from imgclf.evaluation.metrics import average_precision, roc_auc
 
     plt = _plt()
     y_true, probs = np.asarray(y_true), np.asarray(probs, dtype=np.float64)
@@ -188,10 +189,10 @@ def cluster_order(cm) -> np.ndarray:
         >>> cluster_order([[5, 0, 3], [0, 5, 0], [3, 0, 5]]).tolist()
         [1, 0, 2]
     """
+    # lazy: SciPy loads only when needed
     from scipy.cluster.hierarchy import leaves_list, linkage
     from scipy.spatial.distance import squareform
 
-    from imgclf.evaluation.metrics import row_normalize
 
     norm = row_normalize(cm)
     n = len(norm)
@@ -211,9 +212,9 @@ def plot_confusion_clustered(cm, classes: list[str], path) -> Path:
     Example:
         >>> plot_confusion_clustered(cm, names, "confusion_matrix.png")  # doctest: +SKIP
     """
+    # lazy: Matplotlib loads only when a figure is drawn
     from matplotlib.colors import PowerNorm
 
-    from imgclf.evaluation.metrics import row_normalize
 
     plt = _plt()
     cm = np.asarray(cm)

@@ -12,9 +12,11 @@ from imgclf.core.fs import atomic_write_bytes
 
 
 def _plt():
+    # lazy: Matplotlib loads only when a figure is drawn
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: Matplotlib loads only when a figure is drawn
     import matplotlib.pyplot as plt
 
     return plt
@@ -88,6 +90,7 @@ def plot_training_curves(history_path, path) -> Path:
     axes[2].plot(epochs, [r.get("lr", np.nan) for r in rows], "o-", color="tab:green", ms=3)
     axes[2].set_title("Learning rate (end of epoch)")
     axes[2].set_xlabel("epoch")
+    # lazy: Matplotlib loads only when a figure is drawn
     from matplotlib.ticker import MaxNLocator
 
     for ax in axes:

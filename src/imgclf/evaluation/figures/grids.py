@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf.evaluation.figures.curves import _plt
 from imgclf.evaluation.figures.charts import save_fixed
+from imgclf.evaluation.figures.curves import _plt
 
 CELL = 2.2  # inches per tile (220 px at the plots' DPI)
 COLS = 6

@@ -17,9 +17,20 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.core.errors import UserError
+from imgclf.core.fs import atomic_write_bytes
 from imgclf.core.progress import log
 from imgclf.core.run import Run
-from imgclf.core.fs import atomic_write_bytes
+from imgclf.evaluation.explain import embeddings, gradcam, project
+from imgclf.evaluation.figures.charts import (
+    plot_confusion_clustered,
+    plot_embedding,
+    plot_per_class,
+    plot_reliability,
+    plot_roc_pr,
+)
+from imgclf.evaluation.figures.curves import plot_confusion_matrix, plot_training_curves
+from imgclf.evaluation.figures.grids import plot_gradcam, plot_sample_predictions, plot_top_losses
+from imgclf.evaluation.results import Evaluation
 
 PREDICTIONS = "predictions.npz"
 GRID = 12  # images per picture grid
@@ -51,7 +62,6 @@ def collect_visuals(model, images: np.ndarray, y_true, probs, seed: int = 0, n: 
     out = {"top_loss_index": top, "top_loss_images": images[top], "sample_index": sample, "sample_images": images[sample]}
     if model is None or not explain:
         return out
-    from imgclf.evaluation.explain import embeddings, gradcam, project
 
     # Grad-CAM for half wrong (most confident mistakes first), the rest right (a random draw).
     wrong = np.flatnonzero(pred != y_true)
@@ -99,16 +109,6 @@ def plot_run(run) -> list[Path]:
         >>> [p.name for p in plot_run("runs/leaves")][:2]  # doctest: +SKIP
         ['confusion_matrix.png', 'per_class.png']
     """
-    from imgclf.evaluation.results import Evaluation
-    from imgclf.evaluation.figures.curves import plot_confusion_matrix, plot_training_curves
-    from imgclf.evaluation.figures.charts import (
-        plot_confusion_clustered,
-        plot_embedding,
-        plot_per_class,
-        plot_reliability,
-        plot_roc_pr,
-    )
-    from imgclf.evaluation.figures.grids import plot_gradcam, plot_sample_predictions, plot_top_losses
 
     run = run if isinstance(run, Run) else Run(run)
     if not run.file("metrics.json").exists():

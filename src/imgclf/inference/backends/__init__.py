@@ -29,15 +29,18 @@ def open_backend(path: str | os.PathLike):
     """
     p = Path(path)
     if p.is_dir() and (p / "saved_model.pb").exists():
+        # lazy: imported on first use: the module and this one load each other
         from imgclf.inference.backends.savedmodel import SavedModelBackend
 
         return SavedModelBackend.open(p)
     suffix = p.suffix.lower()
     if suffix == ".tflite":
+        # lazy: imported on first use: the module and this one load each other
         from imgclf.inference.backends.litert import LiteRTBackend
 
         return LiteRTBackend.open(p)
     if suffix == ".onnx":
+        # lazy: imported on first use: the module and this one load each other
         from imgclf.inference.backends.onnx_runtime import OnnxBackend
 
         return OnnxBackend.open(p)

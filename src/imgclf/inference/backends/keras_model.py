@@ -43,6 +43,7 @@ class KerasBackend:
         if self._fn is None:
             with self._lock:
                 if self._fn is None:
+                    # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
                     import tensorflow as tf
 
                     model = self.model
@@ -57,6 +58,7 @@ class KerasBackend:
         if self._embed_fn is None:
             with self._lock:
                 if self._embed_fn is None:
+                    # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
                     import tensorflow as tf
 
                     model = self.model
@@ -75,6 +77,7 @@ def feature_model(model):
         >>> feature_model(model).output_shape  # doctest: +SKIP
         (None, 96)
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
 
     try:

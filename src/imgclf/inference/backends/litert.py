@@ -15,12 +15,14 @@ from imgclf.inference.backends.metadata import read_sidecar, tflite_metadata
 def _interpreter_class():
     # The light runtimes first: importing TensorFlow costs seconds.
     try:
+        # lazy: optional extra: imgclf[tflite]
         from ai_edge_litert.interpreter import Interpreter
 
         return Interpreter
     except ImportError:
         pass
     try:
+        # lazy: optional runtime
         from tflite_runtime.interpreter import Interpreter
 
         return Interpreter

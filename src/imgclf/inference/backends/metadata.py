@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+import flatbuffers
+
 from imgclf.core.errors import UserError
 
 METADATA_KEY = "imgclf"  # name of the TFLite metadata entry and the ONNX metadata_props key
@@ -69,6 +71,7 @@ def tflite_metadata(content: bytes) -> dict | None:
         ['cat', 'dog']
     """
     try:
+        # lazy: optional extra: imgclf[tflite]
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:  # tflite-runtime has no schema; fall back to the sidecar
         return None
@@ -87,7 +90,7 @@ def add_tflite_metadata(content: bytes, meta: dict) -> bytes:
     Example:
         >>> data = add_tflite_metadata(open("m.tflite", "rb").read(), {"classes": ["a"]})  # doctest: +SKIP
     """
-    import flatbuffers
+    # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     from tensorflow.lite.python import schema_py_generated as schema
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(content, 0))

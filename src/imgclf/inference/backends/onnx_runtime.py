@@ -37,6 +37,7 @@ class OnnxBackend:
     def open(cls, path):
         """Open a .onnx file; returns (backend, metadata). Example: ``OnnxBackend.open("m.onnx")``."""
         try:
+            # lazy: optional extra: imgclf[onnx]
             import onnxruntime as ort
         except ImportError:
             raise missing_runtime("onnxruntime", "onnx", ".onnx") from None

@@ -37,6 +37,7 @@ class SavedModelBackend:
     @classmethod
     def open(cls, path):
         """Open a SavedModel folder; returns (backend, metadata). Example: ``SavedModelBackend.open("exports/savedmodel")``."""
+        # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
         import tensorflow as tf
 
         return cls(tf.saved_model.load(str(path)), str(path)), read_sidecar(path)

@@ -16,6 +16,8 @@ import json
 import os
 
 from imgclf.core.errors import UserError
+from imgclf.core.progress import Progress
+from imgclf.inference.files import _validate
 
 ENGINES = ("local", "ray")
 EXTRAS = {"ray": ("ray", "ray")}  # engine -> (module that must import, imgclf extra that installs it)
@@ -82,8 +84,7 @@ def predict_with_engine(model: str, inputs: list[str], output: str, engine: str 
         >>> predict_with_engine("runs/leaves", ["photos/"], "preds.parquet", engine="ray", options={"actors": 2})  # doctest: +SKIP
         {'images': 1200, 'errors': 2}
     """
-    from imgclf.inference.files import _validate
-    from imgclf.core.progress import Progress
+    # lazy: imported on first use: the module and this one load each other
     from imgclf.inference.engines.inputs import resolve_inputs
     from imgclf.inference.engines.output import output_format, write_output
 
@@ -98,6 +99,7 @@ def predict_with_engine(model: str, inputs: list[str], output: str, engine: str 
     check_model_path(model)
     found = resolve_inputs(inputs)
     progress = True if progress is None else progress
+    # lazy: imported on first use: the module and this one load each other
     from imgclf.inference.engines.ray_engine import run_ray
 
     counts = {"images": 0}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgclf.core.errors import UserError
+from imgclf.inference.predictor import iter_image_paths
 
 SHARD_MARKERS = (".tfrecord", ".tfrec")  # shard names: data-00000-of-00008.tfrecord, also with .gz after
 LIST_SUFFIXES = (".txt", ".lst")
@@ -65,7 +66,6 @@ def resolve_inputs(inputs: list[str]) -> Inputs:
         >>> resolve_inputs(["shards/"]).shards  # doctest: +SKIP
         ['shards/data-00000-of-00002.tfrecord', 'shards/data-00001-of-00002.tfrecord']
     """
-    from imgclf.inference.predictor import iter_image_paths
 
     result = Inputs()
     for item in inputs:

@@ -13,7 +13,11 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from imgclf.core.errors import UserError
+from imgclf.inference.writers import write_predictions
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -43,9 +47,6 @@ def parquet_columns(top_k: int) -> list[str]:
 
 
 def _write_parquet(rows: Iterable[dict], path: str, top_k: int, chunk: int = 4096) -> int:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     cols = parquet_columns(top_k)
     schema = pa.schema([(c, pa.float64() if c.startswith("probability") else pa.string()) for c in cols])
     errors = 0
@@ -81,7 +82,6 @@ def write_output(rows: Iterable[dict], output: str, top_k: int) -> int:
         >>> write_output(rows, "preds.parquet", top_k=3)  # doctest: +SKIP
         0
     """
-    from imgclf.inference.writers import write_predictions
 
     fmt = output_format(output)
     folder = os.path.dirname(os.path.abspath(output))

@@ -19,6 +19,8 @@ import logging
 import os
 from typing import Iterator
 
+import pyarrow as pa
+
 from imgclf.core.errors import UserError
 from imgclf.inference.engines.inputs import Inputs
 from imgclf.inference.engines.worker import PATH, SOURCE, BatchPredictor, table_rows
@@ -31,6 +33,7 @@ SHARD_IMAGE, SHARD_NAME = "image/encoded", "image/filename"  # tf.train.Example 
 
 def _connect(options: dict) -> bool:
     """Connect to the cluster named by the options or RAY_ADDRESS, or start a local one; True if we started it."""
+    # lazy: optional extra: imgclf[ray]
     import ray
 
     if ray.is_initialized():  # an application (or a test) that already called ray.init keeps its cluster
@@ -53,6 +56,7 @@ def _connect(options: dict) -> bool:
 
 
 def _dataset(inputs: Inputs):
+    # lazy: optional extra: imgclf[ray]
     import ray
 
     if inputs.paths:
@@ -69,8 +73,6 @@ def _dataset(inputs: Inputs):
     names = ds.schema().names
 
     def rename(batch):
-        import pyarrow as pa
-
         source = batch.column(SHARD_IMAGE)
         name = batch.column(SHARD_NAME) if SHARD_NAME in names else pa.array([""] * batch.num_rows, pa.string())
         name = pa.array([n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in name.to_pylist()], pa.string())
@@ -80,6 +82,7 @@ def _dataset(inputs: Inputs):
 
 
 def _pool_size(options: dict, cpus_per_actor: float) -> int:
+    # lazy: optional extra: imgclf[ray]
     import ray
 
     if "actors" in options:
@@ -120,6 +123,7 @@ def run_ray(model: str, inputs: Inputs, options: dict, top_k: int = 1, threshold
         >>> next(rows)["class"]  # doctest: +SKIP
         'rust'
     """
+    # lazy: optional extra: imgclf[ray]
     import ray
     import ray.data
 

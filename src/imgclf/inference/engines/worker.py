@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import os
 
+import pyarrow as pa
+from pyarrow import fs
+
+from imgclf.core.errors import UserError
 from imgclf.data.decode import DecodeError, read_bytes
+from imgclf.inference.predictor import load
 
 # Column names of the tables that pass between engine workers and the driver.
 PATH, SOURCE = "path", "source"  # input: the name shown in the output, and what to decode (a path or bytes)
@@ -31,7 +36,6 @@ def read_source(path: str) -> bytes:
     """
     if "://" not in path or path.startswith("file://"):
         return read_bytes(path[len("file://"):] if path.startswith("file://") else path)
-    from pyarrow import fs  # a dependency of ray[data]: cluster workers read object storage through it
 
     try:
         filesystem, inner = fs.FileSystem.from_uri(path)
@@ -52,8 +56,6 @@ class BatchPredictor:
 
     def __init__(self, model: str, top_k: int = 1, threshold: float = 0.0, tta: str | None = None, batch_size: int = 64):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from imgclf.core.errors import UserError
-        from imgclf.inference.predictor import load
 
         try:
             self.predictor = load(model) if tta is None else load(model, tta=tta)  # None: load()'s default, as `imgclf predict`
@@ -117,7 +119,6 @@ def rows_to_table(rows: list[dict]):
         ...                 "top_k": [["cat", 0.9]], "error": ""}]).num_rows  # doctest: +SKIP
         1
     """
-    import pyarrow as pa
 
     return pa.table({
         PATH: pa.array([r["path"] for r in rows], pa.string()),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from imgclf.core.fs import atomic_write_json
+
 
 def build_from_spec(model, spec, strategy) -> None:
     """Make `fit` build metrics, loss and optimizer from the dataset's element spec.
@@ -40,6 +42,7 @@ def _patch_keras_multi_worker_logs() -> None:
     dimension 0 for input with 0 dimensions"; tensorflow/tensorflow#72388).
     Only this process is affected, and only multi-worker training calls this.
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
     original = tf_trainer.reduce_per_replica
@@ -56,6 +59,7 @@ def _patch_keras_multi_worker_logs() -> None:
                 return strategy.reduce("MEAN", v, axis=None)
             return original(v, strategy, reduction)
 
+        # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
         import keras
 
         return keras.tree.map_structure(one, values)
@@ -66,6 +70,7 @@ def _patch_keras_multi_worker_logs() -> None:
 
 def average_batchnorm_statistics(strategy):
     """A callback that averages BatchNorm's running statistics across replicas. Example: ``fit(..., callbacks=[average_batchnorm_statistics(strategy)])``."""
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
     import tensorflow as tf
 
@@ -117,9 +122,9 @@ def worker_aware_backup(backup_dir: Path, is_chief: bool, scratch: Path | None, 
 
     Example: ``worker_aware_backup(Path("/shared/backup"), True, None, state, restore=False)``.
     """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
 
-    from imgclf.core.fs import atomic_write_json
 
     class WorkerAwareBackup(keras.callbacks.BackupAndRestore):
         """Keras' BackupAndRestore writes the same files from every worker; this one lets only the

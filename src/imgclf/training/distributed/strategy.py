@@ -25,12 +25,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgclf.core.errors import UserError
 from imgclf.core.hardware import parse_devices
+from imgclf.core.run import Run
+from imgclf.training.distributed.multiworker import average_batchnorm_statistics, worker_aware_backup
 
 TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
                      '"task": {"type": "worker", "index": 0}}')
@@ -97,7 +100,6 @@ def loopback_tf_configs(workers: int) -> list[dict]:
         >>> [c["task"] for c in loopback_tf_configs(2)]
         [{'type': 'worker', 'index': 0}, {'type': 'worker', 'index': 1}]
     """
-    import socket
 
     socks = [socket.socket() for _ in range(workers)]
     try:
@@ -205,6 +207,7 @@ class Distribution:
     @classmethod
     def from_config(cls, cfg) -> "Distribution":
         """Plan from the config, the environment and the visible GPUs; nothing is started yet."""
+        # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
         import tensorflow as tf
 
         # A GPU split into logical GPUs (tf.config.set_logical_device_configuration) counts as several.
@@ -253,6 +256,7 @@ class Distribution:
         MultiWorkerMirroredStrategy must configure the runtime before it runs
         anything, so this comes first in training; it returns the strategy.
         """
+        # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
         import tensorflow as tf
 
         if self.strategy is not None:
@@ -300,6 +304,7 @@ class Distribution:
         """
         if not self.multi_worker:
             return dataset
+        # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
         import tensorflow as tf
 
         options = tf.data.Options()
@@ -345,7 +350,6 @@ class Distribution:
         """What training returns: the chief's Run; a worker returns the chief's run folder (which it did not write)."""
         if self.plan.is_chief:
             return run
-        from imgclf.core.run import Run
 
         chief = Run.__new__(Run)  # not opened: it may live on another machine
         chief.path = Path(self.cfg.out)
@@ -367,7 +371,6 @@ class Distribution:
             raise UserError(f"{str(path)!r} already exists and holds no backup of an unfinished multi-worker job to continue. "
                             "Pass a new --out (a multi-worker run keeps its exact name so every worker finds its backup).")
         path.mkdir(parents=True, exist_ok=True)
-        from imgclf.core.progress import log
 
         log(f"Run folder: {path}")
         return path
@@ -389,7 +392,6 @@ class Distribution:
         """Callbacks every replica runs first: BatchNorm running statistics averaged across replicas."""
         if self.plan.replicas < 2:
             return []
-        from imgclf.training.distributed.multiworker import average_batchnorm_statistics
 
         return [average_batchnorm_statistics(self.strategy)]
 
@@ -397,7 +399,6 @@ class Distribution:
         """A `BackupAndRestore` that every worker runs: all load the shared backup in the first fit
         after a restart, the chief saves into it, the others into their scratch folder (saving is collective)."""
         restore, self._restoring = getattr(self, "_restoring", False), False
-        from imgclf.training.distributed.multiworker import worker_aware_backup
 
         return worker_aware_backup(self.backup_dir(), self.plan.is_chief, self.scratch, state, restore)
 
