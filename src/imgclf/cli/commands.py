@@ -1,9 +1,8 @@
 """The `imgclf` commands: one small function per verb, each calling the Python API and printing the result.
 
-Each command imports what it needs when it runs (the one exception to the
-module-level import rule in this package): TensorFlow then loads only for the
-verbs that need it, so `imgclf --help` and `imgclf predict model.tflite` stay
-fast. Exit status: 0 success, 2 bad usage or bad input (one line on stderr),
+No module imported here imports TensorFlow when it loads (tests check it):
+TensorFlow loads only inside the functions that run a model, so `imgclf
+--help` and `imgclf predict model.tflite` stay fast. Exit status: 0 success, 2 bad usage or bad input (one line on stderr),
 1 an internal error; `imgclf check` exits 3 on blocking problems.
 """
 
@@ -13,46 +12,28 @@ import os
 import sys
 
 from imgclf.cli.demo import run_demo
-from imgclf.cli.parser import build_parser
+from imgclf.core.config import load_yaml
 from imgclf.core.errors import UserError
 from imgclf.core.fs import refuse_overwrite
-from imgclf.core.quiet_stderr import filter_native_stderr
 from imgclf.core.run import Run
 from imgclf.data.builtin import export_dataset
 from imgclf.data.check.health import check
+from imgclf.data.check.quarantine import restore
 from imgclf.data.check.report import format_report
+from imgclf.data.shards.pack import pack, summary
 from imgclf.data.split import split_folder, split_summary
 from imgclf.evaluation.evaluate import evaluate
 from imgclf.evaluation.figures.augment_preview import preview
 from imgclf.evaluation.figures.run_figures import plot_run
 from imgclf.evaluation.report import write_report
 from imgclf.export.exporter import export
+from imgclf.inference.engines import parse_options, predict_with_engine
 from imgclf.inference.files import predict_files
 from imgclf.models.registry import get_spec, list_models
 from imgclf.models.weights import fetch_weights, keras_cache_dir, list_weights, pretrained_location
 from imgclf.serve import serve
 from imgclf.training.api import lr_find, train
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `imgclf` command. Example: ``main(["models"])``."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the user's way
-    filter_native_stderr()  # and the lines that ignore that setting (on a terminal only)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.command:
-        parser.print_help()
-        return 2
-    try:
-        return COMMANDS[args.command](args) or 0
-    except UserError as e:
-        print(f"imgclf {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("imgclf: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
+from imgclf.training.label_issues import find_label_issues
 
 
 def _cmd_train(args) -> int:
@@ -71,8 +52,6 @@ def _cmd_evaluate(args) -> int:
     ev = evaluate(args.run, data=args.data, split=args.split, batch_size=args.batch_size, tta=args.tta, explain=args.explain)
     print(ev.summary())
     if args.find_label_issues:
-        from imgclf.training.label_issues import find_label_issues
-
         issues = find_label_issues(args.run, method=args.label_method, data=args.data, folds=args.folds)
         for i in issues[:10]:
             print(f"possible label error: {i['path']}  given {i['given']}, suggested {i['suggested']} ({i['confidence']:.2f})")
@@ -94,8 +73,6 @@ def _cmd_predict(args) -> int:
     if args.output:
         refuse_overwrite(args.output, args.overwrite)
     if args.engine != "local":
-        from imgclf.inference.engines import parse_options, predict_with_engine
-
         if args.sort_into:
             raise UserError(f"--sort-into works with the local engine only; run without --engine {args.engine}.")
         counts = predict_with_engine(args.model, args.paths, args.output, engine=args.engine, top_k=args.top_k,
@@ -171,8 +148,6 @@ def _cmd_lr_find(args) -> int:
     if getattr(args, "data", None) is None:
         raise UserError("lr-find needs DATA, a folder with one subfolder per class.")
     if args.config:
-        from imgclf.core.config import load_yaml
-
         settings = {**load_yaml(args.config), **settings}
     found = lr_find(args.data, out=args.plot, steps=args.steps, **settings)
     print(f"Suggested learning rate: {found['suggested_lr']:.3g}")
@@ -189,8 +164,6 @@ def _cmd_augment_preview(args) -> int:
 
 def _cmd_check(args) -> int:
     if args.restore:
-        from imgclf.data.check.quarantine import restore
-
         result = restore(args.restore, data=args.data)
         print(f"Restored {len(result['restored'])} file(s) to {result['data']}")
         for k in result["kept"]:
@@ -217,8 +190,6 @@ def _cmd_split(args) -> int:
 
 def _cmd_datasets(args) -> int:
     if args.datasets_command == "pack":
-        from imgclf.data.shards.pack import pack, summary
-
         info = pack(args.data, args.out, shard_size_mb=args.shard_size_mb, min_shards=args.min_shards, val_fraction=args.val,
                     test_fraction=args.test, seed=args.seed, group_by=args.group_by, max_pixels=args.max_pixels,
                     workers=args.workers, overwrite=args.overwrite)

@@ -19,10 +19,11 @@ from imgclf.core import config
 from imgclf.core.config import CHOICES, TrainConfig
 from imgclf.core.errors import UserError, did_you_mean
 from imgclf.core.version import __version__
-from imgclf.inference.engines import ENGINES
 
-# Mirrors tta.TTA_MODES (a test checks it); written out so the parser imports nothing for --help.
+# Mirror inference.tta.TTA_MODES and inference.engines.ENGINES (tests check it); written out so that the
+# parser imports nothing beyond core for a fast --help.
 TTA_CHOICES = ("auto", "none", "flip", "shift", "flip-shift")
+ENGINE_CHOICES = ("local", "ray")
 TTA_HELP = ("test-time augmentation: flip averages with the mirror image (2 model calls per image), shift with "
             "four one-step moves (5), flip-shift both (10); auto (default) does what training chose on validation")
 
@@ -144,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sort-into", metavar="DIR", help="copy each image into DIR/<class>/ (or unknown/), never overwriting; log in DIR/sorted.csv")
     p.add_argument("--move", action="store_true", help="with --sort-into: move the files instead of copying them")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="hide the progress bar")
-    p.add_argument("--engine", choices=ENGINES, default="local",
+    p.add_argument("--engine", choices=ENGINE_CHOICES, default="local",
                    help="local: this process (default); ray: a Ray Data actor pool, on a local Ray or the cluster in RAY_ADDRESS, "
                         "writing --output as .jsonl, .json, .csv or .parquet (from its extension); PATH may also be "
                         "a .txt list of paths/URLs or TFRecord shards")

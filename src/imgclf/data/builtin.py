@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imgclf.core.errors import UserError
+from imgclf.core.errors import UserError, did_you_mean
 from imgclf.core.progress import Progress, log
 
 FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
@@ -100,8 +100,6 @@ def export_dataset(name: str, out: str | os.PathLike) -> Path:
         PosixPath('data/digits')
     """
     if name not in DATASETS:
-        from imgclf.core.errors import did_you_mean
-
         raise UserError(f"Unknown dataset {name!r}: expected one of {', '.join(DATASETS)}." + did_you_mean(name, DATASETS))
     out = Path(out)
     done_marker = out / ".imgclf-export-complete"

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.core.progress import Progress
+from imgclf.data.balance import balanced_index_dataset
 from imgclf.data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image, read_bytes
 
 MEMORY_CACHE_LIMIT = 4 * 1024**3  # beyond this many bytes of pixels, cache='auto' goes to disk
@@ -165,8 +166,6 @@ def _index_dataset(labels, n: int, shuffle: bool, seed: int, balanced: bool):
     import tensorflow as tf
 
     if balanced and n:
-        from imgclf.data.balance import balanced_index_dataset
-
         return balanced_index_dataset(labels, n, seed)
     ds = tf.data.Dataset.range(n)
     return ds.shuffle(n, seed=seed, reshuffle_each_iteration=True) if shuffle else ds

@@ -19,7 +19,7 @@ from pathlib import Path
 from imgclf.core.errors import UserError
 from imgclf.core.fs import atomic_write_text
 from imgclf.core.manifest import excluded, manifest_csv, read_manifest, skipped
-from imgclf.data.fingerprint import NEAR_DISTANCE, UnionFind, duplicate_groups
+from imgclf.data.fingerprint import NEAR_DISTANCE, UnionFind, duplicate_groups, fingerprint_files
 from imgclf.data.scan import require_trainable, scan_folder
 
 
@@ -166,8 +166,6 @@ def split_rows(rows: list[dict], val_fraction: float, test_fraction: float, seed
     """
     sha1 = hashes = thumbs = None
     if dedupe and rows:
-        from imgclf.data.fingerprint import fingerprint_files
-
         prints = fingerprint_files([r["path"] for r in rows], workers=workers, label="Finding duplicates", verbose=verbose,
                                    max_pixels=max_pixels)
         sha1 = [p["sha1"] for p in prints]

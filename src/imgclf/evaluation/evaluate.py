@@ -18,8 +18,10 @@ from imgclf.core.manifest import is_skipped
 from imgclf.core.progress import log
 from imgclf.core.run import Run
 from imgclf.data.pipeline import decode_all
+from imgclf.data.scan import scan_folder
 from imgclf.data.shards.reader import decode_for_evaluation, shard_source
 from imgclf.evaluation.figures.run_figures import collect_visuals, plot_run, save_predictions
+from imgclf.evaluation.report import write_report
 from imgclf.evaluation.results import Evaluation
 from imgclf.inference.predictor import load
 
@@ -27,8 +29,6 @@ from imgclf.inference.predictor import load
 def _eval_rows(run: Run, data: str | None, split: str | None) -> tuple[list[dict], str]:
     classes = run.classes
     if data:
-        from imgclf.data.scan import scan_folder
-
         scan = scan_folder(data)
         rows = scan.rows
         if scan.layout == "splits":
@@ -104,8 +104,6 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
         visuals = collect_visuals(getattr(predictor, "model", None), decoded.images, ev.y_true, ev.probs, explain=explain)
     save_predictions(run, ev.y_true, ev.probs, ev.paths, classes, visuals)
     if plots:
-        from imgclf.evaluation.report import write_report
-
         plot_run(run)
         write_report(run, ev)
     return ev

@@ -366,7 +366,7 @@ def _ensure_filesystem(url: str) -> None:
     scheme = str(url).split("://", 1)[0] if is_url(url) else ""
     if scheme and scheme not in ("gs", "file", "ram"):
         try:
-            import tensorflow_io  # noqa: F401 - registers its file systems on import
+            import tensorflow_io  # noqa: F401  lazy: optional plugin; importing it registers its file systems
         except ImportError:
             pass  # the first access then fails, and `filesystem_error` explains what to install
 
