@@ -219,6 +219,3 @@ COMMANDS = {
     "augment-preview": _cmd_augment_preview,
 }
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import os
 import re
-import sys
 from dataclasses import fields
 
 from imgclf.core import config
 from imgclf.core.config import CHOICES, TrainConfig
-from imgclf.core.errors import UserError, did_you_mean
+from imgclf.core.errors import did_you_mean
 from imgclf.core.version import __version__
 
 # Mirror inference.tta.TTA_MODES and inference.engines.ENGINES (tests check it); written out so that the

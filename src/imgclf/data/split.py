@@ -9,8 +9,6 @@ otherwise the model is tested on pictures it trained on.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import random
 import re
@@ -18,7 +16,7 @@ from pathlib import Path
 
 from imgclf.core.errors import UserError
 from imgclf.core.fs import atomic_write_text
-from imgclf.core.manifest import excluded, manifest_csv, read_manifest, skipped
+from imgclf.core.manifest import SPLIT_ORDER, excluded, manifest_csv, read_manifest, skipped
 from imgclf.data.fingerprint import NEAR_DISTANCE, UnionFind, duplicate_groups, fingerprint_files
 from imgclf.data.scan import require_trainable, scan_folder
 

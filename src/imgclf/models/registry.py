@@ -12,9 +12,7 @@ Listing models is instant; builders import Keras when called.
 from __future__ import annotations
 
 import fnmatch
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from imgclf.core.errors import UserError, did_you_mean

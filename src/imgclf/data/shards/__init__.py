@@ -1,0 +1,1 @@
+"""Sharded TFRecords: `imgclf datasets pack` writes them (pack), training and evaluation stream them (reader)."""

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from imgclf.core.errors import UserError
 from imgclf.core.hardware import parse_devices
+from imgclf.core.progress import log
 from imgclf.core.run import Run
 from imgclf.training.distributed.multiworker import average_batchnorm_statistics, worker_aware_backup
 
