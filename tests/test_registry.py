@@ -52,7 +52,11 @@ def test_too_small_input_is_user_error():
         create_model("mobilenet_v2", num_classes=2, img_size=16)
 
 
-def test_register_model_adds_to_the_registry():
+def test_register_model_adds_to_the_registry(monkeypatch):
+    from imgclf.models import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # the test's model leaves with the test
+
     @register_model("test_tiny_net", default_size=16, min_size=8, preprocessing="unit", color_modes=("rgb", "grayscale"))
     def tiny(input_shape, weights=None, bn_momentum=0.9):
         import keras

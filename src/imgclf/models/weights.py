@@ -31,7 +31,7 @@ def imagenet_weights_error(name: str, constructor: str, cause: Exception) -> Use
     """A `UserError` that names the model, the cache folder and the two ways out.
 
     Example:
-        >>> str(imagenet_weights_error("resnet50", "ResNet50", OSError("offline")))[:44]
+        >>> str(imagenet_weights_error("resnet50", "ResNet50", OSError("offline")))[:45]
         "Could not get ImageNet weights for 'resnet50'"
     """
     reason = str(cause).splitlines()[0][:200] if str(cause) else type(cause).__name__

@@ -1,0 +1,83 @@
+"""Every docstring example in src/imgclf runs here, module by module, like a user's session.
+
+Each module's examples run in a workspace (the current folder) that holds what
+the examples name: ``data/`` (three classes of tiny images), ``cat.jpg``,
+``a.png``, ``b.png``, ``b.jpg`` and, for modules whose examples name it,
+``runs/leaves``: a small model trained and evaluated once per session. So an
+example reads ``scan_folder("data/")`` and still runs. ``# doctest: +SKIP``
+is kept only where a real run cannot happen here (the network, a GPU, a
+cluster, a server), with the reason on the line.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import os
+import pkgutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import imgclf
+
+MODULES = sorted(m.name for m in pkgutil.walk_packages(imgclf.__path__, "imgclf.") if not m.name.endswith("__main__"))
+CLASSES = ("cat", "dog", "bird")
+
+
+def _picture(kind: int, rng: np.random.Generator, size: int = 24) -> np.ndarray:
+    """A learnable RGB picture: a disc, a square or stripes on noise, one shape per class."""
+    img = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    c, r = size // 2 + int(rng.integers(-2, 3)), size // 4
+    mask = [(yy - c) ** 2 + (xx - c) ** 2 <= r * r, (abs(yy - c) <= r) & (abs(xx - c) <= r), (yy // 3) % 2 == 0][kind]
+    img[mask] = rng.integers(160, 256, 3)
+    return img
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("doctest")
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(CLASSES):
+        (root / "data" / name).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(_picture(k, rng)).save(root / "data" / name / f"{i:02d}.png")
+    Image.fromarray(_picture(0, rng, 48)).save(root / "cat.jpg", quality=95)
+    Image.fromarray(_picture(1, rng)).save(root / "a.png")
+    Image.fromarray(_picture(2, rng)).save(root / "b.png")
+    Image.fromarray(_picture(1, rng)).save(root / "b.jpg", quality=95)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_workspace(workspace):
+    """The workspace plus runs/leaves: small_cnn trained for a few epochs on data/ and evaluated."""
+    cwd = os.getcwd()
+    os.chdir(workspace)
+    try:
+        run = imgclf.train("data/", out="runs/leaves", epochs=4, batch_size=8, img_size=16, verbose=0,
+                           val_fraction=0.25, test_fraction=0.25)
+        imgclf.evaluate(run, verbose=False, explain=False)
+    finally:
+        os.chdir(cwd)
+    return workspace
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name, request, monkeypatch):
+    module = importlib.import_module(name)
+    tests = [t for t in doctest.DocTestFinder(exclude_empty=True).find(module, name) if t.examples]
+    if not tests:
+        pytest.skip("no examples")
+    runnable = [e for t in tests for e in t.examples if not e.options.get(doctest.SKIP)]
+    if not runnable:
+        pytest.skip("every example needs what a test cannot have (see the reasons on the lines)")
+    needs_run = any("runs/leaves" in e.source for e in runnable)
+    monkeypatch.chdir(request.getfixturevalue("trained_workspace" if needs_run else "workspace"))
+    runner, failures = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS), []
+    for test in tests:
+        test.globs.update({"np": np, "imgclf": imgclf})
+        runner.run(test, out=lambda text: failures.append(text))
+    assert runner.failures == 0, "\n".join(failures)
