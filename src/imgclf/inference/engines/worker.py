@@ -17,7 +17,7 @@ import pyarrow as pa
 from pyarrow import fs
 
 from imgclf.core.errors import UserError
-from imgclf.data.decode import DecodeError, read_bytes
+from imgclf.data.decode import DecodeError, DecodeErrorKind, read_bytes
 from imgclf.inference.predictor import load
 
 # Column names of the tables that pass between engine workers and the driver.
@@ -42,7 +42,7 @@ def read_source(path: str) -> bytes:
         with filesystem.open_input_file(inner) as f:
             return f.read()
     except (OSError, ValueError) as e:  # pyarrow raises OSError subclasses for missing files and denied access
-        raise DecodeError(f"unreadable: {e}") from None
+        raise DecodeError(f"unreadable: {e}", DecodeErrorKind.UNREADABLE) from None
 
 
 class BatchPredictor:
@@ -102,7 +102,7 @@ class BatchPredictor:
 def _fetch(source):
     """A path becomes bytes here (so URLs work and unreadable files become error rows); bytes stay bytes."""
     if source is None:
-        return DecodeError("no image bytes in this record")
+        return DecodeError("no image bytes in this record", DecodeErrorKind.EMPTY)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
     try:
