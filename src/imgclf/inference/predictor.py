@@ -21,9 +21,13 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from imgclf.core.errors import UserError
+from imgclf.core.run import Run
 from imgclf.data.decode import DecodeError, decode_image
 from imgclf.data.scan import IMAGE_EXTENSIONS, is_hidden_or_system, is_image_name
 from imgclf.inference.backends import metadata, open_backend
+from imgclf.inference.backends.base import Backend
+from imgclf.inference.backends.keras_model import KerasBackend
+from imgclf.inference.tta import tta_predict
 
 UNKNOWN = "unknown"  # the class given when the top probability is below the threshold
 
@@ -38,13 +42,9 @@ class Predictor:
     """
 
     def __init__(self, model, classes: list[str], preprocess: dict, source: str = "", tta: str = "auto"):
-        if hasattr(model, "has_embedding") and hasattr(model, "embed"):
-            self.backend = model  # already a runtime from imgclf.inference.backends
-        else:
-            from imgclf.inference.backends.keras_model import KerasBackend
-
-            self.backend = KerasBackend(model, source)
-        self.model = getattr(self.backend, "model", None)  # the Keras model, where there is one (Grad-CAM needs it)
+        # `model` is a runtime from imgclf.inference.backends, or an in-memory Keras model to wrap in one.
+        self.backend: Backend = model if isinstance(model, Backend) else KerasBackend(model, source)
+        self.model = self.backend.model  # the Keras model, where there is one (Grad-CAM needs it); else None
         self.classes = list(classes)
         self.preprocess = dict(preprocess)
         self.source = source
@@ -71,8 +71,6 @@ class Predictor:
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """Probabilities for a batch of decoded uint8 images (N, H, W, C). Example: ``clf.predict_arrays(x)``."""
         if self.tta not in (None, "", "none"):
-            from imgclf.inference.tta import tta_predict
-
             return tta_predict(images, self._run_backend, self.tta)
         return self._run_backend(images)
 
@@ -133,9 +131,18 @@ class Predictor:
         """
         items = _as_list(inputs)
         probs = self.predict_proba(items, batch_size=batch_size)
-        return [self._row(_describe(item), p, top_k, threshold) for item, p in zip(items, probs)]
+        return [self.row(_describe(item), p, top_k, threshold) for item, p in zip(items, probs)]
 
-    def _row(self, path: str, p: np.ndarray, top_k: int, threshold: float = 0.0) -> dict:
+    def row(self, path: str, p: np.ndarray, top_k: int = 1, threshold: float = 0.0) -> dict:
+        """The prediction row for one image's probabilities `p`: the shape every writer and the server use.
+
+        Example:
+            >>> clf = Predictor.__new__(Predictor); clf.classes = ["cat", "dog", "fox"]
+            >>> clf.row("a.jpg", np.array([0.1, 0.7, 0.2]), top_k=2)
+            {'path': 'a.jpg', 'class': 'dog', 'probability': 0.7, 'top_k': [['dog', 0.7], ['fox', 0.2]], 'error': ''}
+            >>> clf.row("b.jpg", np.array([0.4, 0.3, 0.3]), threshold=0.5)["class"]
+            'unknown'
+        """
         order = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(self.classes)))]
         return {
             "path": path,
@@ -180,7 +187,7 @@ class Predictor:
         by_index = dict(zip(good, probs))
         for i, path in enumerate(chunk):
             if i in by_index:
-                yield self._row(path, by_index[i], top_k, threshold)
+                yield self.row(path, by_index[i], top_k, threshold)
             else:
                 yield {"path": path, "class": "", "probability": float("nan"), "top_k": [], "error": decoded[i][1]}
 
@@ -276,8 +283,6 @@ def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
             ".tflite or .onnx file, or a SavedModel folder."
         )
     if p.is_dir() and (p / "classes.json").exists() and not (p / "saved_model.pb").exists():
-        from imgclf.core.run import Run
-
         run = Run(p)
         # lazy: imports keras (imgclf.models.saving)
         from imgclf.models.saving import load_keras_model  # heavy: TensorFlow, which .tflite and .onnx never need

@@ -160,7 +160,7 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
         t1 = time.perf_counter()
         probs, batch_size = await batcher.submit(image)
         t2 = time.perf_counter()
-        row = predictor._row(name, probs, top_k)
+        row = predictor.row(name, probs, top_k)
         return {"filename": name, "class": row["class"], "probability": row["probability"],
                 "top_k": [{"class": c, "probability": p} for c, p in row["top_k"]],
                 "timing_ms": {"decode": round(1000 * (t1 - t0), 2), "model": round(1000 * (t2 - t1), 2)},

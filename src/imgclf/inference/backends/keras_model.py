@@ -7,12 +7,12 @@ import threading
 import numpy as np
 
 from imgclf.core.errors import UserError
-from imgclf.inference.backends import EMBEDDING, PROBABILITIES
+from imgclf.inference.backends.base import EMBEDDING, PROBABILITIES, Backend
 
 CLASSIFIER_LAYER = "classifier"  # the final Dense layer every imgclf model ends with (models/registry.py)
 
 
-class KerasBackend:
+class KerasBackend(Backend):
     """A Keras model called through one traced `tf.function` (much faster than `model.predict` per batch).
 
     Example:

@@ -17,7 +17,8 @@ import os
 
 from imgclf.core.errors import UserError
 from imgclf.core.progress import Progress
-from imgclf.inference.files import _validate
+from imgclf.inference.engines.inputs import resolve_inputs
+from imgclf.inference.files import validate_options
 
 ENGINES = ("local", "ray")
 EXTRAS = {"ray": ("ray", "ray")}  # engine -> (module that must import, imgclf extra that installs it)
@@ -84,11 +85,10 @@ def predict_with_engine(model: str, inputs: list[str], output: str, engine: str 
         >>> predict_with_engine("runs/leaves", ["photos/"], "preds.parquet", engine="ray", options={"actors": 2})  # doctest: +SKIP
         {'images': 1200, 'errors': 2}
     """
-    # lazy: imported on first use: the module and this one load each other
-    from imgclf.inference.engines.inputs import resolve_inputs
+    # lazy: output imports pyarrow, which only the ray extra installs (parse_options and ENGINES must not need it)
     from imgclf.inference.engines.output import output_format, write_output
 
-    _validate(top_k, threshold, batch_size, None, False)
+    validate_options(top_k, threshold, batch_size)
     if fmt and fmt != output_format(output):
         raise UserError(f"--format {fmt} disagrees with --output {output!r}: an engine job takes its format from the "
                         f"extension. Drop --format, or name the output something.{fmt}.")
@@ -99,7 +99,7 @@ def predict_with_engine(model: str, inputs: list[str], output: str, engine: str 
     check_model_path(model)
     found = resolve_inputs(inputs)
     progress = True if progress is None else progress
-    # lazy: imported on first use: the module and this one load each other
+    # lazy: imports pyarrow (and, when it runs, ray), which only the ray extra installs
     from imgclf.inference.engines.ray_engine import run_ray
 
     counts = {"images": 0}
