@@ -89,7 +89,7 @@ def float32_copy(model):
     not convert, or would run slowly on CPUs without bf16 support.
 
     Example:
-        >>> float32_copy(load_keras_model(run.model_path)).dtype_policy.name  # doctest: +SKIP
+        >>> float32_copy(load_keras_model(run.model_path)).dtype_policy.name  # needs a trained run  # doctest: +SKIP
         'float32'
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
@@ -116,7 +116,7 @@ def serving_model(model):
     """A float32 Keras model with two named outputs: 'probabilities' and 'embedding'.
 
     Example:
-        >>> serving_model(load_keras_model(run.model_path)).output_shape  # doctest: +SKIP
+        >>> serving_model(load_keras_model(run.model_path)).output_shape  # needs a trained run  # doctest: +SKIP
         {'embedding': (None, 96), 'probabilities': (None, 3)}
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
@@ -208,7 +208,7 @@ def parity_check(reference, exported, images: np.ndarray, labels: list[str], bat
     """Compare two Predictors on decoded images: top-1 agreement, largest probability gap, accuracies.
 
     Example:
-        >>> parity_check(imgclf.load("runs/x"), imgclf.load("runs/x/exports/model.onnx"), images, labels)  # doctest: +SKIP
+        >>> parity_check(imgclf.load("runs/x"), imgclf.load("runs/x/exports/model.onnx"), images, labels)  # needs a trained run  # doctest: +SKIP
         {'images': 60, 'agreement': 1.0, 'max_prob_diff': 3.1e-06, ...}
     """
     def probs(clf):
@@ -246,8 +246,8 @@ def export(run, format: str = "tflite", out: str | os.PathLike | None = None, ov
     """Export a run's model to `format` and check that it answers like the trained model.
 
     Example:
-        >>> result = imgclf.export("runs/leaves", format="tflite-int8")  # doctest: +SKIP
-        >>> result.path, result.parity["accuracy_drop"]  # doctest: +SKIP
+        >>> result = imgclf.export("runs/leaves", format="tflite-int8")  # needs a trained run  # doctest: +SKIP
+        >>> result.path, result.parity["accuracy_drop"]  # needs a trained run  # doctest: +SKIP
         (PosixPath('runs/leaves/exports/model_int8.tflite'), 0.004)
     """
 

@@ -48,7 +48,7 @@ def predict_files(model, inputs: list[str], top_k: int = 1, fmt: str = "table", 
     going to the same terminal (``--output`` given, or stdout piped).
 
     Example:
-        >>> predict_files("runs/leaves", ["photos/"], fmt="csv", output="preds.csv", sort_into="sorted/")  # doctest: +SKIP
+        >>> predict_files("runs/leaves", ["photos/"], fmt="csv", output="preds.csv", sort_into="sorted/")  # needs a trained model  # doctest: +SKIP
         {'images': 1200, 'errors': 2}
     """
 

@@ -36,8 +36,8 @@ class Predictor:
     """A trained classifier ready to predict.
 
     Example:
-        >>> clf = imgclf.load("runs/leaves")  # doctest: +SKIP
-        >>> clf.predict(["a.jpg"], top_k=2)  # doctest: +SKIP
+        >>> clf = imgclf.load("runs/leaves")  # needs a trained model  # doctest: +SKIP
+        >>> clf.predict(["a.jpg"], top_k=2)  # needs a trained model  # doctest: +SKIP
         [{'path': 'a.jpg', 'class': 'rust', 'probability': 0.93, 'top_k': [['rust', 0.93], ['scab', 0.05]]}]
     """
 
@@ -95,7 +95,7 @@ class Predictor:
         imgclf (they carry a second output named 'embedding'). TTA does not apply.
 
         Example:
-            >>> clf.embed(["a.jpg", "b.png"]).shape  # doctest: +SKIP
+            >>> clf.embed(["a.jpg", "b.png"]).shape  # needs a trained model  # doctest: +SKIP
             (2, 96)
         """
         _, stacked = self._decode_all(inputs)
@@ -111,7 +111,7 @@ class Predictor:
         folders, where bad files become rows with an error).
 
         Example:
-            >>> clf.predict_proba(["a.jpg", "b.png"]).shape  # doctest: +SKIP
+            >>> clf.predict_proba(["a.jpg", "b.png"]).shape  # needs a trained model  # doctest: +SKIP
             (2, 3)
         """
         _, stacked = self._decode_all(inputs)
@@ -126,7 +126,7 @@ class Predictor:
         still lists the model's best guesses.
 
         Example:
-            >>> clf.predict("a.jpg", top_k=3)[0]["class"]  # doctest: +SKIP
+            >>> clf.predict("a.jpg", top_k=3)[0]["class"]  # needs a trained model  # doctest: +SKIP
             'rust'
         """
         items = _as_list(inputs)
@@ -161,7 +161,7 @@ class Predictor:
         more memory than a hundred.
 
         Example:
-            >>> for row in clf.predict_paths(iter_image_paths(["photos/"])): print(row["class"])  # doctest: +SKIP
+            >>> for row in clf.predict_paths(iter_image_paths(["photos/"])): print(row["class"])  # needs a trained model  # doctest: +SKIP
         """
         workers = workers or os.cpu_count() or 1
 
@@ -225,7 +225,12 @@ def iter_image_paths(inputs: list[str]) -> Iterator[str]:
     over silently.
 
     Example:
-        >>> list(iter_image_paths(["photos/", "extra/*.jpg"]))  # doctest: +SKIP
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> for name in ("photos/a.jpg", "photos/sub/b.png", "photos/notes.txt", "extra/c.jpg"):
+        ...     os.makedirs(os.path.dirname(os.path.join(root, name)), exist_ok=True)
+        ...     _ = open(os.path.join(root, name), "wb").write(b"")
+        >>> [os.path.relpath(p, root) for p in iter_image_paths([os.path.join(root, "photos"), os.path.join(root, "extra/*.jpg")])]
         ['photos/a.jpg', 'photos/sub/b.png', 'extra/c.jpg']
     """
     _check_inputs(inputs)
@@ -270,10 +275,10 @@ def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
     default) does what training chose on validation (`imgclf.inference.tta.choose_tta`).
 
     Example:
-        >>> clf = imgclf.load("runs/leaves")  # doctest: +SKIP
-        >>> clf.classes  # doctest: +SKIP
+        >>> clf = imgclf.load("runs/leaves")  # needs a trained model  # doctest: +SKIP
+        >>> clf.classes  # needs a trained model  # doctest: +SKIP
         ['healthy', 'rust', 'scab']
-        >>> imgclf.load("runs/leaves/exports/model.tflite").format  # doctest: +SKIP
+        >>> imgclf.load("runs/leaves/exports/model.tflite").format  # needs a trained model  # doctest: +SKIP
         'tflite'
     """
     p = Path(path)

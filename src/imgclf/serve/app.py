@@ -71,9 +71,9 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
     """Build the FastAPI app around a loaded `Predictor`.
 
     Example:
-        >>> from fastapi.testclient import TestClient  # doctest: +SKIP
-        >>> client = TestClient(create_app(imgclf.load("model.tflite")))  # doctest: +SKIP
-        >>> client.post("/predict", content=open("a.jpg", "rb").read(), headers={"content-type": "image/jpeg"}).json()["class"]  # doctest: +SKIP
+        >>> from fastapi.testclient import TestClient  # needs a trained model and FastAPI  # doctest: +SKIP
+        >>> client = TestClient(create_app(imgclf.load("model.tflite")))  # needs a trained model and FastAPI  # doctest: +SKIP
+        >>> client.post("/predict", content=open("a.jpg", "rb").read(), headers={"content-type": "image/jpeg"}).json()["class"]  # needs a trained model and FastAPI  # doctest: +SKIP
         'rust'
     """
     max_bytes = int(max_upload_mb * 1024 * 1024)

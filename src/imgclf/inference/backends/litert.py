@@ -35,8 +35,8 @@ class LiteRTBackend(Backend):
     """A .tflite model; outputs are read by name through its signature ('probabilities', 'embedding').
 
     Example:
-        >>> backend, meta = LiteRTBackend.open("model.tflite")  # doctest: +SKIP
-        >>> backend.predict(np.zeros((2, 32, 32, 3), np.float32)).shape  # doctest: +SKIP
+        >>> backend, meta = LiteRTBackend.open("model.tflite")  # needs an exported model  # doctest: +SKIP
+        >>> backend.predict(np.zeros((2, 32, 32, 3), np.float32)).shape  # needs an exported model  # doctest: +SKIP
         (2, 10)
     """
 

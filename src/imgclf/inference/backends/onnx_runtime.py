@@ -16,8 +16,8 @@ class OnnxBackend(Backend):
     """A .onnx model; outputs are read by name ('probabilities', 'embedding'), metadata from metadata_props.
 
     Example:
-        >>> backend, meta = OnnxBackend.open("model.onnx")  # doctest: +SKIP
-        >>> backend.predict(np.zeros((2, 32, 32, 3), np.float32)).shape  # doctest: +SKIP
+        >>> backend, meta = OnnxBackend.open("model.onnx")  # needs an exported model  # doctest: +SKIP
+        >>> backend.predict(np.zeros((2, 32, 32, 3), np.float32)).shape  # needs an exported model  # doctest: +SKIP
         (2, 10)
     """
 

@@ -13,8 +13,8 @@ class SavedModelBackend(Backend):
     """A SavedModel's serving_default signature; outputs by name ('probabilities', 'embedding').
 
     Example:
-        >>> backend, meta = SavedModelBackend.open("exports/savedmodel")  # doctest: +SKIP
-        >>> backend.predict(np.zeros((1, 28, 28, 1), np.float32)).shape  # doctest: +SKIP
+        >>> backend, meta = SavedModelBackend.open("exports/savedmodel")  # needs an exported model  # doctest: +SKIP
+        >>> backend.predict(np.zeros((1, 28, 28, 1), np.float32)).shape  # needs an exported model  # doctest: +SKIP
         (1, 10)
     """
 

@@ -63,7 +63,10 @@ def check_model_path(model: str) -> None:
     """Fail fast, before any worker starts, if MODEL is not something `imgclf.load` can open.
 
     Example:
-        >>> check_model_path("runs/leaves")  # doctest: +SKIP
+        >>> check_model_path("gs://bucket/model.tflite")  # a URL: the workers open it
+        >>> check_model_path("runs/nothing-here")
+        Traceback (most recent call last):
+        imgclf.core.errors.UserError: Model not found: 'runs/nothing-here'. Pass a run folder (for example runs/leaves), a .keras, .tflite or .onnx file, or a SavedModel folder; on a cluster, a path every node can read.
     """
     if "://" in model:
         return  # a URL is opened by the workers
@@ -82,7 +85,7 @@ def predict_with_engine(model: str, inputs: list[str], output: str, engine: str 
     The format comes from the extension of `output`; `fmt`, where given, must agree with it.
 
     Example:
-        >>> predict_with_engine("runs/leaves", ["photos/"], "preds.parquet", engine="ray", options={"actors": 2})  # doctest: +SKIP
+        >>> predict_with_engine("runs/leaves", ["photos/"], "preds.parquet", engine="ray", options={"actors": 2})  # needs a trained model and Ray  # doctest: +SKIP
         {'images': 1200, 'errors': 2}
     """
     # lazy: output imports pyarrow, which only the ray extra installs (parse_options and ENGINES must not need it)

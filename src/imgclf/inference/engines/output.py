@@ -66,8 +66,13 @@ def write_output(rows: Iterable[dict], output: str, top_k: int) -> int:
     """Write prediction rows to `output` (format from its extension), atomically; return the number of error rows.
 
     Example:
-        >>> write_output(rows, "preds.parquet", top_k=3)  # doctest: +SKIP
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "preds.parquet")
+        >>> write_output([{"path": "a.jpg", "class": "cat", "probability": 0.9, "top_k": [["cat", 0.9]], "error": ""}],
+        ...              path, top_k=3)
         0
+        >>> pq.read_table(path).column_names
+        ['path', 'class', 'probability', 'class_2', 'probability_2', 'class_3', 'probability_3', 'error']
     """
 
     fmt = output_format(output)
