@@ -134,23 +134,13 @@ class Predictor:
         return [self.row(_describe(item), p, top_k, threshold) for item, p in zip(items, probs)]
 
     def row(self, path: str, p: np.ndarray, top_k: int = 1, threshold: float = 0.0) -> dict:
-        """The prediction row for one image's probabilities `p`: the shape every writer and the server use.
+        """The prediction row for one image's probabilities `p` (see `prediction_row`), with this model's classes.
 
         Example:
-            >>> clf = Predictor.__new__(Predictor); clf.classes = ["cat", "dog", "fox"]
-            >>> clf.row("a.jpg", np.array([0.1, 0.7, 0.2]), top_k=2)
-            {'path': 'a.jpg', 'class': 'dog', 'probability': 0.7, 'top_k': [['dog', 0.7], ['fox', 0.2]], 'error': ''}
-            >>> clf.row("b.jpg", np.array([0.4, 0.3, 0.3]), threshold=0.5)["class"]
-            'unknown'
+            >>> clf.row("a.jpg", clf.predict_proba("a.jpg")[0], top_k=2)["class"]  # needs a trained model  # doctest: +SKIP
+            'rust'
         """
-        order = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(self.classes)))]
-        return {
-            "path": path,
-            "class": self.classes[order[0]] if p[order[0]] >= threshold else UNKNOWN,
-            "probability": float(p[order[0]]),
-            "top_k": [[self.classes[i], float(p[i])] for i in order],
-            "error": "",
-        }
+        return prediction_row(path, p, self.classes, top_k, threshold)
 
     def predict_paths(self, paths: Iterable[str], top_k: int = 1, batch_size: int = 64, workers: int = 0,
                       threshold: float = 0.0) -> Iterator[dict]:
@@ -190,6 +180,28 @@ class Predictor:
                 yield self.row(path, by_index[i], top_k, threshold)
             else:
                 yield {"path": path, "class": "", "probability": float("nan"), "top_k": [], "error": decoded[i][1]}
+
+
+def prediction_row(path: str, p: np.ndarray, classes: list[str], top_k: int = 1, threshold: float = 0.0) -> dict:
+    """One image's probabilities as a prediction row: the shape every writer, engine and the server use.
+
+    Below `threshold` (top probability), the class is ``'unknown'``; top_k
+    still lists the model's best guesses.
+
+    Example:
+        >>> prediction_row("a.jpg", np.array([0.1, 0.7, 0.2]), ["cat", "dog", "fox"], top_k=2)
+        {'path': 'a.jpg', 'class': 'dog', 'probability': 0.7, 'top_k': [['dog', 0.7], ['fox', 0.2]], 'error': ''}
+        >>> prediction_row("b.jpg", np.array([0.4, 0.3, 0.3]), ["cat", "dog", "fox"], threshold=0.5)["class"]
+        'unknown'
+    """
+    order = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(classes)))]
+    return {
+        "path": path,
+        "class": classes[order[0]] if p[order[0]] >= threshold else UNKNOWN,
+        "probability": float(p[order[0]]),
+        "top_k": [[classes[i], float(p[i])] for i in order],
+        "error": "",
+    }
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
