@@ -14,6 +14,7 @@ import io
 import os
 import threading
 import warnings
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -23,33 +24,85 @@ DEFAULT_MAX_PIXELS = 100_000_000  # about 10,000 x 10,000; larger files are refu
 RESIZE_MODES = ("squash", "crop", "pad")
 
 
-class DecodeError(Exception):
-    """A file could not be turned into an image; ``reason`` says why in a few words."""
+class DecodeErrorKind(str, Enum):
+    """Why a file could not be decoded, as a value code can branch on (the message is for people).
 
-    def __init__(self, reason: str):
+    Callers map kinds to their own answers (the server to HTTP statuses,
+    `imgclf check` to problem kinds) through one table each, so rewording a
+    message never changes a status code. The values are stable strings.
+
+    Example:
+        >>> DecodeErrorKind.TOO_LARGE.value
+        'too_large'
+        >>> DecodeErrorKind("empty") is DecodeErrorKind.EMPTY
+        True
+    """
+
+    # Reading the file (read_bytes, or a URL read by an engine worker)
+    NOT_FOUND = "not_found"  # missing, or a broken symbolic link
+    IS_FOLDER = "is_folder"
+    PERMISSION_DENIED = "permission_denied"
+    SYMLINK_LOOP = "symlink_loop"
+    UNREADABLE = "unreadable"  # any other error of the operating system or the remote store
+    # Its content
+    EMPTY = "empty"  # zero bytes, or no image bytes at all in a record
+    TOO_LARGE = "too_large"  # over the pixel limit (decompression-bomb guard)
+    TOO_SMALL = "too_small"  # shorter side under decode_image's min_side
+    NOT_AN_IMAGE = "not_an_image"  # no image format recognised
+    CORRUPT = "corrupt"  # looks like an image format but its header cannot be parsed
+    TRUNCATED = "truncated"  # the header parsed but the pixels could not be decoded (cut short or damaged)
+    BAD_ARRAY = "bad_array"  # an in-memory array whose shape is not an image
+
+
+class DecodeError(Exception):
+    """A file could not be turned into an image: ``reason`` says why in a few words, ``kind`` as a `DecodeErrorKind`.
+
+    Example:
+        >>> try:
+        ...     decode_image(b"")
+        ... except DecodeError as e:
+        ...     print(e.kind.name, "|", e.reason)
+        EMPTY | empty file (0 bytes)
+    """
+
+    def __init__(self, reason: str, kind: DecodeErrorKind):
+        if not isinstance(kind, DecodeErrorKind):
+            raise TypeError(f"DecodeError needs a DecodeErrorKind as its kind, received {kind!r} "
+                            f"({type(kind).__name__}). Pass one of {', '.join(k.name for k in DecodeErrorKind)}.")
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
+
+    def __reduce__(self):
+        # Exceptions pickle as cls(*args) and args holds only the message: keep the kind across processes.
+        return (type(self), (self.reason, self.kind))
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
-    """A file's bytes, or `DecodeError` with a short reason (permissions, link loops, ...).
+    """A file's bytes, or `DecodeError` with a short reason and its kind (permissions, link loops, ...).
 
     Example:
-        >>> read_bytes("cat.jpg")[:2]  # doctest: +SKIP
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> Image.new("RGB", (8, 8)).save(os.path.join(folder, "cat.jpg"))
+        >>> read_bytes(os.path.join(folder, "cat.jpg"))[:2]
         b'\\xff\\xd8'
+        >>> read_bytes(folder)
+        Traceback (most recent call last):
+        imgclf.data.decode.DecodeError: is a folder, not a file
     """
     try:
         return Path(path).read_bytes()
     except PermissionError:
-        raise DecodeError("unreadable: permission denied") from None
+        raise DecodeError("unreadable: permission denied", DecodeErrorKind.PERMISSION_DENIED) from None
     except IsADirectoryError:
-        raise DecodeError("is a folder, not a file") from None
+        raise DecodeError("is a folder, not a file", DecodeErrorKind.IS_FOLDER) from None
     except FileNotFoundError:
-        raise DecodeError("file not found (or a broken symbolic link)") from None
+        raise DecodeError("file not found (or a broken symbolic link)", DecodeErrorKind.NOT_FOUND) from None
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise DecodeError("symbolic-link loop") from None
-        raise DecodeError(f"unreadable: {e.strerror or e}") from None
+            raise DecodeError("symbolic-link loop", DecodeErrorKind.SYMLINK_LOOP) from None
+        raise DecodeError(f"unreadable: {e.strerror or e}", DecodeErrorKind.UNREADABLE) from None
 
 
 def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -59,8 +112,13 @@ def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     readable image.
 
     Example:
-        >>> open_image("cat.jpg").size  # doctest: +SKIP
-        (640, 480)
+        >>> buffer = io.BytesIO()
+        >>> Image.new("RGB", (64, 48)).save(buffer, "PNG")
+        >>> open_image(buffer.getvalue()).size
+        (64, 48)
+        >>> open_image(buffer.getvalue(), max_pixels=1000).size
+        Traceback (most recent call last):
+        imgclf.data.decode.DecodeError: too large: 64x48 pixels is over the limit of 1,000 (decompression-bomb guard)
     """
     if isinstance(source, Image.Image):
         return source
@@ -68,12 +126,12 @@ def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         return _from_array(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
-            raise DecodeError("empty file (0 bytes)")
+            raise DecodeError("empty file (0 bytes)", DecodeErrorKind.EMPTY)
         fp = io.BytesIO(source)
     elif isinstance(source, (str, os.PathLike)):
         data = read_bytes(source)  # read whole: no open handle outlives the call
         if not data:
-            raise DecodeError("empty file (0 bytes)")
+            raise DecodeError("empty file (0 bytes)", DecodeErrorKind.EMPTY)
         fp = io.BytesIO(data)
     else:
         fp = source
@@ -81,20 +139,22 @@ def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         img = _open_within_limit(fp, max_pixels)
         w, h = img.size
         if w * h > max_pixels:
-            raise DecodeError(f"too large: {w}x{h} pixels is over the limit of {max_pixels:,} (decompression-bomb guard)")
+            raise DecodeError(f"too large: {w}x{h} pixels is over the limit of {max_pixels:,} (decompression-bomb guard)",
+                              DecodeErrorKind.TOO_LARGE)
         img.seek(0)  # animated GIF/WebP/TIFF: the first frame
         return img
     except DecodeError:
         raise
     except Image.DecompressionBombError:
         raise DecodeError(f"too large: over {2 * Image.MAX_IMAGE_PIXELS:,} pixels, above the limit of {max_pixels:,} "
-                          "(decompression-bomb guard)") from None
+                          "(decompression-bomb guard)", DecodeErrorKind.TOO_LARGE) from None
     except UnidentifiedImageError:
         if _looks_like_image(fp):
-            raise DecodeError("corrupt image: it starts like an image file but cannot be parsed") from None
-        raise DecodeError("not an image (unknown or corrupt format)") from None
+            raise DecodeError("corrupt image: it starts like an image file but cannot be parsed",
+                              DecodeErrorKind.CORRUPT) from None
+        raise DecodeError("not an image (unknown or corrupt format)", DecodeErrorKind.NOT_AN_IMAGE) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise DecodeError(f"corrupt image: {e}") from None
+        raise DecodeError(f"corrupt image: {e}", DecodeErrorKind.CORRUPT) from None
 
 
 _LIMIT_LOCK = threading.Lock()
@@ -143,7 +203,8 @@ def _from_array(arr: np.ndarray) -> Image.Image:
         return Image.fromarray(arr, "L")
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         return Image.fromarray(arr, "RGB" if arr.shape[-1] == 3 else "RGBA")
-    raise DecodeError(f"array of shape {arr.shape} is not an image (expected HxW, HxWx1, HxWx3 or HxWx4)")
+    raise DecodeError(f"array of shape {arr.shape} is not an image (expected HxW, HxWx1, HxWx3 or HxWx4)",
+                      DecodeErrorKind.BAD_ARRAY)
 
 
 def _high_depth_to_8bit(img: Image.Image) -> Image.Image:
@@ -217,12 +278,18 @@ def decode_image(
     including one whose shorter side is under `min_side` pixels (0 = any).
 
     Example:
-        >>> decode_image("cat.jpg", size=224).shape  # doctest: +SKIP
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "cat.jpg")
+        >>> Image.new("RGB", (320, 240), (200, 120, 40)).save(path)
+        >>> decode_image(path, size=224).shape
         (224, 224, 3)
+        >>> decode_image(path, size=28, color_mode="grayscale").shape
+        (28, 28, 1)
     """
     img = open_image(source, max_pixels=max_pixels)
     if min_side and min(img.size) < min_side:
-        raise DecodeError(f"too small: {img.size[0]}x{img.size[1]} pixels, under the minimum side of {min_side}")
+        raise DecodeError(f"too small: {img.size[0]}x{img.size[1]} pixels, under the minimum side of {min_side}",
+                          DecodeErrorKind.TOO_SMALL)
     try:
         if size and img.format == "JPEG" and resize == "squash":
             # Let libjpeg decode at a reduced scale: much faster for big photos.
@@ -235,7 +302,7 @@ def decode_image(
     except DecodeError:
         raise
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-        raise DecodeError(f"corrupt or truncated image: {e}") from None
+        raise DecodeError(f"corrupt or truncated image: {e}", DecodeErrorKind.TRUNCATED) from None
     if arr.ndim == 2:
         arr = arr[..., None]
     return arr
@@ -251,7 +318,11 @@ def probe_images(paths: list[str], limit: int = 200, seed: int = 0) -> dict:
     grayscale. Unreadable files are simply not counted here.
 
     Example:
-        >>> probe_images(["a.png", "b.png"])  # doctest: +SKIP
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> for name in ("a.png", "b.png"):
+        ...     Image.new("L", (28, 28)).save(os.path.join(folder, name))
+        >>> probe_images([os.path.join(folder, n) for n in ("a.png", "b.png")])
         {'median_side': 28, 'grayscale': True, 'probed': 2}
     """
     if not paths:
@@ -266,7 +337,7 @@ def probe_images(paths: list[str], limit: int = 200, seed: int = 0) -> dict:
             with img:
                 sides.append(min(img.size))
                 if img.mode == "P":
-                    gray = gray and _palette_is_gray(img)
+                    gray = gray and palette_is_gray(img)
                 else:
                     gray = gray and img.mode in GRAYSCALE_MODES
         except Exception:  # noqa: BLE001 - a bad file is reported by the decoder later
@@ -276,7 +347,15 @@ def probe_images(paths: list[str], limit: int = 200, seed: int = 0) -> dict:
     return {"median_side": int(np.median(sides)), "grayscale": gray, "probed": len(sides)}
 
 
-def _palette_is_gray(img: Image.Image) -> bool:
+def palette_is_gray(img: Image.Image) -> bool:
+    """True when every colour of a palette ('P') image is a shade of grey.
+
+    Example:
+        >>> palette_is_gray(Image.new("L", (2, 2)).convert("P"))
+        True
+        >>> palette_is_gray(Image.new("RGB", (2, 2), (255, 0, 0)).convert("P"))
+        False
+    """
     palette = img.getpalette() or []
     rgb = np.asarray(palette[: 3 * 256], dtype=np.int32).reshape(-1, 3)
     return bool((rgb[:, 0] == rgb[:, 1]).all() and (rgb[:, 1] == rgb[:, 2]).all())

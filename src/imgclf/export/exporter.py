@@ -27,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf.core.errors import UserError
+from imgclf.core.errors import UserError, did_you_mean
 from imgclf.core.fs import atomic_write_json, free_name
 from imgclf.core.run import Run
 from imgclf.core.version import __version__
 from imgclf.data.decode import DecodeError, decode_image
+from imgclf.inference.backends import open_backend
 from imgclf.inference.backends.keras_model import feature_model
+from imgclf.inference.backends.metadata import add_tflite_metadata
 from imgclf.inference.predictor import Predictor, load
 
 FORMATS = {  # format -> default file name under RUN/exports/
@@ -87,7 +89,7 @@ def float32_copy(model):
     not convert, or would run slowly on CPUs without bf16 support.
 
     Example:
-        >>> float32_copy(load_keras_model(run.model_path)).dtype_policy.name  # doctest: +SKIP
+        >>> float32_copy(load_keras_model(run.model_path)).dtype_policy.name  # needs a trained run  # doctest: +SKIP
         'float32'
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
@@ -114,7 +116,7 @@ def serving_model(model):
     """A float32 Keras model with two named outputs: 'probabilities' and 'embedding'.
 
     Example:
-        >>> serving_model(load_keras_model(run.model_path)).output_shape  # doctest: +SKIP
+        >>> serving_model(load_keras_model(run.model_path)).output_shape  # needs a trained run  # doctest: +SKIP
         {'embedding': (None, 96), 'probabilities': (None, 3)}
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
@@ -187,8 +189,6 @@ def _write(model, fmt: str, path: Path, meta: dict, calibration: np.ndarray) -> 
             options["optimizations"] = [tf.lite.Optimize.DEFAULT]
             options["representative_dataset"] = lambda: ([samples[i:i + 1]] for i in range(len(samples)))
         model.export(str(path), format="litert", verbose=False, **options)
-        from imgclf.inference.backends.metadata import add_tflite_metadata
-
         path.write_bytes(add_tflite_metadata(path.read_bytes(), meta))
     elif fmt == "onnx":
         try:
@@ -208,7 +208,7 @@ def parity_check(reference, exported, images: np.ndarray, labels: list[str], bat
     """Compare two Predictors on decoded images: top-1 agreement, largest probability gap, accuracies.
 
     Example:
-        >>> parity_check(imgclf.load("runs/x"), imgclf.load("runs/x/exports/model.onnx"), images, labels)  # doctest: +SKIP
+        >>> parity_check(imgclf.load("runs/x"), imgclf.load("runs/x/exports/model.onnx"), images, labels)  # needs a trained run  # doctest: +SKIP
         {'images': 60, 'agreement': 1.0, 'max_prob_diff': 3.1e-06, ...}
     """
     def probs(clf):
@@ -246,20 +246,19 @@ def export(run, format: str = "tflite", out: str | os.PathLike | None = None, ov
     """Export a run's model to `format` and check that it answers like the trained model.
 
     Example:
-        >>> result = imgclf.export("runs/leaves", format="tflite-int8")  # doctest: +SKIP
-        >>> result.path, result.parity["accuracy_drop"]  # doctest: +SKIP
+        >>> result = imgclf.export("runs/leaves", format="tflite-int8")  # needs a trained run  # doctest: +SKIP
+        >>> result.path, result.parity["accuracy_drop"]  # needs a trained run  # doctest: +SKIP
         (PosixPath('runs/leaves/exports/model_int8.tflite'), 0.004)
     """
 
     if format not in FORMATS:
-        from imgclf.core.errors import did_you_mean
-
         raise UserError(f"Unknown export format {format!r}: expected one of {', '.join(FORMATS)}." + did_you_mean(format, FORMATS))
     run = run if isinstance(run, Run) else Run(run)
     path = _target(run, format, out, overwrite)
     start = time.perf_counter()
     # lazy: imports keras (imgclf.models.saving)
     from imgclf.models.saving import load_keras_model
+
     keras_model = load_keras_model(run.model_path)
     pre = run.preprocess
     calibration = np.zeros((0,))
@@ -277,8 +276,6 @@ def export(run, format: str = "tflite", out: str | os.PathLike | None = None, ov
         if format == "keras":
             exported = load(tmp)
         else:
-            from imgclf.inference.backends import open_backend
-
             exported = Predictor(open_backend(tmp)[0], run.classes, pre, source=str(path))
         # The reference is the run's model computing in float32, like every export: the check then measures
         # the conversion alone, not the rounding of a run trained in mixed precision (reported beside it).

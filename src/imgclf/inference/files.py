@@ -14,10 +14,21 @@ from typing import Iterator
 from imgclf.core.errors import UserError
 from imgclf.core.progress import Progress
 from imgclf.inference.predictor import iter_image_paths, load
+from imgclf.inference.sort_into import Sorter
 from imgclf.inference.writers import write_predictions
 
 
-def _validate(top_k: int, threshold: float, batch_size: int, sort_into, move: bool) -> None:
+def validate_options(top_k: int, threshold: float, batch_size: int, sort_into=None, move: bool = False) -> None:
+    """Check `imgclf predict`'s options before any model loads; a `UserError` names the one that is wrong.
+
+    Shared with the engines (`imgclf predict --engine ray`), so both refuse the same values the same way.
+
+    Example:
+        >>> validate_options(top_k=3, threshold=0.5, batch_size=64)
+        >>> validate_options(top_k=0, threshold=0.5, batch_size=64)
+        Traceback (most recent call last):
+        imgclf.core.errors.UserError: --top-k must be at least 1, received 0.
+    """
     if top_k < 1:
         raise UserError(f"--top-k must be at least 1, received {top_k}.")
     if not 0.0 <= threshold <= 1.0:
@@ -37,19 +48,17 @@ def predict_files(model, inputs: list[str], top_k: int = 1, fmt: str = "table", 
     going to the same terminal (``--output`` given, or stdout piped).
 
     Example:
-        >>> predict_files("runs/leaves", ["photos/"], fmt="csv", output="preds.csv", sort_into="sorted/")  # doctest: +SKIP
+        >>> predict_files("runs/leaves", ["photos/"], fmt="csv", output="preds.csv", sort_into="sorted/")  # needs a trained model  # doctest: +SKIP
         {'images': 1200, 'errors': 2}
     """
 
-    _validate(top_k, threshold, batch_size, sort_into, move)
+    validate_options(top_k, threshold, batch_size, sort_into, move)
     paths = iter_image_paths(inputs)
     first = next(paths, None)  # validate inputs before paying for the model
     if first is None:
         raise UserError(f"No image files found in {' '.join(inputs)}.")
     sorter = None
     if sort_into:
-        from imgclf.inference.sort_into import Sorter
-
         sorter = Sorter(sort_into, move=move, inputs=inputs)
     if progress is None:
         progress = bool(output) or not sys.stdout.isatty()

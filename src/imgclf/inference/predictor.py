@@ -21,9 +21,13 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from imgclf.core.errors import UserError
+from imgclf.core.run import Run
 from imgclf.data.decode import DecodeError, decode_image
 from imgclf.data.scan import IMAGE_EXTENSIONS, is_hidden_or_system, is_image_name
 from imgclf.inference.backends import metadata, open_backend
+from imgclf.inference.backends.base import Backend
+from imgclf.inference.backends.keras_model import KerasBackend
+from imgclf.inference.tta import tta_predict
 
 UNKNOWN = "unknown"  # the class given when the top probability is below the threshold
 
@@ -32,19 +36,15 @@ class Predictor:
     """A trained classifier ready to predict.
 
     Example:
-        >>> clf = imgclf.load("runs/leaves")  # doctest: +SKIP
-        >>> clf.predict(["a.jpg"], top_k=2)  # doctest: +SKIP
+        >>> clf = imgclf.load("runs/leaves")  # needs a trained model  # doctest: +SKIP
+        >>> clf.predict(["a.jpg"], top_k=2)  # needs a trained model  # doctest: +SKIP
         [{'path': 'a.jpg', 'class': 'rust', 'probability': 0.93, 'top_k': [['rust', 0.93], ['scab', 0.05]]}]
     """
 
     def __init__(self, model, classes: list[str], preprocess: dict, source: str = "", tta: str = "auto"):
-        if hasattr(model, "has_embedding") and hasattr(model, "embed"):
-            self.backend = model  # already a runtime from imgclf.inference.backends
-        else:
-            from imgclf.inference.backends.keras_model import KerasBackend
-
-            self.backend = KerasBackend(model, source)
-        self.model = getattr(self.backend, "model", None)  # the Keras model, where there is one (Grad-CAM needs it)
+        # `model` is a runtime from imgclf.inference.backends, or an in-memory Keras model to wrap in one.
+        self.backend: Backend = model if isinstance(model, Backend) else KerasBackend(model, source)
+        self.model = self.backend.model  # the Keras model, where there is one (Grad-CAM needs it); else None
         self.classes = list(classes)
         self.preprocess = dict(preprocess)
         self.source = source
@@ -71,8 +71,6 @@ class Predictor:
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """Probabilities for a batch of decoded uint8 images (N, H, W, C). Example: ``clf.predict_arrays(x)``."""
         if self.tta not in (None, "", "none"):
-            from imgclf.inference.tta import tta_predict
-
             return tta_predict(images, self._run_backend, self.tta)
         return self._run_backend(images)
 
@@ -97,7 +95,7 @@ class Predictor:
         imgclf (they carry a second output named 'embedding'). TTA does not apply.
 
         Example:
-            >>> clf.embed(["a.jpg", "b.png"]).shape  # doctest: +SKIP
+            >>> clf.embed(["a.jpg", "b.png"]).shape  # needs a trained model  # doctest: +SKIP
             (2, 96)
         """
         _, stacked = self._decode_all(inputs)
@@ -113,7 +111,7 @@ class Predictor:
         folders, where bad files become rows with an error).
 
         Example:
-            >>> clf.predict_proba(["a.jpg", "b.png"]).shape  # doctest: +SKIP
+            >>> clf.predict_proba(["a.jpg", "b.png"]).shape  # needs a trained model  # doctest: +SKIP
             (2, 3)
         """
         _, stacked = self._decode_all(inputs)
@@ -128,22 +126,21 @@ class Predictor:
         still lists the model's best guesses.
 
         Example:
-            >>> clf.predict("a.jpg", top_k=3)[0]["class"]  # doctest: +SKIP
+            >>> clf.predict("a.jpg", top_k=3)[0]["class"]  # needs a trained model  # doctest: +SKIP
             'rust'
         """
         items = _as_list(inputs)
         probs = self.predict_proba(items, batch_size=batch_size)
-        return [self._row(_describe(item), p, top_k, threshold) for item, p in zip(items, probs)]
+        return [self.row(_describe(item), p, top_k, threshold) for item, p in zip(items, probs)]
 
-    def _row(self, path: str, p: np.ndarray, top_k: int, threshold: float = 0.0) -> dict:
-        order = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(self.classes)))]
-        return {
-            "path": path,
-            "class": self.classes[order[0]] if p[order[0]] >= threshold else UNKNOWN,
-            "probability": float(p[order[0]]),
-            "top_k": [[self.classes[i], float(p[i])] for i in order],
-            "error": "",
-        }
+    def row(self, path: str, p: np.ndarray, top_k: int = 1, threshold: float = 0.0) -> dict:
+        """The prediction row for one image's probabilities `p` (see `prediction_row`), with this model's classes.
+
+        Example:
+            >>> clf.row("a.jpg", clf.predict_proba("a.jpg")[0], top_k=2)["class"]  # needs a trained model  # doctest: +SKIP
+            'rust'
+        """
+        return prediction_row(path, p, self.classes, top_k, threshold)
 
     def predict_paths(self, paths: Iterable[str], top_k: int = 1, batch_size: int = 64, workers: int = 0,
                       threshold: float = 0.0) -> Iterator[dict]:
@@ -154,7 +151,7 @@ class Predictor:
         more memory than a hundred.
 
         Example:
-            >>> for row in clf.predict_paths(iter_image_paths(["photos/"])): print(row["class"])  # doctest: +SKIP
+            >>> for row in clf.predict_paths(iter_image_paths(["photos/"])): print(row["class"])  # needs a trained model  # doctest: +SKIP
         """
         workers = workers or os.cpu_count() or 1
 
@@ -180,9 +177,31 @@ class Predictor:
         by_index = dict(zip(good, probs))
         for i, path in enumerate(chunk):
             if i in by_index:
-                yield self._row(path, by_index[i], top_k, threshold)
+                yield self.row(path, by_index[i], top_k, threshold)
             else:
                 yield {"path": path, "class": "", "probability": float("nan"), "top_k": [], "error": decoded[i][1]}
+
+
+def prediction_row(path: str, p: np.ndarray, classes: list[str], top_k: int = 1, threshold: float = 0.0) -> dict:
+    """One image's probabilities as a prediction row: the shape every writer, engine and the server use.
+
+    Below `threshold` (top probability), the class is ``'unknown'``; top_k
+    still lists the model's best guesses.
+
+    Example:
+        >>> prediction_row("a.jpg", np.array([0.1, 0.7, 0.2]), ["cat", "dog", "fox"], top_k=2)
+        {'path': 'a.jpg', 'class': 'dog', 'probability': 0.7, 'top_k': [['dog', 0.7], ['fox', 0.2]], 'error': ''}
+        >>> prediction_row("b.jpg", np.array([0.4, 0.3, 0.3]), ["cat", "dog", "fox"], threshold=0.5)["class"]
+        'unknown'
+    """
+    order = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(classes)))]
+    return {
+        "path": path,
+        "class": classes[order[0]] if p[order[0]] >= threshold else UNKNOWN,
+        "probability": float(p[order[0]]),
+        "top_k": [[classes[i], float(p[i])] for i in order],
+        "error": "",
+    }
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -218,7 +237,12 @@ def iter_image_paths(inputs: list[str]) -> Iterator[str]:
     over silently.
 
     Example:
-        >>> list(iter_image_paths(["photos/", "extra/*.jpg"]))  # doctest: +SKIP
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> for name in ("photos/a.jpg", "photos/sub/b.png", "photos/notes.txt", "extra/c.jpg"):
+        ...     os.makedirs(os.path.dirname(os.path.join(root, name)), exist_ok=True)
+        ...     _ = open(os.path.join(root, name), "wb").write(b"")
+        >>> [os.path.relpath(p, root) for p in iter_image_paths([os.path.join(root, "photos"), os.path.join(root, "extra/*.jpg")])]
         ['photos/a.jpg', 'photos/sub/b.png', 'extra/c.jpg']
     """
     _check_inputs(inputs)
@@ -263,10 +287,10 @@ def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
     default) does what training chose on validation (`imgclf.inference.tta.choose_tta`).
 
     Example:
-        >>> clf = imgclf.load("runs/leaves")  # doctest: +SKIP
-        >>> clf.classes  # doctest: +SKIP
+        >>> clf = imgclf.load("runs/leaves")  # needs a trained model  # doctest: +SKIP
+        >>> clf.classes  # needs a trained model  # doctest: +SKIP
         ['healthy', 'rust', 'scab']
-        >>> imgclf.load("runs/leaves/exports/model.tflite").format  # doctest: +SKIP
+        >>> imgclf.load("runs/leaves/exports/model.tflite").format  # needs a trained model  # doctest: +SKIP
         'tflite'
     """
     p = Path(path)
@@ -276,8 +300,6 @@ def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
             ".tflite or .onnx file, or a SavedModel folder."
         )
     if p.is_dir() and (p / "classes.json").exists() and not (p / "saved_model.pb").exists():
-        from imgclf.core.run import Run
-
         run = Run(p)
         # lazy: imports keras (imgclf.models.saving)
         from imgclf.models.saving import load_keras_model  # heavy: TensorFlow, which .tflite and .onnx never need

@@ -30,8 +30,13 @@ def claim(dest_dir: Path, name: str, src: Path, move: bool) -> Path:
     """Place `src` in `dest_dir` under `name`, or name-2, name-3, ... if taken; return the new path.
 
     Example:
-        >>> claim(Path("sorted/cat"), "img.jpg", Path("in/img.jpg"), move=False)  # doctest: +SKIP
-        PosixPath('sorted/cat/img-2.jpg')
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> _ = (root / "img.jpg").write_bytes(b"pixels")
+        >>> claim(root / "sorted" / "cat", "img.jpg", root / "img.jpg", move=False).name
+        'img.jpg'
+        >>> claim(root / "sorted" / "cat", "img.jpg", root / "img.jpg", move=False).name  # the name is taken now
+        'img-2.jpg'
     """
     dest_dir.mkdir(parents=True, exist_ok=True)
     for dest in numbered_names(dest_dir / name):
@@ -59,8 +64,14 @@ class Sorter:
     """Place each predicted file into ``DIR/<class>/`` (or ``unknown/``) and log it to a CSV.
 
     Example:
-        >>> with Sorter("sorted/", move=False) as sorter:  # doctest: +SKIP
-        ...     for row in clf.predict_paths(paths): sorter.add(row)
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> _ = (root / "a.jpg").write_bytes(b"pixels")
+        >>> with Sorter(root / "sorted", move=False) as sorter:
+        ...     sorter.add({"path": str(root / "a.jpg"), "class": "cat", "probability": 0.9, "error": ""})
+        ...     sorter.add({"path": str(root / "b.jpg"), "class": "", "probability": float("nan"), "error": "empty file (0 bytes)"})
+        >>> sorted(p.name for p in (root / "sorted").iterdir()), sorter.counts
+        (['cat', 'sorted.csv'], {'cat': 1, '_unreadable': 1})
     """
 
     def __init__(self, root: str | os.PathLike, move: bool = False, inputs: list[str] = ()):

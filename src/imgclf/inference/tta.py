@@ -90,9 +90,13 @@ def tta_predict(images: np.ndarray, predict: Callable[[np.ndarray], np.ndarray],
     one-step moves (see the module's docstring) at 5 and 10 model calls per image.
 
     Example:
-        >>> probs = tta_predict(batch, clf.predict_arrays, mode="flip")  # doctest: +SKIP
-        >>> probs.shape  # doctest: +SKIP
-        (32, 3)
+        >>> batch = np.zeros((2, 4, 4, 1), np.uint8)
+        >>> batch[:, :, :2] = 255  # bright on the left: a "left" class, until the mirror view disagrees
+        >>> left_or_right = lambda x: np.stack([x[:, :, :2].mean((1, 2, 3)), x[:, :, 2:].mean((1, 2, 3))], 1) / 255
+        >>> tta_predict(batch, left_or_right, mode="none").tolist()
+        [[1.0, 0.0], [1.0, 0.0]]
+        >>> tta_predict(batch, left_or_right, mode="flip").tolist()
+        [[0.5, 0.5], [0.5, 0.5]]
     """
     images = _check(images, mode)
     total, n = None, 0
@@ -116,9 +120,17 @@ def choose_tta(images: np.ndarray, labels: np.ndarray, predict: Callable[[np.nda
     `evaluate`, `predict` and `serve` apply it unless told ``--tta none``.
 
     Example:
-        >>> choice = choose_tta(val_images, val_labels, clf.predict_arrays, trained_with_flips=True)  # doctest: +SKIP
-        >>> choice["tta"], choice["val_accuracy"]  # doctest: +SKIP
-        ('flip-shift', {'none': 0.9403, 'flip': 0.941, 'shift': 0.9417, 'flip-shift': 0.9433})
+        >>> images = np.zeros((4, 8, 8, 1), np.uint8)
+        >>> images[2:] = 255  # two dark images (class 0), two bright ones (class 1)
+        >>> brightness = lambda x: np.stack([1 - x.mean((1, 2, 3)) / 255, x.mean((1, 2, 3)) / 255], 1)
+        >>> choice = choose_tta(images, [0, 0, 1, 1], brightness, trained_with_flips=True)
+        >>> choice["tta"], choice["val_accuracy"]  # already right without views: the cheapest mode wins
+        ('none', {'none': 1.0, 'flip': 1.0, 'shift': 1.0, 'flip-shift': 1.0})
+
+    With a trained model and its validation split (bench/RESULTS.md, Fashion-MNIST):
+
+        >>> choose_tta(val_images, val_labels, clf.predict_arrays, True)["tta"]  # needs a trained model  # doctest: +SKIP
+        'flip-shift'
     """
     images = _check(images, "flip-shift")
     labels = np.asarray(labels)

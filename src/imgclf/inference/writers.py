@@ -24,21 +24,66 @@ def _clean(row: dict) -> dict:
     return {**row, "probability": None if isinstance(p, float) and math.isnan(p) else p}
 
 
-def write_predictions(rows: Iterable[dict], fmt: str, output: str | None, top_k: int) -> int:
-    """Write rows (from `Predictor.predict_paths`) and return how many had errors.
+def table_columns(top_k: int) -> list[str]:
+    """The columns of the CSV and Parquet outputs: one definition for `imgclf predict` and the engines.
 
     Example:
-        >>> write_predictions(clf.predict_paths(paths), "csv", "preds.csv", top_k=3)  # doctest: +SKIP
+        >>> table_columns(2)
+        ['path', 'class', 'probability', 'class_2', 'probability_2', 'error']
+    """
+    cols = ["path", "class", "probability"]
+    for k in range(2, top_k + 1):
+        cols += [f"class_{k}", f"probability_{k}"]
+    return cols + ["error"]
+
+
+def table_values(row: dict, top_k: int) -> list:
+    """One prediction row as the values of `table_columns`, typed: a missing probability is None, a missing class ''.
+
+    An error row has no probability; a row with fewer than `top_k` guesses
+    leaves the extra columns empty.
+
+    Example:
+        >>> table_values({"path": "a.jpg", "class": "cat", "probability": 0.9,
+        ...               "top_k": [["cat", 0.9], ["dog", 0.1]], "error": ""}, top_k=3)
+        ['a.jpg', 'cat', 0.9, 'dog', 0.1, '', None, '']
+    """
+    values = [row["path"], row["class"], None if row["error"] else row["probability"]]
+    for k in range(1, top_k):
+        values += row["top_k"][k] if k < len(row["top_k"]) else ["", None]
+    return values + [row["error"]]
+
+
+def _csv_cell(value):
+    # Probabilities with six decimals, and an empty cell where there is none.
+    if value is None:
+        return ""
+    return f"{value:.6f}" if isinstance(value, float) else value
+
+
+def write_predictions(rows: Iterable[dict], fmt: str, output: str | None, top_k: int) -> int:
+    """Write rows (from `Predictor.predict_paths`) as 'table', 'csv', 'json' or 'jsonl'; return how many had errors.
+
+    `output` None writes to stdout.
+
+    Example:
+        >>> rows = [{"path": "a.jpg", "class": "cat", "probability": 0.9, "top_k": [["cat", 0.9], ["dog", 0.1]], "error": ""},
+        ...         {"path": "b.gif", "class": "", "probability": float("nan"), "top_k": [], "error": "empty file (0 bytes)"}]
+        >>> write_predictions(rows, "csv", None, top_k=2)
+        path,class,probability,class_2,probability_2,error
+        a.jpg,cat,0.900000,dog,0.100000,
+        b.gif,,,,,empty file (0 bytes)
+        1
+        >>> write_predictions(rows[:1], "table", None, top_k=2)
+        class                  prob  path
+        cat                   0.900  a.jpg  [dog 0.100]
         0
     """
     errors = 0
     with _open_output(output) as f:
         if fmt == "csv":
-            header = ["path", "class", "probability"]
-            for k in range(2, top_k + 1):
-                header += [f"class_{k}", f"probability_{k}"]
             writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(header + ["error"])
+            writer.writerow(table_columns(top_k))
         elif fmt == "json":
             f.write("[")
         elif fmt == "table":
@@ -46,11 +91,7 @@ def write_predictions(rows: Iterable[dict], fmt: str, output: str | None, top_k:
         for n, row in enumerate(rows):
             errors += bool(row["error"])
             if fmt == "csv":
-                extra = []
-                for k in range(1, top_k):
-                    extra += row["top_k"][k] if k < len(row["top_k"]) else ["", ""]
-                prob = "" if row["error"] else f"{row['probability']:.6f}"
-                writer.writerow([row["path"], row["class"], prob] + [f"{v:.6f}" if isinstance(v, float) else v for v in extra] + [row["error"]])
+                writer.writerow([_csv_cell(v) for v in table_values(row, top_k)])
             elif fmt == "json":
                 f.write(("," if n else "") + "\n  " + json.dumps(_clean(row)))
             elif fmt == "jsonl":

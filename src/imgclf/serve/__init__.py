@@ -35,7 +35,7 @@ def app_from_env():
     """App factory for uvicorn workers: reads the settings that `serve` put in the environment.
 
     Example:
-        >>> os.environ[CONFIG_ENV] = json.dumps({"model": "model.tflite"}); app = app_from_env()  # doctest: +SKIP
+        >>> os.environ[CONFIG_ENV] = json.dumps({"model": "model.tflite"}); app = app_from_env()  # starts a server for a trained model  # doctest: +SKIP
     """
     # lazy: imports fastapi (imgclf.serve.app)
     from imgclf.serve.app import create_app
@@ -55,7 +55,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
     validation (up to 10 model calls per image); "none" answers fastest.
 
     Example:
-        >>> serve("runs/leaves/exports/model.tflite", port=8000)  # doctest: +SKIP
+        >>> serve("runs/leaves/exports/model.tflite", port=8000)  # starts a server for a trained model  # doctest: +SKIP
         Serving runs/leaves/exports/model.tflite on http://127.0.0.1:8000 ...
     """
     _require_packages()

@@ -21,7 +21,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imgclf.core.version import __version__
-from imgclf.data.decode import DecodeError, decode_image
+from imgclf.data.decode import DecodeError, DecodeErrorKind, decode_image
 from imgclf.serve.batcher import MicroBatcher
 
 RAW_TYPES = ("image/", "application/octet-stream")
@@ -36,14 +36,34 @@ class ApiError(Exception):
         self.status, self.error, self.detail = status, error, detail
 
 
-def _decode_status(reason: str) -> tuple[int, str]:
-    if reason.startswith("empty"):
-        return 400, "empty image"
-    if reason.startswith("too large"):
-        return 413, "image too large"
-    if reason.startswith("not an image"):
-        return 422, "not an image"
-    return 422, "unreadable image"
+_UNREADABLE = (422, "unreadable image")
+# Every kind of decode failure -> (HTTP status, the "error" of the JSON body). One table, by kind, so that
+# rewording a decoder message never changes a status. The server decodes bytes, so the read-side kinds
+# (not found, permissions, ...) cannot occur here; they are listed so the table stays complete.
+DECODE_STATUS: dict[DecodeErrorKind, tuple[int, str]] = {
+    DecodeErrorKind.EMPTY: (400, "empty image"),
+    DecodeErrorKind.TOO_LARGE: (413, "image too large"),
+    DecodeErrorKind.NOT_AN_IMAGE: (422, "not an image"),
+    DecodeErrorKind.CORRUPT: _UNREADABLE,
+    DecodeErrorKind.TRUNCATED: _UNREADABLE,
+    DecodeErrorKind.TOO_SMALL: _UNREADABLE,
+    DecodeErrorKind.BAD_ARRAY: _UNREADABLE,
+    DecodeErrorKind.NOT_FOUND: _UNREADABLE,
+    DecodeErrorKind.IS_FOLDER: _UNREADABLE,
+    DecodeErrorKind.PERMISSION_DENIED: _UNREADABLE,
+    DecodeErrorKind.SYMLINK_LOOP: _UNREADABLE,
+    DecodeErrorKind.UNREADABLE: _UNREADABLE,
+}
+
+
+def decode_status(error: DecodeError) -> tuple[int, str]:
+    """The HTTP status and short error name the API answers for a `DecodeError`.
+
+    Example:
+        >>> decode_status(DecodeError("empty file (0 bytes)", DecodeErrorKind.EMPTY))
+        (400, 'empty image')
+    """
+    return DECODE_STATUS[error.kind]
 
 
 def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_wait_ms: float = 5.0,
@@ -51,9 +71,9 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
     """Build the FastAPI app around a loaded `Predictor`.
 
     Example:
-        >>> from fastapi.testclient import TestClient  # doctest: +SKIP
-        >>> client = TestClient(create_app(imgclf.load("model.tflite")))  # doctest: +SKIP
-        >>> client.post("/predict", content=open("a.jpg", "rb").read(), headers={"content-type": "image/jpeg"}).json()["class"]  # doctest: +SKIP
+        >>> from fastapi.testclient import TestClient  # needs a trained model and FastAPI  # doctest: +SKIP
+        >>> client = TestClient(create_app(imgclf.load("model.tflite")))  # needs a trained model and FastAPI  # doctest: +SKIP
+        >>> client.post("/predict", content=open("a.jpg", "rb").read(), headers={"content-type": "image/jpeg"}).json()["class"]  # needs a trained model and FastAPI  # doctest: +SKIP
         'rust'
     """
     max_bytes = int(max_upload_mb * 1024 * 1024)
@@ -135,12 +155,12 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
         try:
             image = await asyncio.to_thread(decode, data)
         except DecodeError as e:
-            status, error = _decode_status(e.reason)
+            status, error = decode_status(e)
             raise ApiError(status, error, f"{name}: {e.reason}") from None
         t1 = time.perf_counter()
         probs, batch_size = await batcher.submit(image)
         t2 = time.perf_counter()
-        row = predictor._row(name, probs, top_k)
+        row = predictor.row(name, probs, top_k)
         return {"filename": name, "class": row["class"], "probability": row["probability"],
                 "top_k": [{"class": c, "probability": p} for c, p in row["top_k"]],
                 "timing_ms": {"decode": round(1000 * (t1 - t0), 2), "model": round(1000 * (t2 - t1), 2)},

@@ -20,8 +20,16 @@ class MicroBatcher:
     """Batch single-image predictions from many coroutines into one `predict_arrays` call.
 
     Example:
-        >>> batcher = MicroBatcher(clf.predict_arrays, max_batch=32)  # doctest: +SKIP
-        >>> probs, batch_size = await batcher.submit(image)  # doctest: +SKIP
+        >>> brightness = lambda x: x.mean(axis=(1, 2, 3))[:, None] / 255  # stands in for clf.predict_arrays
+        >>> async def three_requests():
+        ...     batcher = MicroBatcher(brightness, max_batch=32, max_wait_ms=50)
+        ...     await batcher.start()
+        ...     images = [np.full((2, 2, 1), v, np.uint8) for v in (0, 51, 255)]
+        ...     answers = await asyncio.gather(*(batcher.submit(im) for im in images))
+        ...     await batcher.stop()
+        ...     return [(float(p[0]), n) for p, n in answers], batcher.batches
+        >>> asyncio.run(three_requests())  # one model call for the three
+        ([(0.0, 3), (0.2, 3), (1.0, 3)], 1)
     """
 
     def __init__(self, predict, max_batch: int = 32, max_wait_ms: float = 5.0):
@@ -54,7 +62,7 @@ class MicroBatcher:
         """Probabilities for one decoded uint8 image, and the size of the batch it ran in.
 
         Example:
-            >>> probs, n = await batcher.submit(clf.decode("a.jpg"))  # doctest: +SKIP
+            >>> probs, n = await batcher.submit(clf.decode("a.jpg"))  # inside a coroutine, see the class  # doctest: +SKIP
         """
         if self._queue is None:
             await self.start()

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 
 from imgclf.data.check.quarantine import LOG_NAME, plan_quarantine, quarantine
 from imgclf.data.check.report import write_report_json
-from imgclf.data.decode import DEFAULT_MAX_PIXELS, DecodeError, open_image, read_bytes
+from imgclf.data.decode import DEFAULT_MAX_PIXELS, DecodeError, DecodeErrorKind, open_image, read_bytes
 from imgclf.data.fingerprint import NEAR_DISTANCE, duplicate_groups, perceptual_hash
 from imgclf.data.parallel import map_files
 from imgclf.data.scan import is_hidden_or_system, scan_folder
@@ -57,20 +57,22 @@ SAME_FORMAT = {"MPO": "JPEG"}  # phone JPEGs with a second picture open as MPO
 MODE_BITS = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}
 
 
-def _read_kind(reason: str) -> str:
-    if reason.startswith("symbolic-link loop"):
-        return "symlink_loop"
-    return "unreadable"
-
-
-def _decode_kind(reason: str) -> str:
-    if reason.startswith("too large"):
-        return "too_large"
-    if reason.startswith("not an image"):
-        return "not_image"
-    if reason.startswith("empty"):
-        return "empty"
-    return "corrupt"
+# Every kind of decode failure -> the problem kind it is reported as (a key of PROBLEMS). By kind, not by
+# message, so rewording a decoder message never moves a file to another problem.
+DECODE_PROBLEMS = {
+    DecodeErrorKind.NOT_FOUND: "unreadable",
+    DecodeErrorKind.IS_FOLDER: "unreadable",
+    DecodeErrorKind.PERMISSION_DENIED: "unreadable",
+    DecodeErrorKind.UNREADABLE: "unreadable",
+    DecodeErrorKind.SYMLINK_LOOP: "symlink_loop",
+    DecodeErrorKind.EMPTY: "empty",
+    DecodeErrorKind.TOO_LARGE: "too_large",
+    DecodeErrorKind.TOO_SMALL: "too_small",
+    DecodeErrorKind.NOT_AN_IMAGE: "not_image",
+    DecodeErrorKind.CORRUPT: "corrupt",
+    DecodeErrorKind.TRUNCATED: "corrupt",
+    DecodeErrorKind.BAD_ARRAY: "corrupt",
+}
 
 
 def inspect_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = DEFAULT_MIN_SIDE) -> dict:
@@ -87,7 +89,7 @@ def inspect_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
     try:
         data = read_bytes(path)
     except DecodeError as e:
-        rec["problems"].append((_read_kind(e.reason), e.reason))
+        rec["problems"].append((DECODE_PROBLEMS[e.kind], e.reason))
         return rec
     rec["bytes"] = len(data)
     if not data:
@@ -103,7 +105,7 @@ def inspect_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
             img.draft(None, (64, 64))  # a full decode (catches truncation) at a fraction of the cost; colour kept for the thumbnails
         rec["phash"], rec["thumb"] = perceptual_hash(ImageOps.exif_transpose(img) if rec["exif_rotated"] else img)
     except DecodeError as e:
-        rec["problems"].append((_decode_kind(e.reason), e.reason))
+        rec["problems"].append((DECODE_PROBLEMS[e.kind], e.reason))
         return rec
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
         rec["problems"].append(("corrupt", f"corrupt or truncated image: {e}"))

@@ -44,9 +44,9 @@ from imgclf.data.decode import (
     DEFAULT_MAX_PIXELS,
     GRAYSCALE_MODES,
     DecodeError,
-    _palette_is_gray,
     decode_image,
     open_image,
+    palette_is_gray,
     probe_images,
     read_bytes,
 )
@@ -89,7 +89,7 @@ def _inspect(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
         img = open_image(data, max_pixels=max_pixels)
         out["width"], out["height"] = img.size
         out["mode"], out["format"] = img.mode, (img.format or "").lower()
-        out["gray"] = img.mode in GRAYSCALE_MODES or (img.mode == "P" and _palette_is_gray(img))
+        out["gray"] = img.mode in GRAYSCALE_MODES or (img.mode == "P" and palette_is_gray(img))
         decode_image(img, size=32, max_pixels=max_pixels)  # the full decode path: truncated files fail here
     except DecodeError as e:
         out["error"] = e.reason

@@ -7,16 +7,16 @@ import threading
 import numpy as np
 
 from imgclf.core.errors import UserError
-from imgclf.inference.backends import EMBEDDING, PROBABILITIES
+from imgclf.inference.backends.base import EMBEDDING, PROBABILITIES, Backend
 
 CLASSIFIER_LAYER = "classifier"  # the final Dense layer every imgclf model ends with (models/registry.py)
 
 
-class KerasBackend:
+class KerasBackend(Backend):
     """A Keras model called through one traced `tf.function` (much faster than `model.predict` per batch).
 
     Example:
-        >>> KerasBackend(model).predict(np.zeros((1, 28, 28, 1), np.float32)).shape  # doctest: +SKIP
+        >>> KerasBackend(model).predict(np.zeros((1, 28, 28, 1), np.float32)).shape  # needs a trained model  # doctest: +SKIP
         (1, 10)
     """
 
@@ -74,7 +74,7 @@ def feature_model(model):
     """A Keras model from the same input to the classifier layer's input (the embedding).
 
     Example:
-        >>> feature_model(model).output_shape  # doctest: +SKIP
+        >>> feature_model(model).output_shape  # needs a trained model  # doctest: +SKIP
         (None, 96)
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf.inference.backends import EMBEDDING, PROBABILITIES, missing_runtime
+from imgclf.inference.backends.base import EMBEDDING, PROBABILITIES, Backend, missing_runtime, no_embedding
 from imgclf.inference.backends.metadata import read_sidecar, tflite_metadata
 
 
@@ -31,12 +31,12 @@ def _interpreter_class():
     raise missing_runtime("ai-edge-litert", "tflite", ".tflite")
 
 
-class LiteRTBackend:
+class LiteRTBackend(Backend):
     """A .tflite model; outputs are read by name through its signature ('probabilities', 'embedding').
 
     Example:
-        >>> backend, meta = LiteRTBackend.open("model.tflite")  # doctest: +SKIP
-        >>> backend.predict(np.zeros((2, 32, 32, 3), np.float32)).shape  # doctest: +SKIP
+        >>> backend, meta = LiteRTBackend.open("model.tflite")  # needs an exported model  # doctest: +SKIP
+        >>> backend.predict(np.zeros((2, 32, 32, 3), np.float32)).shape  # needs an exported model  # doctest: +SKIP
         (2, 10)
     """
 
@@ -87,7 +87,5 @@ class LiteRTBackend:
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Penultimate features (the classifier's input). Example: ``backend.embed(x).shape``."""
         if not self.has_embedding:
-            from imgclf.core.errors import UserError
-
-            raise UserError(f"{self.source!r} has no 'embedding' output; re-export it with `imgclf export` to get one.")
+            raise no_embedding(self.source)
         return np.asarray(self._run(x)[EMBEDDING], dtype=np.float32)

@@ -31,8 +31,13 @@ def read_sidecar(model_path: str | os.PathLike) -> dict | None:
     """The metadata beside a model (sidecar JSON, or classes.json + preprocess.json in its folder), or None.
 
     Example:
-        >>> read_sidecar("exports/model.keras")["classes"]  # doctest: +SKIP
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "model.json").write_text(json.dumps({"classes": ["cat", "dog"], "preprocess": {}}))
+        >>> read_sidecar(folder / "model.keras")["classes"]
         ['cat', 'dog']
+        >>> read_sidecar(folder / "other.onnx") is None
+        True
     """
     p = Path(model_path)
     side = sidecar_path(p)
@@ -67,7 +72,7 @@ def tflite_metadata(content: bytes) -> dict | None:
     """Read imgclf's metadata entry from a .tflite flatbuffer (needs only `flatbuffers`).
 
     Example:
-        >>> tflite_metadata(open("model.tflite", "rb").read())["classes"]  # doctest: +SKIP
+        >>> tflite_metadata(open("model.tflite", "rb").read())["classes"]  # needs an exported model  # doctest: +SKIP
         ['cat', 'dog']
     """
     try:
@@ -88,7 +93,7 @@ def add_tflite_metadata(content: bytes, meta: dict) -> bytes:
     """Return a copy of a .tflite flatbuffer with `meta` stored as a metadata buffer (uses TensorFlow's tools).
 
     Example:
-        >>> data = add_tflite_metadata(open("m.tflite", "rb").read(), {"classes": ["a"]})  # doctest: +SKIP
+        >>> data = add_tflite_metadata(open("m.tflite", "rb").read(), {"classes": ["a"]})  # needs an exported model  # doctest: +SKIP
     """
     # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     from tensorflow.lite.python import schema_py_generated as schema

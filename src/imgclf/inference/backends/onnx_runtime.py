@@ -8,16 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf.inference.backends import EMBEDDING, PROBABILITIES, missing_runtime
+from imgclf.inference.backends.base import EMBEDDING, PROBABILITIES, Backend, missing_runtime, no_embedding
 from imgclf.inference.backends.metadata import METADATA_KEY, read_sidecar
 
 
-class OnnxBackend:
+class OnnxBackend(Backend):
     """A .onnx model; outputs are read by name ('probabilities', 'embedding'), metadata from metadata_props.
 
     Example:
-        >>> backend, meta = OnnxBackend.open("model.onnx")  # doctest: +SKIP
-        >>> backend.predict(np.zeros((2, 32, 32, 3), np.float32)).shape  # doctest: +SKIP
+        >>> backend, meta = OnnxBackend.open("model.onnx")  # needs an exported model  # doctest: +SKIP
+        >>> backend.predict(np.zeros((2, 32, 32, 3), np.float32)).shape  # needs an exported model  # doctest: +SKIP
         (2, 10)
     """
 
@@ -57,8 +57,6 @@ class OnnxBackend:
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Penultimate features (the classifier's input). Example: ``backend.embed(x).shape``."""
         if not self.has_embedding:
-            from imgclf.core.errors import UserError
-
-            raise UserError(f"{self.source!r} has no 'embedding' output; re-export it with `imgclf export` to get one.")
+            raise no_embedding(self.source)
         (out,) = self.session.run([EMBEDDING], {self._input: np.ascontiguousarray(x, dtype=np.float32)})
         return np.asarray(out, dtype=np.float32)

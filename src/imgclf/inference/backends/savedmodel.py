@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from imgclf.core.errors import UserError
-from imgclf.inference.backends import EMBEDDING, PROBABILITIES
+from imgclf.inference.backends.base import EMBEDDING, PROBABILITIES, Backend, no_embedding
 from imgclf.inference.backends.metadata import read_sidecar
 
 
-class SavedModelBackend:
+class SavedModelBackend(Backend):
     """A SavedModel's serving_default signature; outputs by name ('probabilities', 'embedding').
 
     Example:
-        >>> backend, meta = SavedModelBackend.open("exports/savedmodel")  # doctest: +SKIP
-        >>> backend.predict(np.zeros((1, 28, 28, 1), np.float32)).shape  # doctest: +SKIP
+        >>> backend, meta = SavedModelBackend.open("exports/savedmodel")  # needs an exported model  # doctest: +SKIP
+        >>> backend.predict(np.zeros((1, 28, 28, 1), np.float32)).shape  # needs an exported model  # doctest: +SKIP
         (1, 10)
     """
 
@@ -52,5 +52,5 @@ class SavedModelBackend:
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Penultimate features (the classifier's input). Example: ``backend.embed(x).shape``."""
         if not self.has_embedding:
-            raise UserError(f"{self.source!r} has no 'embedding' output; re-export it with `imgclf export` to get one.")
+            raise no_embedding(self.source)
         return np.asarray(self._outputs(x)[EMBEDDING], dtype=np.float32)

@@ -17,7 +17,8 @@ import os
 
 from imgclf.core.errors import UserError
 from imgclf.core.progress import Progress
-from imgclf.inference.files import _validate
+from imgclf.inference.engines.inputs import resolve_inputs
+from imgclf.inference.files import validate_options
 
 ENGINES = ("local", "ray")
 EXTRAS = {"ray": ("ray", "ray")}  # engine -> (module that must import, imgclf extra that installs it)
@@ -62,7 +63,10 @@ def check_model_path(model: str) -> None:
     """Fail fast, before any worker starts, if MODEL is not something `imgclf.load` can open.
 
     Example:
-        >>> check_model_path("runs/leaves")  # doctest: +SKIP
+        >>> check_model_path("gs://bucket/model.tflite")  # a URL: the workers open it
+        >>> check_model_path("runs/nothing-here")
+        Traceback (most recent call last):
+        imgclf.core.errors.UserError: Model not found: 'runs/nothing-here'. Pass a run folder (for example runs/leaves), a .keras, .tflite or .onnx file, or a SavedModel folder; on a cluster, a path every node can read.
     """
     if "://" in model:
         return  # a URL is opened by the workers
@@ -81,14 +85,13 @@ def predict_with_engine(model: str, inputs: list[str], output: str, engine: str 
     The format comes from the extension of `output`; `fmt`, where given, must agree with it.
 
     Example:
-        >>> predict_with_engine("runs/leaves", ["photos/"], "preds.parquet", engine="ray", options={"actors": 2})  # doctest: +SKIP
+        >>> predict_with_engine("runs/leaves", ["photos/"], "preds.parquet", engine="ray", options={"actors": 2})  # needs a trained model and Ray  # doctest: +SKIP
         {'images': 1200, 'errors': 2}
     """
-    # lazy: imported on first use: the module and this one load each other
-    from imgclf.inference.engines.inputs import resolve_inputs
+    # lazy: output imports pyarrow, which only the ray extra installs (parse_options and ENGINES must not need it)
     from imgclf.inference.engines.output import output_format, write_output
 
-    _validate(top_k, threshold, batch_size, None, False)
+    validate_options(top_k, threshold, batch_size)
     if fmt and fmt != output_format(output):
         raise UserError(f"--format {fmt} disagrees with --output {output!r}: an engine job takes its format from the "
                         f"extension. Drop --format, or name the output something.{fmt}.")
@@ -99,7 +102,7 @@ def predict_with_engine(model: str, inputs: list[str], output: str, engine: str 
     check_model_path(model)
     found = resolve_inputs(inputs)
     progress = True if progress is None else progress
-    # lazy: imported on first use: the module and this one load each other
+    # lazy: imports pyarrow (and, when it runs, ray), which only the ray extra installs
     from imgclf.inference.engines.ray_engine import run_ray
 
     counts = {"images": 0}

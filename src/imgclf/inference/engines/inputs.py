@@ -61,10 +61,16 @@ def resolve_inputs(inputs: list[str]) -> Inputs:
     """Turn the command line's INPUT arguments into an `Inputs`.
 
     Example:
-        >>> resolve_inputs(["photos/"]).paths[:1]  # doctest: +SKIP
-        ['photos/a.jpg']
-        >>> resolve_inputs(["shards/"]).shards  # doctest: +SKIP
-        ['shards/data-00000-of-00002.tfrecord', 'shards/data-00001-of-00002.tfrecord']
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for name in ("photos/a.jpg", "photos/b.png", "shards/data-00000-of-00002.tfrecord",
+        ...              "shards/data-00001-of-00002.tfrecord"):
+        ...     (root / name).parent.mkdir(exist_ok=True)
+        ...     _ = (root / name).write_bytes(b"")
+        >>> [Path(p).name for p in resolve_inputs([str(root / "photos")]).paths]
+        ['a.jpg', 'b.png']
+        >>> [Path(p).name for p in resolve_inputs([str(root / "shards")]).shards]
+        ['data-00000-of-00002.tfrecord', 'data-00001-of-00002.tfrecord']
     """
 
     result = Inputs()

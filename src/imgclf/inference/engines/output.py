@@ -1,10 +1,11 @@
 """One output file for a batch-inference job, its format chosen by the extension.
 
 JSON Lines, JSON and CSV are written by `imgclf predict`'s own writer, so the
-fields and columns are the same; Parquet has the CSV's columns with real
-types (probabilities as float64, null on error rows). The file is written
-under a temporary name and renamed at the end: a job that fails halfway
-leaves no half-written file behind.
+fields and columns are the same; Parquet has the CSV's columns (one
+definition: `writers.table_columns`) with real types (probabilities as
+float64, null on error rows). The file is written under a temporary name
+and renamed at the end: a job that fails halfway leaves no half-written
+file behind.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from imgclf.core.errors import UserError
-from imgclf.inference.writers import write_predictions
+from imgclf.inference.writers import table_columns, table_values, write_predictions
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -38,39 +39,25 @@ def output_format(output: str | None) -> str:
     return fmt
 
 
-def parquet_columns(top_k: int) -> list[str]:
-    """Columns of the Parquet (and CSV) output. Example: ``parquet_columns(2)`` -> path, class, probability, class_2, probability_2, error."""
-    cols = ["path", "class", "probability"]
-    for k in range(2, top_k + 1):
-        cols += [f"class_{k}", f"probability_{k}"]
-    return cols + ["error"]
-
-
 def _write_parquet(rows: Iterable[dict], path: str, top_k: int, chunk: int = 4096) -> int:
-    cols = parquet_columns(top_k)
+    cols = table_columns(top_k)
     schema = pa.schema([(c, pa.float64() if c.startswith("probability") else pa.string()) for c in cols])
     errors = 0
     with pq.ParquetWriter(path, schema) as writer:
-        buffer: dict[str, list] = {c: [] for c in cols}
+        buffer: list[list] = [[] for _ in cols]
 
         def flush():
-            writer.write_table(pa.table(buffer, schema=schema))
-            for v in buffer.values():
+            writer.write_table(pa.table(dict(zip(cols, buffer)), schema=schema))
+            for v in buffer:
                 v.clear()
 
         for row in rows:
             errors += bool(row["error"])
-            buffer["path"].append(row["path"])
-            buffer["class"].append(row["class"])
-            buffer["probability"].append(None if row["error"] else row["probability"])
-            for k in range(2, top_k + 1):
-                has = k - 1 < len(row["top_k"])
-                buffer[f"class_{k}"].append(row["top_k"][k - 1][0] if has else "")
-                buffer[f"probability_{k}"].append(row["top_k"][k - 1][1] if has else None)
-            buffer["error"].append(row["error"])
-            if len(buffer["path"]) >= chunk:
+            for column, value in zip(buffer, table_values(row, top_k)):
+                column.append(value)
+            if len(buffer[0]) >= chunk:
                 flush()
-        if buffer["path"]:
+        if buffer[0]:
             flush()
     return errors
 
@@ -79,8 +66,13 @@ def write_output(rows: Iterable[dict], output: str, top_k: int) -> int:
     """Write prediction rows to `output` (format from its extension), atomically; return the number of error rows.
 
     Example:
-        >>> write_output(rows, "preds.parquet", top_k=3)  # doctest: +SKIP
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "preds.parquet")
+        >>> write_output([{"path": "a.jpg", "class": "cat", "probability": 0.9, "top_k": [["cat", 0.9]], "error": ""}],
+        ...              path, top_k=3)
         0
+        >>> pq.read_table(path).column_names
+        ['path', 'class', 'probability', 'class_2', 'probability_2', 'class_3', 'probability_3', 'error']
     """
 
     fmt = output_format(output)

@@ -119,8 +119,8 @@ def run_ray(model: str, inputs: Inputs, options: dict, top_k: int = 1, threshold
     """Yield prediction rows, in input order, computed by a Ray Data actor pool.
 
     Example:
-        >>> rows = run_ray("runs/leaves", resolve_inputs(["photos/"]), {"actors": 2})  # doctest: +SKIP
-        >>> next(rows)["class"]  # doctest: +SKIP
+        >>> rows = run_ray("runs/leaves", resolve_inputs(["photos/"]), {"actors": 2})  # needs a trained model and Ray  # doctest: +SKIP
+        >>> next(rows)["class"]  # needs a trained model and Ray  # doctest: +SKIP
         'rust'
     """
     # lazy: optional extra: imgclf[ray]

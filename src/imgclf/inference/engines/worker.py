@@ -17,7 +17,7 @@ import pyarrow as pa
 from pyarrow import fs
 
 from imgclf.core.errors import UserError
-from imgclf.data.decode import DecodeError, read_bytes
+from imgclf.data.decode import DecodeError, DecodeErrorKind, read_bytes
 from imgclf.inference.predictor import load
 
 # Column names of the tables that pass between engine workers and the driver.
@@ -31,8 +31,14 @@ def read_source(path: str) -> bytes:
     Raises `DecodeError` (which becomes an error row) when the file cannot be read.
 
     Example:
-        >>> read_source("photos/a.jpg")[:2]  # doctest: +SKIP
-        b'\\xff\\xd8'
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "a.jpg")
+        >>> _ = open(path, "wb").write(b"\\xff\\xd8\\xff")
+        >>> read_source(path)[:2], read_source("file://" + path)[:2]
+        (b'\\xff\\xd8', b'\\xff\\xd8')
+        >>> read_source(path + ".missing")
+        Traceback (most recent call last):
+        imgclf.data.decode.DecodeError: file not found (or a broken symbolic link)
     """
     if "://" not in path or path.startswith("file://"):
         return read_bytes(path[len("file://"):] if path.startswith("file://") else path)
@@ -42,15 +48,15 @@ def read_source(path: str) -> bytes:
         with filesystem.open_input_file(inner) as f:
             return f.read()
     except (OSError, ValueError) as e:  # pyarrow raises OSError subclasses for missing files and denied access
-        raise DecodeError(f"unreadable: {e}") from None
+        raise DecodeError(f"unreadable: {e}", DecodeErrorKind.UNREADABLE) from None
 
 
 class BatchPredictor:
     """Load a model once, then predict batches of images as rows (`imgclf predict`'s rows).
 
     Example:
-        >>> worker = BatchPredictor("runs/leaves", top_k=2)  # doctest: +SKIP
-        >>> worker.predict_rows(["a.jpg"], ["a.jpg"])[0]["class"]  # doctest: +SKIP
+        >>> worker = BatchPredictor("runs/leaves", top_k=2)  # needs a trained model  # doctest: +SKIP
+        >>> worker.predict_rows(["a.jpg"], ["a.jpg"])[0]["class"]  # needs a trained model  # doctest: +SKIP
         'rust'
     """
 
@@ -70,7 +76,7 @@ class BatchPredictor:
         """Rows for one batch: `names` are what the output shows, `sources` paths or encoded bytes (None: missing).
 
         Example:
-            >>> worker.predict_rows(["shard-0/7.png"], [png_bytes])  # doctest: +SKIP
+            >>> worker.predict_rows(["shard-0/7.png"], [png_bytes])  # needs a trained model  # doctest: +SKIP
         """
         items = [_fetch(s) for s in sources]
         readable = [i for i, item in enumerate(items) if not isinstance(item, DecodeError)]
@@ -90,7 +96,7 @@ class BatchPredictor:
         """A pyarrow Table of predictions for a pyarrow batch with columns `path` and `source`.
 
         Example:
-            >>> worker.predict_table(pa.table({"path": ["a.jpg"], "source": ["a.jpg"]}))  # doctest: +SKIP
+            >>> worker.predict_table(pa.table({"path": ["a.jpg"], "source": ["a.jpg"]}))  # needs a trained model  # doctest: +SKIP
         """
         names = [str(n) for n in batch.column(PATH).to_pylist()]
         sources = batch.column(SOURCE).to_pylist() if SOURCE in batch.column_names else names
@@ -102,7 +108,7 @@ class BatchPredictor:
 def _fetch(source):
     """A path becomes bytes here (so URLs work and unreadable files become error rows); bytes stay bytes."""
     if source is None:
-        return DecodeError("no image bytes in this record")
+        return DecodeError("no image bytes in this record", DecodeErrorKind.EMPTY)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
     try:
@@ -116,8 +122,8 @@ def rows_to_table(rows: list[dict]):
 
     Example:
         >>> rows_to_table([{"path": "a.jpg", "class": "cat", "probability": 0.9,
-        ...                 "top_k": [["cat", 0.9]], "error": ""}]).num_rows  # doctest: +SKIP
-        1
+        ...                 "top_k": [["cat", 0.9]], "error": ""}]).column_names
+        ['path', 'class', 'probability', 'top_classes', 'top_probs', 'error']
     """
 
     return pa.table({
@@ -134,7 +140,8 @@ def table_rows(table) -> list[dict]:
     """The inverse of `rows_to_table`: rows as `imgclf predict` yields them.
 
     Example:
-        >>> table_rows(rows_to_table(rows)) == rows  # doctest: +SKIP
+        >>> rows = [{"path": "a.jpg", "class": "cat", "probability": 0.9, "top_k": [["cat", 0.9], ["dog", 0.1]], "error": ""}]
+        >>> table_rows(rows_to_table(rows)) == rows
         True
     """
     out = []
