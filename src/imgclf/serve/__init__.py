@@ -4,6 +4,8 @@ Endpoints: ``POST /predict`` (multipart or raw body, ``?top_k=``), ``POST
 /predict/batch``, ``GET /health``, ``/classes``, ``/model``, ``/docs`` and
 ``GET /`` (a page to drop images on; it loads nothing from the internet).
 Concurrent requests are batched into one model call (batcher.py).
+Layer 7, beside export: imports core to inference, never training or export;
+see docs/architecture.md.
 """
 
 from __future__ import annotations
