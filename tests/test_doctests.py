@@ -2,7 +2,7 @@
 
 Each module's examples run in a workspace (the current folder) that holds what
 the examples name: ``data/`` (three classes of tiny images), ``cat.jpg``,
-``a.png``, ``b.png``, ``b.jpg`` and, for modules whose examples name it,
+``a.png``, ``b.png``, ``b.jpg``, ``my_cnn.yaml``, ``shards/`` (data/ packed) and, for modules whose examples name it,
 ``runs/leaves``: a small model trained and evaluated once per session. So an
 example reads ``scan_folder("data/")`` and still runs. ``# doctest: +SKIP``
 is kept only where a real run cannot happen here (the network, a GPU, a
@@ -15,15 +15,27 @@ import doctest
 import importlib
 import os
 import pkgutil
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import imgclf
+from imgclf.data.shards.pack import pack
 
 MODULES = sorted(m.name for m in pkgutil.walk_packages(imgclf.__path__, "imgclf.") if not m.name.endswith("__main__"))
 CLASSES = ("cat", "dog", "bird")
+MY_CNN = """\
+name: my_cnn
+input_size: 64
+min_size: 16
+color_modes: [rgb, grayscale]
+layers:
+  - Conv2D: {filters: 8, kernel_size: 3, padding: same}
+  - ReLU
+  - MaxPooling2D: {pool_size: 2}
+"""
 
 
 def _picture(kind: int, rng: np.random.Generator, size: int = 24) -> np.ndarray:
@@ -36,9 +48,8 @@ def _picture(kind: int, rng: np.random.Generator, size: int = 24) -> np.ndarray:
     return img
 
 
-@pytest.fixture(scope="session")
-def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("doctest")
+def build_workspace(root):
+    """Write what the examples name into `root`; return it."""
     rng = np.random.default_rng(0)
     for k, name in enumerate(CLASSES):
         (root / "data" / name).mkdir(parents=True)
@@ -48,25 +59,41 @@ def workspace(tmp_path_factory):
     Image.fromarray(_picture(1, rng)).save(root / "a.png")
     Image.fromarray(_picture(2, rng)).save(root / "b.png")
     Image.fromarray(_picture(1, rng)).save(root / "b.jpg", quality=95)
+    (root / "my_cnn.yaml").write_text(MY_CNN)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        pack("data/", "shards/", verbose=False)
+    finally:
+        os.chdir(cwd)
     return root
 
 
-@pytest.fixture(scope="session")
-def trained_workspace(workspace):
-    """The workspace plus runs/leaves: small_cnn trained for a few epochs on data/ and evaluated."""
+def train_leaves(root):
+    """runs/leaves in `root`: small_cnn trained for a few epochs on data/ and evaluated."""
     cwd = os.getcwd()
-    os.chdir(workspace)
+    os.chdir(root)
     try:
         run = imgclf.train("data/", out="runs/leaves", epochs=4, batch_size=8, img_size=16, verbose=0,
                            val_fraction=0.25, test_fraction=0.25)
         imgclf.evaluate(run, verbose=False, explain=False)
     finally:
         os.chdir(cwd)
-    return workspace
+    return root
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    return build_workspace(tmp_path_factory.mktemp("doctest"))
+
+
+@pytest.fixture(scope="session")
+def trained_workspace(workspace):
+    return train_leaves(workspace)
 
 
 @pytest.mark.parametrize("name", MODULES)
-def test_docstring_examples_run(name, request, monkeypatch):
+def test_docstring_examples_run(name, request, monkeypatch, tmp_path):
     module = importlib.import_module(name)
     tests = [t for t in doctest.DocTestFinder(exclude_empty=True).find(module, name) if t.examples]
     if not tests:
@@ -75,7 +102,9 @@ def test_docstring_examples_run(name, request, monkeypatch):
     if not runnable:
         pytest.skip("every example needs what a test cannot have (see the reasons on the lines)")
     needs_run = any("runs/leaves" in e.source for e in runnable)
-    monkeypatch.chdir(request.getfixturevalue("trained_workspace" if needs_run else "workspace"))
+    # a copy per module: examples write files (split.csv, quarantine/, ...) that must not meet another module's
+    shutil.copytree(request.getfixturevalue("trained_workspace" if needs_run else "workspace"), tmp_path / "ws")
+    monkeypatch.chdir(tmp_path / "ws")
     runner, failures = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS), []
     for test in tests:
         test.globs.update({"np": np, "imgclf": imgclf})

@@ -199,7 +199,7 @@ def load_yaml(path: str | os.PathLike) -> dict:
     """Read settings from a YAML file; `versions` (written by imgclf) is ignored.
 
     Example:
-        >>> load_yaml("runs/leaves/config.yaml")["model"]  # doctest: +SKIP
+        >>> load_yaml("runs/leaves/config.yaml")["model"]
         'small_cnn'
     """
 

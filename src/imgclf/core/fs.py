@@ -50,7 +50,8 @@ def refuse_overwrite(path: str | os.PathLike, overwrite: bool = False, flag: str
     """Raise `UserError` if `path` exists and overwriting was not asked for; return it as a Path.
 
     Example:
-        >>> refuse_overwrite("preds.csv")  # doctest: +SKIP
+        >>> refuse_overwrite("preds.csv")
+        PosixPath('preds.csv')
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -82,7 +83,7 @@ def atomic_save_model(model, path: str | os.PathLike) -> Path:
     """Save a Keras model atomically (Keras needs the .keras suffix on the temporary name).
 
     Example:
-        >>> atomic_save_model(model, "runs/x/model.keras")  # doctest: +SKIP
+        >>> atomic_save_model(model, "runs/x/model.keras")  # any Keras model; see imgclf.models.saving  # doctest: +SKIP
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ class Progress:
     """Count work done and show rate and time left on stderr.
 
     Example:
-        >>> with Progress(1000, "Decoding") as bar:  # doctest: +SKIP
+        >>> with Progress(1000, "Decoding") as bar:
         ...     for _ in range(1000): bar.update(1)
     """
 

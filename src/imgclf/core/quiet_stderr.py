@@ -70,7 +70,7 @@ def filter_native_stderr() -> bool:
     a program that imports imgclf owns its own descriptors).
 
     Example:
-        >>> filter_native_stderr()  # doctest: +SKIP
+        >>> filter_native_stderr()  # replaces this process's stderr file descriptor  # doctest: +SKIP
         True
     """
     if _state or os.environ.get("IMGCLF_RAW_STDERR") or not os.isatty(2):

@@ -26,9 +26,9 @@ class Run:
     """A Run bundle on disk, opened for reading.
 
     Example:
-        >>> run = Run("runs/leaves")  # doctest: +SKIP
-        >>> run.classes  # doctest: +SKIP
-        ['healthy', 'rust', 'scab']
+        >>> run = Run("runs/leaves")
+        >>> run.classes
+        ['bird', 'cat', 'dog']
     """
 
     def __init__(self, path: str | os.PathLike):

@@ -42,7 +42,7 @@ def augmentation_layers(preset: str, flip: str = "horizontal", seed: int = 0) ->
     """The Keras preprocessing layers of a preset, in the order they are applied.
 
     Example:
-        >>> [type(l).__name__ for l in augmentation_layers("light")]  # doctest: +SKIP
+        >>> [type(l).__name__ for l in augmentation_layers("light")]
         ['RandomFlip', 'RandomTranslation']
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
@@ -78,7 +78,11 @@ def mix_batch(x, y_onehot, mixup: float = 0.0, cutmix: float = 0.0, seed=None):
     same proportion (for CutMix, the pasted area's share).
 
     Example:
-        >>> x2, y2 = mix_batch(x, tf.one_hot(y, 10), mixup=0.2)  # doctest: +SKIP
+        >>> import tensorflow as tf
+        >>> x, y = np.zeros((4, 8, 8, 3), "float32"), np.arange(4) % 2
+        >>> x2, y2 = mix_batch(x, tf.one_hot(y, 10), mixup=0.2)
+        >>> tuple(x2.shape), tuple(y2.shape)
+        ((4, 8, 8, 3), (4, 10))
     """
     # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     import tensorflow as tf
@@ -128,8 +132,8 @@ def make_train_map(preset: str, flip: str, num_classes: int, one_hot: bool, mixu
     """The function tf.data maps over training batches: augment, one-hot, mix. None if there is nothing to do.
 
     Example:
-        >>> fn = make_train_map("standard", "horizontal", 10, one_hot=False)  # doctest: +SKIP
-        >>> ds = ds.map(fn)  # doctest: +SKIP
+        >>> fn = make_train_map("standard", "horizontal", 10, one_hot=False)
+        >>> ds = ds.map(fn)  # ds: a tf.data pipeline such as data.pipeline.make_dataset gives  # doctest: +SKIP
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras

@@ -96,7 +96,7 @@ def export_dataset(name: str, out: str | os.PathLike) -> Path:
     never overwritten.
 
     Example:
-        >>> export_dataset("digits", "data/digits")  # doctest: +SKIP
+        >>> export_dataset("digits", "data/digits")
         PosixPath('data/digits')
     """
     if name not in DATASETS:

@@ -159,8 +159,8 @@ def split_rows(rows: list[dict], val_fraction: float, test_fraction: float, seed
 
     Example:
         >>> from imgclf.data.scan import scan_folder
-        >>> scan = scan_folder("data/")  # doctest: +SKIP
-        >>> rows = split_rows(scan.rows, 0.15, 0.15, seed=0, root=scan.root)  # doctest: +SKIP
+        >>> scan = scan_folder("data/")
+        >>> rows = split_rows(scan.rows, 0.15, 0.15, seed=0, root=scan.root)
     """
     sha1 = hashes = thumbs = None
     if dedupe and rows:
@@ -189,8 +189,8 @@ def split_folder(data: str | os.PathLike, out: str | os.PathLike, val_fraction: 
     The same data and seed give the same file, byte for byte.
 
     Example:
-        >>> rows = split_folder("data/", "split.csv", val_fraction=0.15, test_fraction=0.15, seed=0)  # doctest: +SKIP
-        >>> sorted({r["split"] for r in rows})  # doctest: +SKIP
+        >>> rows = split_folder("data/", "split.csv", val_fraction=0.15, test_fraction=0.15, seed=0)
+        >>> sorted({r["split"] for r in rows})
         ['test', 'train', 'val']
     """
 
@@ -232,7 +232,7 @@ def training_rows(data: str | os.PathLike = "", manifest: str | os.PathLike = ""
     groups never straddle train, val and test.
 
     Example:
-        >>> rows, classes = training_rows(manifest="split.csv")  # doctest: +SKIP
+        >>> rows, classes = training_rows(manifest="split.csv")
     """
 
     if manifest:

@@ -30,9 +30,9 @@ def find_feature_map(model):
     convolutional feature map, where Grad-CAM is meant to look.
 
     Example:
-        >>> tensor, name = find_feature_map(imgclf.load("runs/leaves").model)  # doctest: +SKIP
-        >>> name, tensor.shape  # doctest: +SKIP
-        ('backbone', (None, 7, 7, 96))
+        >>> tensor, name = find_feature_map(imgclf.load("runs/leaves").model)
+        >>> name, tensor.shape
+        ('backbone', (None, 4, 4, 96))
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
@@ -66,9 +66,10 @@ def gradcam(model, images: np.ndarray, class_index=None, batch_size: int = 32) -
     confident predictions. `class_index` defaults to each image's predicted class.
 
     Example:
-        >>> maps = gradcam(clf.model, clf.decode("leaf.jpg")[None])  # doctest: +SKIP
-        >>> maps.shape  # doctest: +SKIP
-        (1, 96, 96)
+        >>> clf = imgclf.load("runs/leaves")
+        >>> maps = gradcam(clf.model, clf.decode("cat.jpg")[None])
+        >>> maps.shape
+        (1, 16, 16)
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
@@ -107,9 +108,11 @@ def embeddings(model, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
     """Penultimate-layer features (the input of the 'classifier' layer), float32 (N, D).
 
     Example:
-        >>> feats = embeddings(clf.model, images)  # doctest: +SKIP
-        >>> feats.shape  # doctest: +SKIP
-        (240, 96)
+        >>> clf = imgclf.load("runs/leaves")
+        >>> images = np.stack([clf.decode(p) for p in ["a.png", "b.png"]])
+        >>> feats = embeddings(clf.model, images)
+        >>> feats.shape
+        (2, 96)
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
@@ -135,8 +138,8 @@ def project(features: np.ndarray, methods=("pca", "tsne", "umap"), seed: int = 0
     show the structure.
 
     Example:
-        >>> proj = project(embeddings(clf.model, images))  # doctest: +SKIP
-        >>> sorted(proj)  # doctest: +SKIP
+        >>> proj = project(np.random.default_rng(0).normal(size=(20, 8)))
+        >>> sorted(proj)
         ['index', 'pca', 'tsne']
     """
     features = np.asarray(features, dtype=np.float32)

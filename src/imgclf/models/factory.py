@@ -32,8 +32,8 @@ def create_model(
     with their ImageNet statistics, during fine-tuning.
 
     Example:
-        >>> model = create_model("small_cnn", num_classes=10, img_size=28, channels=1)  # doctest: +SKIP
-        >>> model.output_shape  # doctest: +SKIP
+        >>> model = create_model("small_cnn", num_classes=10, img_size=28, channels=1)
+        >>> model.output_shape
         (None, 10)
     """
     spec = get_spec(name)

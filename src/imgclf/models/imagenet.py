@@ -36,8 +36,8 @@ def imagenet_classifier(name: str = "efficientnet_lite0"):
     Only models whose ImageNet head ships offline are supported (efficientnet_lite0, lite1, lite2).
 
     Example:
-        >>> model = imagenet_classifier()  # doctest: +SKIP
-        >>> decode_top(model.predict(batch), k=3)  # doctest: +SKIP
+        >>> model = imagenet_classifier()
+        >>> decode_top(model.predict(batch), k=3)  # a batch of photos  # doctest: +SKIP
         [[('tabby', 0.61), ('tiger_cat', 0.2), ('Egyptian_cat', 0.1)]]
     """
     # lazy: imports keras (imgclf.models.factory)

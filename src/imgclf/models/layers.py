@@ -20,8 +20,8 @@ class Preprocess(keras.layers.Layer):
     ``caffe`` (RGB to BGR, then subtract the ImageNet mean).
 
     Example:
-        >>> Preprocess("tf")(np.full((1, 2, 2, 3), 255.0)).numpy().max()  # doctest: +SKIP
-        1.0
+        >>> Preprocess("tf")(np.full((1, 2, 2, 3), 255.0)).numpy().max()
+        np.float32(1.0)
     """
 
     def __init__(self, mode: str = "unit", **kwargs):

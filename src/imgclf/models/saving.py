@@ -11,6 +11,6 @@ def load_keras_model(path):
     """Load a saved imgclf .keras model for inference (not compiled).
 
     Example:
-        >>> model = load_keras_model("runs/leaves/model.keras")  # doctest: +SKIP
+        >>> model = load_keras_model("runs/leaves/model.keras")
     """
     return keras.saving.load_model(path, compile=False)

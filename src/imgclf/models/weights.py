@@ -65,7 +65,7 @@ def fetch_weights(names: list[str]) -> list[tuple[str, Path]]:
     for unknown models, models without ImageNet weights, or a failed download.
 
     Example:
-        >>> fetch_weights(["mobilenet_v2"])  # doctest: +SKIP
+        >>> fetch_weights(["mobilenet_v2"])  # downloads  # doctest: +SKIP
         [('mobilenet_v2', PosixPath('/home/me/.keras/models/mobilenet_v2_..._no_top.h5'))]
     """
 
@@ -92,8 +92,8 @@ def list_weights() -> list[dict]:
     """The pretrained weights present on this machine: one row per model that has them.
 
     Example:
-        >>> [row["model"] for row in list_weights()]  # doctest: +SKIP
-        ['efficientnet_lite0', 'mobilenet_v2']
+        >>> [row["model"] for row in list_weights()]
+        ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2']
     """
 
     rows = []
@@ -109,7 +109,7 @@ def load_backbone_weights(backbone, path: str) -> None:
     """Load weights into `backbone` from a .keras model (its 'backbone' layer) or a weights file.
 
     Example:
-        >>> load_backbone_weights(backbone, "runs/earlier/model.keras")  # doctest: +SKIP
+        >>> load_backbone_weights(backbone, "runs/earlier/model.keras")  # a built backbone  # doctest: +SKIP
     """
     p = Path(path)
     if not p.exists():

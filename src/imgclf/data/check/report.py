@@ -31,7 +31,9 @@ def format_report(report: dict, limit: int = 10) -> str:
     At most `limit` paths are shown per problem; the JSON report has all.
 
     Example:
-        >>> print(format_report(check_folder("data/")))  # doctest: +SKIP
+        >>> from imgclf.data.check.health import check_folder
+        >>> format_report(check_folder("data/")).splitlines()[0]
+        'Data: .../data (folders layout, 36 image files checked)'
     """
     out = [f"Data: {report['data']} ({report['layout']} layout, {report['files_checked']} image files checked)", ""]
     classes = report["classes"]

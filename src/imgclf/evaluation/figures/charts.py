@@ -22,7 +22,7 @@ def save_fixed(fig, path) -> Path:
     """Save a figure at exactly its size in inches x DPI (no tight cropping) and close it.
 
     Example:
-        >>> save_fixed(fig, "plots/x.png")  # doctest: +SKIP
+        >>> save_fixed(fig, "plots/x.png")  # any Matplotlib figure  # doctest: +SKIP
     """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
@@ -45,7 +45,9 @@ def plot_per_class(metrics: dict, path) -> Path:
     """Horizontal precision / recall / F1 bars per class, support in the labels; 10 in wide (1000 px).
 
     Example:
-        >>> plot_per_class(json.load(open("runs/x/metrics.json")), "per_class.png")  # doctest: +SKIP
+        >>> import json
+        >>> plot_per_class(json.load(open("runs/leaves/metrics.json")), "per_class.png")
+        PosixPath('per_class.png')
     """
     plt = _plt()
     per = metrics["per_class"]
@@ -74,7 +76,8 @@ def plot_roc_pr(y_true, probs, classes: list[str], path) -> Path:
     are thin grey lines under the bold macro-average curve.
 
     Example:
-        >>> plot_roc_pr(ev.y_true, ev.probs, ev.classes, "roc_pr.png")  # doctest: +SKIP
+        >>> plot_roc_pr(np.array([0, 1, 1]), np.array([[0.8, 0.2], [0.3, 0.7], [0.4, 0.6]]), ["cat", "dog"], "roc_pr.png")
+        PosixPath('roc_pr.png')
     """
     # lazy: scikit-learn loads only when these metrics are computed
     from sklearn.metrics import precision_recall_curve, roc_curve
@@ -123,7 +126,9 @@ def plot_reliability(cal: dict, path) -> Path:
     """Reliability diagram: accuracy against confidence per bin, with the bin counts below; 6 x 6.5 in.
 
     Example:
-        >>> plot_reliability(metrics["calibration"], "reliability.png")  # doctest: +SKIP
+        >>> import json
+        >>> plot_reliability(json.load(open("runs/leaves/metrics.json"))["calibration"], "reliability.png")
+        PosixPath('reliability.png')
     """
     plt = _plt()
     edges = np.asarray(cal["bin_edges"])
@@ -148,7 +153,7 @@ def plot_embedding(projections: dict, y_true, y_pred, classes: list[str], path) 
     true class, misclassified images ringed in black; 5.5 in per panel wide, 5.5 in tall.
 
     Example:
-        >>> plot_embedding(project(feats), ev.y_true, ev.y_pred, ev.classes, "embedding.png")  # doctest: +SKIP
+        >>> plot_embedding(project(feats), ev.y_true, ev.y_pred, ev.classes, "embedding.png")  # features of a real run; plot_run draws it  # doctest: +SKIP
     """
     plt = _plt()
     methods = [m for m in ("pca", "tsne", "umap") if m in projections]
@@ -210,7 +215,8 @@ def plot_confusion_clustered(cm, classes: list[str], path) -> Path:
     so that classes confused with each other sit together; 14 x 13 in.
 
     Example:
-        >>> plot_confusion_clustered(cm, names, "confusion_matrix.png")  # doctest: +SKIP
+        >>> plot_confusion_clustered(np.eye(60, dtype=int) * 5, [f"c{i}" for i in range(60)], "confusion_matrix.png")
+        PosixPath('confusion_matrix.png')
     """
     # lazy: Matplotlib loads only when a figure is drawn
     from matplotlib.colors import PowerNorm

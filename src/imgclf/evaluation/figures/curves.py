@@ -74,7 +74,8 @@ def plot_training_curves(history_path, path) -> Path:
     """Loss, accuracy and learning rate per epoch, train vs validation, phases marked.
 
     Example:
-        >>> plot_training_curves("runs/x/history.csv", "runs/x/plots/training_curves.png")  # doctest: +SKIP
+        >>> plot_training_curves("runs/leaves/history.csv", "curves.png")
+        PosixPath('curves.png')
     """
     plt = _plt()
     rows = read_history(history_path)

@@ -43,7 +43,9 @@ def image_grid(images, captions: list[str], colors: list[str], title: str, path,
     """A grid of images with captions; with `heatmaps` (N, H, W in [0, 1]) each is overlaid in 'jet'.
 
     Example:
-        >>> image_grid(images, ["cat"] * len(images), ["black"] * len(images), "Some cats", "cats.png")  # doctest: +SKIP
+        >>> images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)).astype("uint8")
+        >>> image_grid(images, ["cat"] * len(images), ["black"] * len(images), "Some cats", "cats.png")
+        PosixPath('cats.png')
     """
     plt = _plt()
     n = len(images)
@@ -71,7 +73,7 @@ def plot_top_losses(images, items: list[dict], path) -> Path:
     """The most confidently wrong images: file name, true and predicted class, probability.
 
     Example:
-        >>> plot_top_losses(images, ev.top_losses(12), "top_losses.png")  # doctest: +SKIP
+        >>> plot_top_losses(images, ev.top_losses(12), "top_losses.png")  # images and an Evaluation from evaluate(); plot_run draws it for a real run  # doctest: +SKIP
     """
     caps = [f"{_short(t['path'])}\ntrue {t['true']} / pred {t['predicted']}\np={t['probability']:.2f} loss {t['loss']:.2f}"
             for t in items]
@@ -83,7 +85,7 @@ def plot_sample_predictions(images, y_true, y_pred, confidence, classes: list[st
     """A random sample of evaluation images with their true and predicted class.
 
     Example:
-        >>> plot_sample_predictions(images, y[:12], pred[:12], conf[:12], ev.classes, "samples.png")  # doctest: +SKIP
+        >>> plot_sample_predictions(images, y[:12], pred[:12], conf[:12], ev.classes, "samples.png")  # images and an Evaluation from evaluate(); plot_run draws it for a real run  # doctest: +SKIP
     """
     caps = [f"true {classes[t]}\npred {classes[p]} ({c:.2f})" for t, p, c in zip(y_true, y_pred, confidence)]
     colors = [RIGHT if t == p else WRONG for t, p in zip(y_true, y_pred)]
@@ -94,7 +96,7 @@ def plot_gradcam(images, heatmaps, y_true, y_pred, confidence, classes: list[str
     """Grad-CAM overlays for the predicted class: where the model looked, for right and wrong predictions.
 
     Example:
-        >>> plot_gradcam(images, gradcam(model, images), y, pred, conf, ev.classes, "gradcam.png")  # doctest: +SKIP
+        >>> plot_gradcam(images, gradcam(model, images), y, pred, conf, ev.classes, "gradcam.png")  # images and an Evaluation from evaluate(); plot_run draws it for a real run  # doctest: +SKIP
     """
     caps = [f"{'right' if t == p else 'WRONG'}: pred {classes[p]} ({c:.2f})\ntrue {classes[t]}"
             for t, p, c in zip(y_true, y_pred, confidence)]
@@ -106,7 +108,7 @@ def plot_label_issues(images, issues: list[dict], path) -> Path:
     """Images whose given label the model most confidently disputes, with the suggested label.
 
     Example:
-        >>> plot_label_issues(images, issues[:12], "label_issues.png")  # doctest: +SKIP
+        >>> plot_label_issues(images, issues[:12], "label_issues.png")  # images and an Evaluation from evaluate(); plot_run draws it for a real run  # doctest: +SKIP
     """
     caps = [f"{_short(i['path'])}\ngiven {i['given']} -> {i['suggested']}\nconf {i['confidence']:.2f}" for i in issues]
     return image_grid(images, caps, [WRONG] * len(issues), "Possible label errors (given label -> suggested label)", path)

@@ -49,8 +49,8 @@ def collect_visuals(model, images: np.ndarray, y_true, probs, seed: int = 0, n: 
     TFLite): the images are still kept, Grad-CAM and embeddings are skipped.
 
     Example:
-        >>> vis = collect_visuals(clf.model, decoded.images, decoded.labels, probs)  # doctest: +SKIP
-        >>> sorted(vis)[:3]  # doctest: +SKIP
+        >>> vis = collect_visuals(clf.model, decoded.images, decoded.labels, probs)  # evaluate() calls it on a decoded split  # doctest: +SKIP
+        >>> sorted(vis)[:3]  # (the same call)  # doctest: +SKIP
         ['embedding_index', 'embedding_pca', 'embedding_tsne']
     """
     y_true, probs = np.asarray(y_true), np.asarray(probs)
@@ -106,7 +106,7 @@ def plot_run(run) -> list[Path]:
     """Draw every figure of an evaluated run into run/plots/ from its saved files; return their paths.
 
     Example:
-        >>> [p.name for p in plot_run("runs/leaves")][:2]  # doctest: +SKIP
+        >>> [p.name for p in plot_run("runs/leaves")][:2]
         ['confusion_matrix.png', 'per_class.png']
     """
 
