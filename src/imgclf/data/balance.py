@@ -58,7 +58,7 @@ def balanced_index_dataset(labels, epoch_size: int, seed: int = 0):
     Example:
         >>> ds = balanced_index_dataset(np.array([0] * 90 + [1] * 10), 100)
         >>> minority = np.bincount(np.array(list(ds.as_numpy_iterator())) >= 90)[1]
-        >>> 30 < minority < 70  # about half of the draws, where natural sampling gives 10
+        >>> bool(30 < minority < 70)  # about half of the draws, where natural sampling gives 10
         True
     """
     # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
