@@ -26,7 +26,14 @@ from imgclf.evaluation.results import Evaluation
 from imgclf.inference.predictor import load
 
 
-def _eval_rows(run: Run, data: str | None, split: str | None) -> tuple[list[dict], str]:
+def eval_rows(run: Run, data: str | None, split: str | None) -> tuple[list[dict], str]:
+    """The manifest rows to evaluate (a `data` folder, or the run's `split`, test by default) and their description.
+
+    Example:
+        >>> rows, source = eval_rows(Run("runs/leaves"), None, None)
+        >>> len(rows) > 0, source
+        (True, 'test split of the run')
+    """
     classes = run.classes
     if data:
         scan = scan_folder(data)
@@ -71,7 +78,7 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
 
     shards = shard_source(run, data)  # packed TFRecords (`imgclf datasets pack`), given or trained on
     if not shards:
-        rows, source = _eval_rows(run, os.fspath(data) if data else None, split)
+        rows, source = eval_rows(run, os.fspath(data) if data else None, split)
     predictor = load(run.path, tta=tta)
     if verbose and predictor.tta != "none":
         how = "chosen on validation when training" if tta in (None, "", "auto") else "asked for"

@@ -111,7 +111,7 @@ def _check_out(out: str, data_root: Path, overwrite: bool, gfile) -> list[str]:
         # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
         import tensorflow as tf
 
-        _ensure_filesystem(out)
+        ensure_filesystem(out)
         gfile = tf.io.gfile
         try:
             try:
@@ -361,8 +361,12 @@ def _write_text(gfile, out: str, name: str, text: str) -> None:
     gfile.rename(tmp, join(out, name), overwrite=True)
 
 
-def _ensure_filesystem(url: str) -> None:
-    """Make s3://, hdfs:// and friends available: TensorFlow I/O registers them when imported."""
+def ensure_filesystem(url: str) -> None:
+    """Make s3://, hdfs:// and friends available: TensorFlow I/O registers them when imported.
+
+    Example:
+        >>> ensure_filesystem("shards/")  # a local folder needs nothing
+    """
     scheme = str(url).split("://", 1)[0] if is_url(url) else ""
     if scheme and scheme not in ("gs", "file", "ram"):
         try:

@@ -29,7 +29,7 @@ from imgclf.core.errors import UserError
 from imgclf.core.progress import Progress, log
 from imgclf.data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
 from imgclf.data.pipeline import DecodedSet
-from imgclf.data.shards.pack import FORMAT, FORMAT_VERSION, INDEX, _ensure_filesystem, filesystem_error, is_url, join
+from imgclf.data.shards.pack import FORMAT, FORMAT_VERSION, INDEX, ensure_filesystem, filesystem_error, is_url, join
 
 SHUFFLE_BUFFER_BYTES = 256 * 1024**2  # encoded bytes held by the shuffle buffer (at least 1,024 records)
 
@@ -63,7 +63,7 @@ def shards_root(data: str) -> str:
     # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     import tensorflow as tf
 
-    _ensure_filesystem(data)
+    ensure_filesystem(data)
     root = data.rstrip("/")
     try:
         found = tf.io.gfile.exists(join(root, INDEX))

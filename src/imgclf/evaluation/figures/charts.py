@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.core.fs import atomic_write_bytes
-from imgclf.evaluation.figures.curves import _plt
+from imgclf.evaluation.figures.curves import pyplot
 from imgclf.evaluation.metrics import average_precision, roc_auc, row_normalize
 
 DPI = 100
@@ -26,12 +26,12 @@ def save_fixed(fig, path) -> Path:
     """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
-    _plt().close(fig)
+    pyplot().close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
 
 def _class_colors(n: int):
-    plt = _plt()
+    plt = pyplot()
     cmap = plt.get_cmap("tab10" if n <= 10 else "tab20" if n <= 20 else "nipy_spectral")
     return [cmap(i if n <= 20 else i / max(n - 1, 1)) for i in range(n)]
 
@@ -49,7 +49,7 @@ def plot_per_class(metrics: dict, path) -> Path:
         >>> plot_per_class(json.load(open("runs/leaves/metrics.json")), "per_class.png")
         PosixPath('per_class.png')
     """
-    plt = _plt()
+    plt = pyplot()
     per = metrics["per_class"]
     names = list(per)
     n = len(names)
@@ -83,7 +83,7 @@ def plot_roc_pr(y_true, probs, classes: list[str], path) -> Path:
     from sklearn.metrics import precision_recall_curve, roc_curve
 
 
-    plt = _plt()
+    plt = pyplot()
     y_true, probs = np.asarray(y_true), np.asarray(probs, dtype=np.float64)
     fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
     n = len(classes)
@@ -130,7 +130,7 @@ def plot_reliability(cal: dict, path) -> Path:
         >>> plot_reliability(json.load(open("runs/leaves/metrics.json"))["calibration"], "reliability.png")
         PosixPath('reliability.png')
     """
-    plt = _plt()
+    plt = pyplot()
     edges = np.asarray(cal["bin_edges"])
     acc, conf, count = (np.asarray(cal[k], dtype=float) for k in ("bin_accuracy", "bin_confidence", "bin_count"))
     centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
@@ -155,7 +155,7 @@ def plot_embedding(projections: dict, y_true, y_pred, classes: list[str], path) 
     Example:
         >>> plot_embedding(project(feats), ev.y_true, ev.y_pred, ev.classes, "embedding.png")  # features of a real run; plot_run draws it  # doctest: +SKIP
     """
-    plt = _plt()
+    plt = pyplot()
     methods = [m for m in ("pca", "tsne", "umap") if m in projections]
     titles = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
     index = np.asarray(projections.get("index", np.arange(len(y_true))))
@@ -222,7 +222,7 @@ def plot_confusion_clustered(cm, classes: list[str], path) -> Path:
     from matplotlib.colors import PowerNorm
 
 
-    plt = _plt()
+    plt = pyplot()
     cm = np.asarray(cm)
     norm = row_normalize(cm)
     n = len(classes)

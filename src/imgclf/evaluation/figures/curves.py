@@ -11,12 +11,16 @@ import numpy as np
 from imgclf.core.fs import atomic_write_bytes
 
 
-def _plt():
+def pyplot():
+    """Matplotlib's pyplot on the file-only Agg backend (no window, works on servers and in CI).
+
+    Example:
+        >>> pyplot().figure().savefig("empty.png")
+    """
     # lazy: Matplotlib loads only when a figure is drawn
     import matplotlib
 
     matplotlib.use("Agg")
-    # lazy: Matplotlib loads only when a figure is drawn
     import matplotlib.pyplot as plt
 
     return plt
@@ -25,13 +29,13 @@ def _plt():
 def _save(fig, path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
 
 def plot_confusion_matrix(cm, classes: list[str], path) -> Path:
     """Confusion matrix with counts and row percentages. Example: ``plot_confusion_matrix(cm, names, "cm.png")``."""
-    plt = _plt()
+    plt = pyplot()
     cm = np.asarray(cm)
     n = len(classes)
     rows = cm.sum(axis=1, keepdims=True)
@@ -77,7 +81,7 @@ def plot_training_curves(history_path, path) -> Path:
         >>> plot_training_curves("runs/leaves/history.csv", "curves.png")
         PosixPath('curves.png')
     """
-    plt = _plt()
+    plt = pyplot()
     rows = read_history(history_path)
     epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
@@ -107,7 +111,7 @@ def plot_training_curves(history_path, path) -> Path:
 
 def plot_augmentation_grid(images, labels: list[str], preset: str, path) -> Path:
     """Rows of (original, augmented, augmented, ...) images. Example: see `imgclf augment-preview`."""
-    plt = _plt()
+    plt = pyplot()
     images = np.clip(np.asarray(images), 0, 255).astype(np.uint8)  # (rows, cols, H, W, C)
     rows, cols = images.shape[:2]
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows), squeeze=False)
@@ -127,7 +131,7 @@ def plot_augmentation_grid(images, labels: list[str], preset: str, path) -> Path
 
 def plot_lr_find(lrs, losses, smooth, suggested: float, path) -> Path:
     """Loss against learning rate (log scale) with the suggestion marked. Example: see `imgclf lr-find`."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(lrs, losses, color="lightgray", lw=1, label="loss per step")
     ax.plot(lrs, smooth, color="tab:blue", lw=2, label="smoothed")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.evaluation.figures.charts import save_fixed
-from imgclf.evaluation.figures.curves import _plt
+from imgclf.evaluation.figures.curves import pyplot
 
 CELL = 2.2  # inches per tile (220 px at the plots' DPI)
 COLS = 6
@@ -47,7 +47,7 @@ def image_grid(images, captions: list[str], colors: list[str], title: str, path,
         >>> image_grid(images, ["cat"] * len(images), ["black"] * len(images), "Some cats", "cats.png")
         PosixPath('cats.png')
     """
-    plt = _plt()
+    plt = pyplot()
     n = len(images)
     w, h = grid_size(max(n, 1), cols)
     cols = max(1, min(cols, max(n, 1)))
