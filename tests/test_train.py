@@ -91,10 +91,14 @@ def test_phase_freezing_rules(image_folder):
     import keras
 
     from imgclf.core.config import make_config
+    from imgclf.models.registry import get_spec
+    from imgclf.training.plan import make_plan
     from imgclf.training.trainer import Trainer
 
-    trainer = Trainer(make_config({"data": image_folder, "weights": "imagenet", "finetune_fraction": 0.5, "epochs": 6}))
-    assert trainer._phases() == [("head", 2, 0.3), ("finetune", 6, 0.7)]
+    cfg = make_config({"data": image_folder, "weights": "imagenet", "finetune_fraction": 0.5, "epochs": 6})
+    plan = make_plan(cfg, get_spec(cfg.model), {"grayscale": False, "median_side": 16})
+    assert plan.phases() == [("head", 2, 0.3), ("finetune", 6, 0.7)]
+    trainer = Trainer(cfg, plan=plan)
     model = imgclf.create_model("small_cnn", num_classes=3, img_size=16)
     trainer.classes = ["a", "b", "c"]
     trainer.prepare_phase(model, "head")
