@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from dataclasses import fields, replace
 
@@ -34,7 +35,10 @@ from imgclf.core.manifest import is_skipped
 from imgclf.core.progress import log
 from imgclf.core.run import Run
 from imgclf.data.pipeline import DecodedSet, decode_all, make_dataset
+from imgclf.evaluation.evaluate import _eval_rows, evaluate
 from imgclf.evaluation.figures.grids import plot_label_issues
+from imgclf.evaluation.figures.run_figures import load_predictions
+from imgclf.evaluation.report import write_report
 from imgclf.models.registry import default_lr
 from imgclf.training.plan import model_defaults
 from imgclf.training.recipe import compile_for_training, freeze_for_phase
@@ -165,23 +169,15 @@ def find_label_issues(run, method: str = "cv", data: str | os.PathLike | None = 
     classes, pre = run.classes, run.preprocess
     index = {c: i for i, c in enumerate(classes)}
     if method == "holdout":
-        import json
-
-        from imgclf.evaluation.figures.run_figures import load_predictions
-
         # The predictions of the last `imgclf evaluate`, unless they were on other images than asked for.
         metrics = json.loads(run.file("metrics.json").read_text()) if run.file("metrics.json").exists() else {}
         if not run.file("predictions.npz").exists() or (data and metrics.get("evaluated_on") != os.fspath(data)):
-            from imgclf.evaluation.evaluate import evaluate
-
             evaluate(run, data=data, verbose=verbose)
             metrics = json.loads(run.file("metrics.json").read_text())
         saved = load_predictions(run)
         paths, y_given, probs = [str(p) for p in saved["paths"]], saved["y_true"], saved["probs"]
         described = f"the run's predictions on {metrics.get('evaluated_on', 'its held-out images')}, which it never trained on"
     else:
-        from imgclf.evaluation.evaluate import _eval_rows
-
         if data:
             rows, source = _eval_rows(run, os.fspath(data), None)
         else:
@@ -206,8 +202,6 @@ def find_label_issues(run, method: str = "cv", data: str | os.PathLike | None = 
                        resize=pre.get("resize", "squash"), verbose=False)
     plot_label_issues(shown.images, [i for i in issues[:12] if i["path"] in set(shown.paths)], run.file("plots") / "label_issues.png")
     if run.file("report.html").exists() and run.file("metrics.json").exists():
-        from imgclf.evaluation.report import write_report
-
         write_report(run)
     if verbose:
         log(f"Label check: {len(issues)} possible label error(s) among {len(paths)} images; see {run.file('label_issues.csv')}")
