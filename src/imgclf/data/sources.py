@@ -26,7 +26,7 @@ from imgclf.core.manifest import skipped as skipped_status
 from imgclf.core.progress import log
 from imgclf.data.decode import probe_images
 from imgclf.data.pipeline import decode_all, make_dataset, sha1_files
-from imgclf.data.shards.reader import make_split_dataset, shard_probe, shard_rows, shards_root, streamed_sets
+from imgclf.data.shards.reader import make_split_dataset, pack_split, shard_probe, shard_rows, shards_root, streamed_sets
 from imgclf.data.split import training_rows
 
 
@@ -38,6 +38,9 @@ class DataSource(Protocol):
 
     def rows(self, cfg) -> tuple[list[dict], list[str]]:
         """The rows (path, label, split, ...) and the class names."""
+
+    def split_settings(self) -> dict:
+        """Split settings the source fixes, whatever the config says (shards were split when packed); {} if none."""
 
     def probe(self, rows: list[dict], seed: int) -> dict:
         """{"grayscale", "median_side"} of the training images, for the automatic settings."""
@@ -83,6 +86,9 @@ class FolderSource:
         return training_rows(cfg.data, cfg.manifest, cfg.val_fraction, cfg.test_fraction, cfg.seed,
                              group_by=cfg.group_by, workers=cfg.workers, verbose=cfg.verbose != 0,
                              max_pixels=cfg.max_pixels)
+
+    def split_settings(self) -> dict:
+        return {}  # the config's own val_fraction, test_fraction and group_by made the split
 
     def probe(self, rows: list[dict], seed: int) -> dict:
         return probe_images([r["path"] for r in rows if r["split"] == "train"], seed=seed)
@@ -146,6 +152,9 @@ class ShardSource:
     def rows(self, cfg) -> tuple[list[dict], list[str]]:
         # The pack's split, made by the same code as `FolderSource.rows`.
         return shard_rows(self.root, cfg)
+
+    def split_settings(self) -> dict:
+        return pack_split(self.root)  # config.yaml records the split the run actually has
 
     def probe(self, rows: list[dict], seed: int) -> dict:
         return shard_probe(self.root)  # made from the files when packing

@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imgclf.core.errors import UserError
 from imgclf.models.registry import default_label_smoothing, default_lr
@@ -63,6 +63,7 @@ class TrainingPlan:
     finetune: str = "top"
     head_epochs: int = 0
     batch_size: int = 64
+    split: dict = field(default_factory=dict)  # split settings the data fixed (packed shards): recorded, not chosen
 
     def phases(self, n_train: int | None = None) -> list[tuple[str, int, float]]:
         """(name, last epoch, share of the time budget) of each phase: 'train', or 'head' then 'finetune'.
@@ -129,15 +130,16 @@ class TrainingPlan:
         """
         return dataclasses.replace(cfg, lr=self.lr, label_smoothing=self.label_smoothing, color_mode=self.color_mode,
                                    img_size=self.img_size, augment=self.augment, feature_cache=self.feature_cache,
-                                   precision=self.precision)
+                                   precision=self.precision, **self.split)
 
 
-def make_plan(cfg, spec, probe: dict | None, replicas: int = 1) -> TrainingPlan:
+def make_plan(cfg, spec, probe: dict | None, replicas: int = 1, split: dict | None = None) -> TrainingPlan:
     """Resolve the automatic settings of `cfg` for the model `spec`, the data `probe` and the replicas.
 
     `probe` is `data.decode.probe_images`' answer ({"grayscale", "median_side"});
     it may be None when neither color_mode nor img_size is automatic (a resumed
-    run, whose config.yaml holds resolved values).
+    run, whose config.yaml holds resolved values). `split` holds split settings
+    the data source fixed (`DataSource.split_settings`: packed shards keep their split).
 
     Example:
         >>> from imgclf.core.config import TrainConfig
@@ -177,4 +179,4 @@ def make_plan(cfg, spec, probe: dict | None, replicas: int = 1) -> TrainingPlan:
     return TrainingPlan(lr=lr, label_smoothing=smoothing, color_mode=color_mode, img_size=img_size, augment=augment,
                         one_hot=one_hot, feature_cache=feature_cache, precision=cfg.precision, weights=cfg.weights,
                         epochs=cfg.epochs, time_budget=cfg.time_budget, finetune=cfg.finetune,
-                        head_epochs=cfg.head_epochs, batch_size=cfg.batch_size)
+                        head_epochs=cfg.head_epochs, batch_size=cfg.batch_size, split=dict(split or {}))

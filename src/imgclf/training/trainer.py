@@ -127,7 +127,7 @@ class Trainer:
         self.source = make_source(cfg.data)
         self._prepare_rows()
         probe = self.source.probe(self.rows, cfg.seed)
-        self.plan = make_plan(cfg, spec, probe, replicas=self.dist.plan.replicas)
+        self.plan = make_plan(cfg, spec, probe, replicas=self.dist.plan.replicas, split=self.source.split_settings())
         if run_dir is None and self.dist.multi_worker:
             cfg.out = str(Path(cfg.out or Path("runs") / cfg.model).absolute())
             self.run_dir = self.dist.run_dir(cfg.out)  # the chief's exact folder, or a worker's scratch folder
