@@ -23,15 +23,9 @@ import pytest
 import imgclf
 from imgclf.core.config import make_config
 from imgclf.core.errors import UserError
-from imgclf.training.distributed.strategy import (
-    Distribution,
-    Plan,
-    loopback_tf_configs,
-    parse_devices,
-    parse_tf_config,
-    plan_strategy,
-    role,
-)
+from imgclf.core.hardware import parse_devices
+from imgclf.training.distributed.planning import Plan, loopback_tf_configs, parse_tf_config, plan_strategy, role
+from imgclf.training.distributed.strategy import Distribution
 from tests.conftest import make_image_folder
 
 ROOT = Path(__file__).resolve().parent.parent
