@@ -79,7 +79,7 @@ def recipe_config(run: Run, epochs: int | None = None) -> TrainConfig:
     defaults resolved and no weight averaging (nothing would swap the average in before predicting).
 
     Example:
-        >>> recipe_config(Run("runs/leaves")).optimizer  # doctest: +SKIP (needs a trained run)
+        >>> recipe_config(Run("runs/leaves")).optimizer  # needs a trained run  # doctest: +SKIP
         'adamw'
     """
     known = {f.name for f in fields(TrainConfig)}
