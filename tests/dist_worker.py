@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 import imgclf
-from imgclf.training.distributed.strategy import parse_tf_config, role
+from imgclf.training.distributed.planning import parse_tf_config, role
 
 
 class DumpWeights(keras.callbacks.Callback):

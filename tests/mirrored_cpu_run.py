@@ -20,7 +20,8 @@ tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU"
 import imgclf  # noqa: E402
 from imgclf.training.distributed import strategy as distribute  # noqa: E402
 
-distribute.Distribution.from_config = classmethod(lambda cls, cfg: cls(distribute.Plan("mirrored", ["/cpu:0", "/cpu:1"]), cfg))
+distribute.Distribution.from_config = classmethod(
+    lambda cls, cfg, lr=None: cls(distribute.Plan("mirrored", ["/cpu:0", "/cpu:1"]), cfg, lr=lr))
 
 
 def main(argv):

@@ -23,15 +23,9 @@ import pytest
 import imgclf
 from imgclf.core.config import make_config
 from imgclf.core.errors import UserError
-from imgclf.training.distributed.strategy import (
-    Distribution,
-    Plan,
-    loopback_tf_configs,
-    parse_devices,
-    parse_tf_config,
-    plan_strategy,
-    role,
-)
+from imgclf.core.hardware import parse_devices
+from imgclf.training.distributed.planning import Plan, loopback_tf_configs, parse_tf_config, plan_strategy, role
+from imgclf.training.distributed.strategy import Distribution
 from tests.conftest import make_image_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -311,3 +305,22 @@ def test_mirrored_strategy_trains_through_imgclf_on_two_logical_cpus(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["distribution"]["strategy"] == "mirrored" and summary["distribution"]["global_batch"] == 16
     assert [int(h["epoch"]) for h in history(run)] == [1, 2, 3] and float(history(run)[-1]["loss"]) < 0.6
+
+
+@pytest.mark.parametrize("version, ok", [("3.15.0", True), ("3.10.0", True), ("3.16.0", False), ("3.9.2", False),
+                                         ("4.0.0.dev0", False), ("nightly", False)])
+def test_multi_worker_patches_refuse_an_unverified_keras(monkeypatch, version, ok):
+    import keras
+
+    from imgclf.training.distributed.multiworker import check_keras_version
+
+    monkeypatch.setattr(keras, "__version__", version)
+    if ok:
+        check_keras_version()
+        return
+    with pytest.raises(UserError) as caught:
+        check_keras_version()
+    message = str(caught.value)
+    # Keras style: what happened, what was expected, what was received, how to fix it.
+    assert "patches Keras internals" in message and ">=3.10,<3.16" in message
+    assert f"received Keras {version}" in message and "pip install" in message and "--distributed none" in message

@@ -91,10 +91,14 @@ def test_phase_freezing_rules(image_folder):
     import keras
 
     from imgclf.core.config import make_config
+    from imgclf.models.registry import get_spec
+    from imgclf.training.plan import make_plan
     from imgclf.training.trainer import Trainer
 
-    trainer = Trainer(make_config({"data": image_folder, "weights": "imagenet", "finetune_fraction": 0.5, "epochs": 6}))
-    assert trainer._phases() == [("head", 2, 0.3), ("finetune", 6, 0.7)]
+    cfg = make_config({"data": image_folder, "weights": "imagenet", "finetune_fraction": 0.5, "epochs": 6})
+    plan = make_plan(cfg, get_spec(cfg.model), {"grayscale": False, "median_side": 16})
+    assert plan.phases() == [("head", 2, 0.3), ("finetune", 6, 0.7)]
+    trainer = Trainer(cfg, plan=plan)
     model = imgclf.create_model("small_cnn", num_classes=3, img_size=16)
     trainer.classes = ["a", "b", "c"]
     trainer.prepare_phase(model, "head")
@@ -122,3 +126,19 @@ def test_a_mistake_found_before_the_first_epoch_leaves_no_run_folder(image_folde
     assert not out.exists()
     run = imgclf.train(image_folder, out=str(out), epochs=1, verbose=0, img_size=16)
     assert run.path == out  # the corrected command gets the name it asked for, not x-2
+
+
+def test_the_plan_resolves_automatic_settings_without_touching_the_config():
+    """make_plan decides once (no TensorFlow); config.yaml records `plan.apply(cfg)`, the config stays as asked."""
+    from imgclf.core.config import make_config
+    from imgclf.models.registry import get_spec
+    from imgclf.training.plan import make_plan
+
+    cfg = make_config({"epochs": 20})
+    plan = make_plan(cfg, get_spec("small_cnn"), {"grayscale": True, "median_side": 20}, replicas=2)
+    assert (cfg.lr, cfg.label_smoothing, cfg.color_mode, cfg.img_size, cfg.feature_cache) == ("model", "model", "auto", 0, "auto")
+    resolved = plan.with_precision("mixed_bfloat16").apply(cfg)
+    assert (resolved.lr, resolved.label_smoothing, resolved.color_mode, resolved.img_size, resolved.augment) == (
+        0.002, 0.1, "grayscale", 28, "light")
+    assert resolved.feature_cache == "off" and resolved.precision == "bfloat16"  # several replicas: no feature cache
+    assert plan.one_hot and plan.phases(n_train=100) == [("train", 20, 1.0)]

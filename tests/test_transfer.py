@@ -1,12 +1,16 @@
 """Transfer learning: what trains in each phase, the feature-cache fast path, --weights PATH."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from imgclf.core.config import make_config
 from imgclf.core.errors import UserError
 from imgclf.models.factory import create_model
+from imgclf.models.registry import get_spec
 from imgclf.training.api import train
+from imgclf.training.plan import make_plan
 from imgclf.training.trainer import Trainer
 
 
@@ -16,7 +20,7 @@ def _trainable(model):
 
 def _phase_model(tmp_path, **settings):
     cfg = make_config({"weights": "imagenet", "model": "efficientnet_lite0", "img_size": 32, **settings})
-    trainer = Trainer(cfg, run_dir=tmp_path)
+    trainer = Trainer(cfg, run_dir=tmp_path, plan=make_plan(cfg, get_spec(cfg.model), {"grayscale": False, "median_side": 32}))
     model = create_model("efficientnet_lite0", num_classes=3, img_size=32, weights="imagenet", freeze_bn=cfg.freeze_bn)
     return trainer, model
 
@@ -55,14 +59,12 @@ def test_unfrozen_batchnorm_trains_when_asked(tmp_path):
 
 def test_head_epochs_follow_the_dataset_size(tmp_path):
     trainer, _ = _phase_model(tmp_path, epochs=10, batch_size=64)
-    trainer.sets = {"train": np.zeros(1000)}  # 16 steps per epoch: 150 steps would be 10 epochs, capped at half
-    assert trainer._phases() == [("head", 5, 0.3), ("finetune", 10, 0.7)]
-    trainer.sets = {"train": np.zeros(64 * 200)}  # 200 steps per epoch: one epoch is enough
-    assert trainer._phases()[0] == ("head", 1, 0.3)
-    trainer.cfg.head_epochs = 3
-    assert trainer._phases()[0] == ("head", 3, 0.3)
-    trainer.cfg.weights = "none"
-    assert trainer._phases() == [("train", 10, 1.0)]
+    plan = trainer.plan
+    # 16 steps per epoch: 150 steps would be 10 epochs, capped at half
+    assert plan.phases(n_train=1000) == [("head", 5, 0.3), ("finetune", 10, 0.7)]
+    assert plan.phases(n_train=64 * 200)[0] == ("head", 1, 0.3)  # 200 steps per epoch: one epoch is enough
+    assert replace(plan, head_epochs=3).phases(n_train=1000)[0] == ("head", 3, 0.3)
+    assert replace(plan, weights="none").phases(n_train=1000) == [("train", 10, 1.0)]
 
 
 @pytest.mark.slow

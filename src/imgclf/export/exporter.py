@@ -93,7 +93,6 @@ def float32_copy(model):
         'float32'
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
-    import keras
 
     def to_float32(obj):
         if isinstance(obj, dict):

@@ -126,6 +126,9 @@ class EpochProgress(keras.callbacks.Callback):
         self.tty = self.stream.isatty()
         self._last_draw = 0.0
         self.epoch_times: list[float] = []
+        self.epoch = 0  # the epoch being drawn, its start time and finished steps (set at each epoch's begin)
+        self.t0 = 0.0
+        self.done = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch

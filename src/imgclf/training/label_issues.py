@@ -22,17 +22,26 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
+from dataclasses import fields, replace
 
 import numpy as np
 
+from imgclf.core.config import TrainConfig, make_config
 from imgclf.core.errors import UserError
 from imgclf.core.fs import atomic_write_json, atomic_write_text
 from imgclf.core.manifest import is_skipped
 from imgclf.core.progress import log
 from imgclf.core.run import Run
 from imgclf.data.pipeline import DecodedSet, decode_all, make_dataset
+from imgclf.evaluation.evaluate import eval_rows, evaluate
 from imgclf.evaluation.figures.grids import plot_label_issues
+from imgclf.evaluation.figures.run_figures import load_predictions
+from imgclf.evaluation.report import write_report
+from imgclf.models.registry import default_lr
+from imgclf.training.plan import model_defaults
+from imgclf.training.recipe import compile_for_training, freeze_for_phase
 
 
 def confident_issues(y_given, probs) -> dict:
@@ -65,9 +74,29 @@ def confident_issues(y_given, probs) -> dict:
             "given_probability": p[index, y[index]], "margin": margin[index], "thresholds": thresholds}
 
 
+def recipe_config(run: Run, epochs: int | None = None) -> TrainConfig:
+    """The run's training settings for its cross-validation copies: the run's recipe, with 'model'
+    defaults resolved and no weight averaging (nothing would swap the average in before predicting).
+
+    Example:
+        >>> recipe_config(Run("runs/leaves")).optimizer  # needs a trained run  # doctest: +SKIP
+        'adamw'
+    """
+    known = {f.name for f in fields(TrainConfig)}
+    # Settings a later imgclf dropped stay out: an old run can still be checked.
+    cfg = make_config({k: v for k, v in run.config.items() if k in known})
+    lr, smoothing = model_defaults(cfg)
+    lr = lr if lr != "auto" else default_lr(cfg.model, cfg.weights)  # 'auto' is resolved in a finished run's config
+    return replace(cfg, lr=lr, label_smoothing=smoothing, ema=False, epochs=int(epochs or cfg.epochs), resume=False)
+
+
 def cross_val_probs(run: Run, images: np.ndarray, labels: np.ndarray, folds: int = 5, epochs: int | None = None,
                     seed: int = 0, verbose: bool = True) -> np.ndarray:
     """Out-of-sample probabilities by k-fold: fresh copies of the run's model, each trained on k-1 folds.
+
+    The copies train with the run's recipe (`recipe.compile_for_training`: its
+    optimizer, weight decay and the schedule's warmup and decay), as training
+    and lr-find do; a pretrained backbone stays frozen (the 'head' phase).
 
     Example:
         >>> probs = cross_val_probs(run, decoded.images, decoded.labels, folds=5)  # doctest: +SKIP
@@ -75,10 +104,11 @@ def cross_val_probs(run: Run, images: np.ndarray, labels: np.ndarray, folds: int
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
 
-    # lazy: imports keras (imgclf.models.factory)
+    # lazy: imports keras (imgclf.models.factory, imgclf.training.schedules)
     from imgclf.models.factory import create_model
+    from imgclf.training.schedules import ProgressSchedule
 
-    cfg = run.config
+    cfg = recipe_config(run, epochs)
     classes = run.classes
     labels = np.asarray(labels, dtype=np.int32)
     counts = np.bincount(labels, minlength=len(classes))
@@ -93,24 +123,20 @@ def cross_val_probs(run: Run, images: np.ndarray, labels: np.ndarray, folds: int
     for j in np.flatnonzero(counts):
         idx = rng.permutation(np.flatnonzero(labels == j))
         fold_of[idx] = (np.arange(len(idx)) + rng.integers(folds)) % folds
-    epochs = int(epochs or cfg.get("epochs", 10))
-    batch = int(cfg.get("batch_size", 64))
-    weights = cfg.get("weights", "none")
+    pretrained = cfg.weights not in (None, "", "none")
     probs = np.zeros((len(labels), len(classes)), dtype=np.float32)
     for f in range(folds):
         keras.utils.set_random_seed(seed + f)
         train, held = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
-        model = create_model(cfg.get("model", "small_cnn"), num_classes=len(classes), img_size=images.shape[1],
-                             channels=images.shape[-1], weights=weights, dropout=float(cfg.get("dropout", 0.2)),
-                             bn_momentum=float(cfg.get("bn_momentum", 0.9)))
-        if weights not in (None, "", "none"):
-            model.get_layer("backbone").trainable = False
-        steps = max(1, -(-len(train) // batch)) * epochs
-        schedule = keras.optimizers.schedules.CosineDecay(float(cfg.get("lr", 0.002)), decay_steps=steps, alpha=0.01)
-        model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=float(cfg.get("weight_decay", 1e-4))),
-                      loss="sparse_categorical_crossentropy")
-        ds = make_dataset(DecodedSet(images[train], labels[train], []), batch, shuffle=True, seed=seed + f)
-        model.fit(ds, epochs=epochs, verbose=0, shuffle=False)  # tf.data shuffles
+        model = create_model(cfg.model, num_classes=len(classes), img_size=images.shape[1], channels=images.shape[-1],
+                             weights=cfg.weights, dropout=cfg.dropout, bn_momentum=cfg.bn_momentum, freeze_bn=cfg.freeze_bn)
+        if pretrained:
+            freeze_for_phase(model, "head", cfg)  # only the head trains: cheap, and enough to rank labels
+        compile_for_training(model, cfg, one_hot=False)  # hard labels: smoothing would blur the probabilities ranked
+        steps = max(1, -(-len(train) // cfg.batch_size)) * cfg.epochs
+        schedule = ProgressSchedule(cfg.lr, total_steps=steps, kind=cfg.schedule)
+        ds = make_dataset(DecodedSet(images[train], labels[train], []), cfg.batch_size, shuffle=True, seed=seed + f)
+        model.fit(ds, epochs=cfg.epochs, verbose=0, shuffle=False, callbacks=[schedule])  # tf.data shuffles
         probs[held] = model.predict(images[held].astype(np.float32), batch_size=256, verbose=0)
         if verbose:
             log(f"Label check: fold {f + 1}/{folds} done ({len(train)} trained, {len(held)} predicted)")
@@ -143,25 +169,17 @@ def find_label_issues(run, method: str = "cv", data: str | os.PathLike | None = 
     classes, pre = run.classes, run.preprocess
     index = {c: i for i, c in enumerate(classes)}
     if method == "holdout":
-        import json
-
-        from imgclf.evaluation.figures.run_figures import load_predictions
-
         # The predictions of the last `imgclf evaluate`, unless they were on other images than asked for.
         metrics = json.loads(run.file("metrics.json").read_text()) if run.file("metrics.json").exists() else {}
         if not run.file("predictions.npz").exists() or (data and metrics.get("evaluated_on") != os.fspath(data)):
-            from imgclf.evaluation.evaluate import evaluate
-
             evaluate(run, data=data, verbose=verbose)
             metrics = json.loads(run.file("metrics.json").read_text())
         saved = load_predictions(run)
         paths, y_given, probs = [str(p) for p in saved["paths"]], saved["y_true"], saved["probs"]
         described = f"the run's predictions on {metrics.get('evaluated_on', 'its held-out images')}, which it never trained on"
     else:
-        from imgclf.evaluation.evaluate import _eval_rows
-
         if data:
-            rows, source = _eval_rows(run, os.fspath(data), None)
+            rows, source = eval_rows(run, os.fspath(data), None)
         else:
             rows = [r for r in run.manifest() if not is_skipped(r) and r["label"] in index]
             source = "all images of the run"
@@ -184,8 +202,6 @@ def find_label_issues(run, method: str = "cv", data: str | os.PathLike | None = 
                        resize=pre.get("resize", "squash"), verbose=False)
     plot_label_issues(shown.images, [i for i in issues[:12] if i["path"] in set(shown.paths)], run.file("plots") / "label_issues.png")
     if run.file("report.html").exists() and run.file("metrics.json").exists():
-        from imgclf.evaluation.report import write_report
-
         write_report(run)
     if verbose:
         log(f"Label check: {len(issues)} possible label error(s) among {len(paths)} images; see {run.file('label_issues.csv')}")

@@ -43,6 +43,8 @@ def range_test(model, dataset, steps: int, start: float, end: float):
     lrs, losses = [], []
 
     class Sweep(keras.callbacks.Callback):
+        prev_mean = 0.0  # Keras' running mean of the loss after the previous step
+
         def on_train_batch_begin(self, batch, logs=None):
             lr = start * (end / start) ** (batch / max(steps - 1, 1))
             self.model.optimizer.learning_rate.assign(lr)

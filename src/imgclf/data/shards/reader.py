@@ -97,8 +97,8 @@ def split_files(root: str, split: str) -> list[str]:
 def shard_rows(root: str, cfg=None) -> tuple[list[dict], list[str]]:
     """The pack's manifest as training rows (path, label, split, sha1, status, group, shard, record) and its classes.
 
-    With a `TrainConfig`, settings that cannot apply to shards are refused and
-    the split settings are set to the pack's (the split was made when packing).
+    With a `TrainConfig`, settings that cannot apply to shards are refused; the
+    split was made when packing, with the settings `pack_split` returns.
 
     Example:
         >>> rows, classes = shard_rows("shards/")
@@ -114,7 +114,6 @@ def shard_rows(root: str, cfg=None) -> tuple[list[dict], list[str]]:
             raise UserError("--sampling balanced is not available when training from shards (they are streamed); "
                             "use --class-weight auto, which weights the loss by class size.")
         s = info["split"]
-        cfg.val_fraction, cfg.test_fraction, cfg.group_by = s["val_fraction"], s["test_fraction"], s["group_by"]
         log(f"Data: shards {root} ({', '.join(f'{k} {v}' for k, v in info['images'].items())} images; "
             f"split made when packing: val {s['val_fraction']}, test {s['test_fraction']}, seed {s['seed']})")
     source = info.get("source", "")
@@ -124,6 +123,17 @@ def shard_rows(root: str, cfg=None) -> tuple[list[dict], list[str]]:
         r["path"] = r["path"] if os.path.isabs(r["path"]) or not source else os.path.join(source, r["path"])
         r["record"] = int(r["record"]) if r.get("record") not in (None, "") else -1
     return rows, list(info["classes"])
+
+
+def pack_split(root: str) -> dict:
+    """The split settings the pack was made with (val_fraction, test_fraction, group_by): the run's, not the config's.
+
+    Example:
+        >>> pack_split("shards/")  # doctest: +SKIP
+        {'val_fraction': 0.1, 'test_fraction': 0.1, 'group_by': ''}
+    """
+    s = read_index(root)["split"]
+    return {"val_fraction": s["val_fraction"], "test_fraction": s["test_fraction"], "group_by": s["group_by"]}
 
 
 def shard_probe(root: str) -> dict:

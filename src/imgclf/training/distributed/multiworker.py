@@ -10,7 +10,41 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from imgclf.core.errors import UserError
 from imgclf.core.fs import atomic_write_json
+
+# The Keras versions whose internals the two workarounds below were verified against
+# (`Trainer._maybe_symbolic_build`, `keras.src.backend.tensorflow.trainer.reduce_per_replica`).
+VERIFIED_KERAS = ((3, 10), (3, 16))  # from 3.10 up to, not including, 3.16
+
+
+def check_keras_version(version: str | None = None) -> None:
+    """Refuse to patch a Keras whose internals the multi-worker workarounds were not verified on.
+
+    Example:
+        >>> check_keras_version("3.15.0")
+        >>> check_keras_version("3.16.1")
+        Traceback (most recent call last):
+        ...
+        imgclf.core.errors.UserError: Multi-worker training patches Keras internals that were verified on Keras >=3.10,<3.16, received Keras 3.16.1. ...
+    """
+    if version is None:
+        # lazy: Keras imports TensorFlow (seconds); only multi-worker training calls this
+        import keras
+
+        version = keras.__version__
+    try:
+        major_minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        major_minor = None
+    low, high = VERIFIED_KERAS
+    if major_minor is None or not low <= major_minor < high:
+        raise UserError(
+            f"Multi-worker training patches Keras internals that were verified on Keras "
+            f">={low[0]}.{low[1]},<{high[0]}.{high[1]}, received Keras {version}. "
+            f"Install a verified version (pip install 'keras>={low[0]}.{low[1]},<{high[0]}.{high[1]}'), "
+            "or train on one machine (--distributed none), which needs no patch."
+        )
 
 
 def build_from_spec(model, spec, strategy) -> None:
@@ -25,6 +59,8 @@ def build_from_spec(model, spec, strategy) -> None:
     Example:
         >>> build_from_spec(model, train_ds.element_spec, strategy)  # doctest: +SKIP
     """
+
+    check_keras_version()  # before patching: other Keras versions build differently
 
     def symbolic_build(iterator=None, data_batch=None):
         with strategy.scope():

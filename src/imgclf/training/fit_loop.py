@@ -1,0 +1,145 @@
+"""The fit loop: a prepared `Trainer`'s phases, each one `model.fit` with imgclf's callbacks.
+
+`run_phases` walks the plan's phases ('train', or 'head' then 'finetune'),
+skipping those a resumed run already finished, compiles each (a resumed
+mid-phase model keeps its restored optimizer), fits, then writes
+summary.json after the trainer's end steps (the TTA choice).
+
+Example:
+    >>> run = run_phases(trainer, trainer.build_model(), {"epoch": 0, "phase": "", "history": []})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from imgclf.core.errors import UserError
+from imgclf.core.fs import atomic_write_json
+from imgclf.core.progress import log
+from imgclf.core.run import Run
+from imgclf.training.feature_cache import feature_cache_applies, fit_head_on_features
+
+
+def run_phases(trainer, model, state: dict) -> Run:
+    """Train `model` through the remaining phases, update `state`, write summary.json; return the Run."""
+    cfg = trainer.cfg
+    train_ds = trainer.train_dataset()
+    val_ds = trainer.val_dataset()
+    trainer.steps = trainer.dist.steps(len(trainer.sets["train"]))
+    start = time.perf_counter()
+    start_epoch = state.get("epoch", 0)
+    first = 0
+    try:
+        for name, end, budget_share in trainer.plan.phases(len(trainer.sets["train"])):
+            if cfg.time_budget:
+                if _phase_done(state, name):
+                    continue
+            elif end <= start_epoch:
+                first = end
+                continue
+            if state.get("phase") != name or not model.compiled:  # resuming mid-phase keeps the restored optimizer
+                trainer.prepare_phase(model, name)
+            initial = max(first, start_epoch)
+            log(f"Phase {name}: " + (f"{cfg.time_budget * budget_share:.1f} minutes" if cfg.time_budget else f"epochs {initial + 1}-{end}")
+                + f", {sum(int(w.shape.num_elements() or 0) for w in model.trainable_weights):,} trainable weights")
+            fit_phase(trainer, model, name, train_ds, val_ds, state, initial_epoch=initial, epochs=end, first_epoch=first,
+                      budget_s=60 * cfg.time_budget * budget_share)
+            state.setdefault("phases_done", []).append(name)
+            if state.get("stopped_early"):
+                break
+            first = end if not cfg.time_budget else state["epoch"]
+            start_epoch = max(start_epoch, state["epoch"])
+    except KeyboardInterrupt:
+        if not state.get("epoch"):
+            raise UserError("Training interrupted before its first epoch finished; nothing was saved.") from None
+        raise UserError(
+            f"Training interrupted after epoch {state.get('epoch', 0)}. Continue with "
+            f"`imgclf train --resume --out {trainer.run_dir}`."
+        ) from None
+    trainer.summary.update({
+        "train_time_s": round(time.perf_counter() - start, 2),
+        "best_epoch": state.get("best_epoch"),
+        f"best_{cfg.monitor}": state.get("best"),
+        "images": {s: len(d) for s, d in trainer.sets.items()},
+        "class_counts": {s: _class_counts(d.labels, trainer.classes) for s, d in trainer.sets.items()},
+        "epochs_run": state.get("epoch"),
+    })
+    for step in trainer.end_steps:
+        step.after_fit(trainer)
+    atomic_write_json(trainer.run_dir / "summary.json", trainer.summary)
+    run = Run(trainer.run_dir)
+    log(f"Best {cfg.monitor}: {state.get('best', float('nan')):.4f} at epoch {state.get('best_epoch')}. "
+        f"Model saved to {run.path / 'model.keras'}")
+    return run
+
+
+def _callbacks(trainer, phase, val_ds, state, epochs, first_epoch, initial_epoch, budget_s) -> tuple[list, object, object]:
+    """imgclf's callbacks for one phase, in the order they must run: (callbacks, schedule, early stopper or None)."""
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
+    import keras
+
+    # lazy: imports keras (imgclf.training.callbacks)
+    from imgclf.training.callbacks import EpochProgress, RunWriter
+    from imgclf.training.monitor import EXTRA_MONITORS, ValidationMetrics
+    from imgclf.training.schedules import ProgressSchedule
+
+    cfg, dist, steps = trainer.cfg, trainer.dist, trainer.steps
+    peak = trainer.plan.lr * dist.lr_scale * (cfg.finetune_lr_scale if phase == "finetune" else 1.0)
+    spent = sum(h.get("time_s", 0) for h in state.get("history", []) if h.get("phase") == phase)
+    schedule = ProgressSchedule(
+        peak, total_steps=steps * (epochs - first_epoch), kind=cfg.schedule,
+        budget_s=budget_s, elapsed_s=spent if budget_s else 0.0,
+        start_step=(initial_epoch - first_epoch) * steps,
+    )
+    callbacks = [schedule, *dist.callbacks()]
+    if cfg.ema:
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))  # validate and save the average
+    if cfg.monitor in EXTRA_MONITORS:  # before RunWriter and EarlyStopping, which read them
+        callbacks.append(ValidationMetrics(val_ds, trainer.sets["val"].labels, trainer.classes))
+    callbacks.append(RunWriter(trainer.run_dir, phase, state, len(trainer.sets["train"]), monitor=cfg.monitor,
+                               keep_epochs=cfg.keep_epochs))
+    if dist.multi_worker:  # after RunWriter: the backup holds this epoch's state
+        callbacks.append(dist.backup_callback(state))
+    stopper = None
+    if cfg.patience:
+        stopper = keras.callbacks.EarlyStopping(monitor=cfg.monitor, patience=cfg.patience,
+                                                mode="min" if cfg.monitor == "val_loss" else "max")
+        callbacks.append(stopper)
+    callbacks.append(keras.callbacks.TensorBoard(log_dir=str(trainer.run_dir / "logs"), write_graph=False, profile_batch=0))
+    callbacks += trainer.extra_callbacks
+    if cfg.verbose != 0:
+        shown = 0 if budget_s else epochs
+        callbacks.append(EpochProgress(shown, steps, dist.global_batch, schedule=schedule if budget_s else None))
+    return callbacks, schedule, stopper
+
+
+def fit_phase(trainer, model, phase, train_ds, val_ds, state, initial_epoch, epochs, first_epoch, budget_s) -> None:
+    """One phase's `fit` (or the head on cached features); sets ``state["stopped_early"]`` when early stopping ends it."""
+    cfg, dist = trainer.cfg, trainer.dist
+    callbacks, _, stopper = _callbacks(trainer, phase, val_ds, state, epochs, first_epoch, initial_epoch, budget_s)
+    if budget_s:
+        epochs = initial_epoch + 100_000  # the schedule stops training when the budget is spent
+    if trainer.source.in_memory and feature_cache_applies(trainer.settings, phase, model):  # frozen backbone, same inputs every epoch
+        fit_head_on_features(model, trainer.sets, callbacks, batch_size=cfg.batch_size, epochs=epochs,
+                             initial_epoch=initial_epoch, class_weight=trainer.class_weight,
+                             one_hot=trainer.plan.one_hot, seed=cfg.seed)
+    else:
+        dist.prebuild(model, train_ds)
+        endless = not trainer.source.in_memory and dist.multi_worker  # each worker streams its own files without end
+        model.fit(train_ds, class_weight=trainer.class_weight, validation_data=val_ds, epochs=epochs,
+                  initial_epoch=initial_epoch, callbacks=callbacks, verbose=0, shuffle=False,  # tf.data shuffles; EpochProgress reports
+                  steps_per_epoch=trainer.steps if endless else None)
+    if stopper is not None and stopper.stopped_epoch > 0:
+        state["stopped_early"] = True
+        log(f"Early stopping: no improvement in {cfg.monitor} for {cfg.patience} epochs.")
+
+
+def _phase_done(state: dict, name: str) -> bool:
+    return name in state.get("phases_done", [])
+
+
+def _class_counts(labels, classes) -> dict:
+    counts = np.bincount(labels, minlength=len(classes))
+    return {c: int(n) for c, n in zip(classes, counts)}

@@ -1,0 +1,182 @@
+"""The training plan: every automatic setting of a run, resolved once, without TensorFlow.
+
+`TrainConfig` holds what the user asked for ('model', 'auto', 0 = choose);
+`make_plan` turns it into the values the run uses, from the model's registry
+entry, a probe of the data and the number of replicas. The plan is frozen: the
+trainer reads it and never writes back into the config. Two values are only
+known later and enter through explicit, visible steps that return a new plan:
+the learning rate of the range test (`with_lr`, for ``lr='auto'``) and the
+precision chosen for the machine (`with_precision`, once TensorFlow runs).
+`apply` gives the config with the resolved values, which config.yaml records
+and the recipe reads.
+
+Example:
+    >>> from imgclf.core.config import TrainConfig
+    >>> from imgclf.models.registry import get_spec
+    >>> plan = make_plan(TrainConfig(epochs=20), get_spec("small_cnn"), {"grayscale": True, "median_side": 28})
+    >>> plan.lr, plan.label_smoothing, plan.color_mode, plan.img_size, plan.augment, plan.one_hot
+    (0.002, 0.1, 'grayscale', 28, 'light', True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from imgclf.core.errors import UserError
+from imgclf.models.registry import default_label_smoothing, default_lr
+
+HEAD_STEPS = 150  # optimizer steps a linear head on frozen features needs to converge (measured in bench/)
+
+
+def model_defaults(cfg) -> tuple[float | str, float]:
+    """(lr, label_smoothing) with 'model' replaced by the values the model was tuned with; lr 'auto' stays.
+
+    Example:
+        >>> from imgclf.core.config import TrainConfig
+        >>> model_defaults(TrainConfig(model="small_resnet"))
+        (0.004, 0.15)
+        >>> model_defaults(TrainConfig(lr="auto", label_smoothing=0.0))
+        ('auto', 0.0)
+    """
+    lr = default_lr(cfg.model, cfg.weights) if cfg.lr == "model" else cfg.lr
+    smoothing = default_label_smoothing(cfg.model, cfg.weights) if cfg.label_smoothing == "model" else cfg.label_smoothing
+    return lr, smoothing
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """The resolved settings of one run (see `make_plan`); change it only with `with_lr` / `with_precision`."""
+
+    lr: float | str  # peak rate per replica; 'auto' until the range test has run (`with_lr`)
+    label_smoothing: float
+    color_mode: str  # rgb | grayscale
+    img_size: int
+    augment: str
+    one_hot: bool  # labels are one-hot (needed by label smoothing, MixUp and CutMix)
+    feature_cache: str  # auto | off; off under several replicas (the head model would run outside the strategy)
+    precision: str  # as asked until `with_precision` resolves 'auto'
+    # What the phases depend on:
+    weights: str = "none"
+    epochs: int = 10
+    time_budget: float = 0.0
+    finetune: str = "top"
+    head_epochs: int = 0
+    batch_size: int = 64
+    split: dict = field(default_factory=dict)  # split settings the data fixed (packed shards): recorded, not chosen
+
+    def phases(self, n_train: int | None = None) -> list[tuple[str, int, float]]:
+        """(name, last epoch, share of the time budget) of each phase: 'train', or 'head' then 'finetune'.
+
+        A pretrained backbone trains its new head first, for `head_epochs` or
+        about 150 optimizer steps over `n_train` images (at least one epoch,
+        at most half of them, so that fine-tuning gets its share).
+
+        Example:
+            >>> from imgclf.core.config import TrainConfig
+            >>> from imgclf.models.registry import get_spec
+            >>> plan = make_plan(TrainConfig(weights="imagenet", epochs=10, img_size=32, color_mode="rgb"), get_spec("small_cnn"), None)
+            >>> plan.phases(n_train=1000)  # 16 steps per epoch: 150 steps would be 10 epochs, capped at half
+            [('head', 5, 0.3), ('finetune', 10, 0.7)]
+            >>> plan.phases(n_train=64 * 200)[0]  # 200 steps per epoch: one epoch is enough
+            ('head', 1, 0.3)
+        """
+        if self.weights in ("none", ""):
+            return [("train", self.epochs, 1.0)]
+        if self.finetune == "none" or (self.epochs < 2 and not self.time_budget):
+            return [("head", self.epochs, 1.0)]
+        head = self.head_epochs or self._auto_head_epochs(n_train)
+        head = min(head, self.epochs - 1)
+        return [("head", head, 0.3), ("finetune", self.epochs, 0.7)]
+
+    def _auto_head_epochs(self, n_train: int | None) -> int:
+        if not n_train:
+            return max(1, self.epochs // 3)
+        steps = max(1, -(-n_train // self.batch_size))
+        return max(1, min(-(-HEAD_STEPS // steps), self.epochs // 2))
+
+    def with_lr(self, lr: float) -> "TrainingPlan":
+        """The plan with the learning rate the range test found (``lr='auto'``).
+
+        Example:
+            >>> from imgclf.core.config import TrainConfig
+            >>> from imgclf.models.registry import get_spec
+            >>> make_plan(TrainConfig(lr="auto", img_size=32, color_mode="rgb"), get_spec("small_cnn"), None).with_lr(0.003).lr
+            0.003
+        """
+        return dataclasses.replace(self, lr=lr)
+
+    def with_precision(self, policy: str) -> "TrainingPlan":
+        """The plan with the Keras dtype policy chosen for this machine; config.yaml records what was used.
+
+        Example:
+            >>> from imgclf.core.config import TrainConfig
+            >>> from imgclf.models.registry import get_spec
+            >>> plan = make_plan(TrainConfig(img_size=32, color_mode="rgb"), get_spec("small_cnn"), None)
+            >>> plan.with_precision("mixed_bfloat16").precision, plan.with_precision("float32").precision
+            ('bfloat16', 'float32')
+        """
+        return dataclasses.replace(self, precision=policy.replace("mixed_", "")) if self.precision == "auto" else self
+
+    def apply(self, cfg):
+        """A copy of `cfg` holding the resolved values: what config.yaml records and the recipe reads.
+
+        Example:
+            >>> from imgclf.core.config import TrainConfig
+            >>> from imgclf.models.registry import get_spec
+            >>> cfg = TrainConfig(img_size=4)
+            >>> make_plan(cfg, get_spec("small_cnn"), {"grayscale": False, "median_side": 50}).apply(cfg).img_size, cfg.img_size
+            (8, 4)
+        """
+        return dataclasses.replace(cfg, lr=self.lr, label_smoothing=self.label_smoothing, color_mode=self.color_mode,
+                                   img_size=self.img_size, augment=self.augment, feature_cache=self.feature_cache,
+                                   precision=self.precision, **self.split)
+
+
+def make_plan(cfg, spec, probe: dict | None, replicas: int = 1, split: dict | None = None) -> TrainingPlan:
+    """Resolve the automatic settings of `cfg` for the model `spec`, the data `probe` and the replicas.
+
+    `probe` is `data.decode.probe_images`' answer ({"grayscale", "median_side"});
+    it may be None when neither color_mode nor img_size is automatic (a resumed
+    run, whose config.yaml holds resolved values). `split` holds split settings
+    the data source fixed (`DataSource.split_settings`: packed shards keep their split).
+
+    Example:
+        >>> from imgclf.core.config import TrainConfig
+        >>> from imgclf.models.registry import get_spec
+        >>> make_plan(TrainConfig(), get_spec("small_cnn"), {"grayscale": False, "median_side": 500}).img_size
+        96
+        >>> make_plan(TrainConfig(img_size=32, color_mode="rgb"), get_spec("small_cnn"), None, replicas=2).feature_cache
+        'off'
+    """
+    lr, smoothing = model_defaults(cfg)
+    needs_probe = cfg.color_mode == "auto" or not cfg.img_size
+    if needs_probe and probe is None:
+        raise ValueError("make_plan needs a probe of the data when color_mode is 'auto' or img_size is 0.")
+    if cfg.color_mode == "auto":
+        color_mode = "grayscale" if probe["grayscale"] and "grayscale" in spec.color_modes else "rgb"
+    elif cfg.color_mode not in spec.color_modes:
+        raise UserError(
+            f"{cfg.model!r} takes {' or '.join(spec.color_modes)} images, received color_mode={cfg.color_mode!r}. "
+            "Use --color-mode rgb (grayscale images are converted)."
+        )
+    else:
+        color_mode = cfg.color_mode
+    img_size = cfg.img_size
+    if not img_size:
+        # Small images keep their size (cheap and sharp); tiny ones are upsampled so three conv
+        # stages still have room; large ones are shrunk to keep a CPU epoch short.
+        img_size = spec.default_size or int(min(max(probe["median_side"], 28), 96))
+    img_size = max(img_size, spec.min_size)
+    augment = cfg.augment
+    if augment == "auto":
+        # Augmentation pays off only once the model has seen the data a few
+        # times; in short runs it costs accuracy (measured in bench/).
+        augment = "light" if (cfg.epochs >= 15 or cfg.time_budget >= 10) else "none"
+    # The head-on-features shortcut trains a separate small model outside the strategy.
+    feature_cache = "off" if replicas > 1 and cfg.feature_cache == "auto" else cfg.feature_cache
+    one_hot = smoothing > 0 or cfg.mixup > 0 or cfg.cutmix > 0
+    return TrainingPlan(lr=lr, label_smoothing=smoothing, color_mode=color_mode, img_size=img_size, augment=augment,
+                        one_hot=one_hot, feature_cache=feature_cache, precision=cfg.precision, weights=cfg.weights,
+                        epochs=cfg.epochs, time_budget=cfg.time_budget, finetune=cfg.finetune,
+                        head_epochs=cfg.head_epochs, batch_size=cfg.batch_size, split=dict(split or {}))
