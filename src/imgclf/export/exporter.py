@@ -92,7 +92,6 @@ def float32_copy(model):
         >>> float32_copy(load_keras_model(run.model_path)).dtype_policy.name  # needs a trained run  # doctest: +SKIP
         'float32'
     """
-    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
 
     def to_float32(obj):
         if isinstance(obj, dict):

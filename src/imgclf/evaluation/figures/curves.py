@@ -20,8 +20,8 @@ def pyplot():
     # lazy: Matplotlib loads only when a figure is drawn
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    matplotlib.use("Agg")  # before pyplot is imported: no GUI backend is ever loaded
+    import matplotlib.pyplot as plt  # lazy: as above
 
     return plt
 

@@ -15,7 +15,7 @@ from imgclf.core.fs import atomic_write_json
 
 # The Keras versions whose internals the two workarounds below were verified against
 # (`Trainer._maybe_symbolic_build`, `keras.src.backend.tensorflow.trainer.reduce_per_replica`).
-VERIFIED_KERAS = ((3, 10), (3, 16))  # from 3.10 up to, not including, 3.16
+VERIFIED_KERAS = ((3, 15), (3, 16))  # the 3.15 series, as pyproject.toml pins: the one this project tests
 
 
 def check_keras_version(version: str | None = None) -> None:
@@ -26,7 +26,7 @@ def check_keras_version(version: str | None = None) -> None:
         >>> check_keras_version("3.16.1")
         Traceback (most recent call last):
         ...
-        imgclf.core.errors.UserError: Multi-worker training patches Keras internals that were verified on Keras >=3.10,<3.16, received Keras 3.16.1. ...
+        imgclf.core.errors.UserError: Multi-worker training patches Keras internals that were verified on Keras >=3.15,<3.16, received Keras 3.16.1. ...
     """
     if version is None:
         # lazy: Keras imports TensorFlow (seconds); only multi-worker training calls this
