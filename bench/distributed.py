@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 from imgclf.core.hardware import machine_summary  # noqa: E402
-from imgclf.training.distributed.strategy import loopback_tf_configs  # noqa: E402
+from imgclf.training.distributed.planning import loopback_tf_configs  # noqa: E402
 
 IMGCLF = [sys.executable, "-m", "imgclf"]
 

@@ -102,3 +102,14 @@ def test_the_parser_choices_mirror_the_library():
     from imgclf.inference.engines import ENGINES
 
     assert ENGINE_CHOICES == ENGINES
+
+
+def test_every_command_has_its_verb_module():
+    from imgclf.cli.parser import build_parser
+    from imgclf.cli.verbs import VERBS
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    assert sorted(commands) == sorted(VERBS)
+    for name in VERBS.values():
+        assert (SRC / "cli" / "verbs" / f"{name}.py").exists()

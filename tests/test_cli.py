@@ -71,7 +71,7 @@ def test_user_mistakes_are_one_line_exit_2(tmp_path):
 def test_train_evaluate_predict_end_to_end(tmp_path):
     data = make_image_folder(tmp_path / "data", per_class=16)
     out = tmp_path / "runs" / "cli"
-    result = imgclf("train", data, "--out", out, "--epochs", "4", "--batch-size", "16", "--img-size", "24",
+    result = imgclf("train", data, "--out", out, "--epochs", "8", "--batch-size", "16", "--img-size", "24",
                     "--lr", "0.005", "--seed", "1")
     assert result.returncode == 0, result.stderr
     assert f"Run bundle: {out}" in result.stdout

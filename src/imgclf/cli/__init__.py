@@ -1,17 +1,20 @@
 """The `imgclf` command line (layer: cli, the top; see docs/architecture.md).
 
-`parser` builds the argument parser without importing anything heavy (for a
-fast ``--help``); `commands` holds one function per verb (COMMANDS); `demo`
-is `imgclf demo`. `main` parses, then runs the command; a `UserError` becomes
-one line on stderr and exit status 2.
+`parser` builds the argument parser without importing anything beyond core
+(for a fast ``--help``); `verbs/` holds one module per command, each with
+`run(args)`; `demo` is the library behind `imgclf demo`. `main` parses, then
+imports and runs only the verb asked for; a `UserError` becomes one line on
+stderr and exit status 2.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 from imgclf.cli.parser import build_parser
+from imgclf.cli.verbs import VERBS
 from imgclf.core.errors import UserError
 from imgclf.core.quiet_stderr import filter_native_stderr
 
@@ -27,11 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    # lazy: the commands load NumPy, Pillow and the whole API (about 0.3 s); --help and usage errors need none of it
-    from imgclf.cli.commands import COMMANDS
-
+    # Only the verb that runs is imported: each command pays for its own dependencies alone
+    # (imgclf models 0.3 s, not the 0.7 s of importing every verb), and --help for none.
+    verb = importlib.import_module(f"imgclf.cli.verbs.{VERBS[args.command]}")
     try:
-        return COMMANDS[args.command](args) or 0
+        return verb.run(args) or 0
     except UserError as e:
         print(f"imgclf {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -32,13 +32,10 @@ from imgclf.core.errors import UserError
 from imgclf.core.progress import log
 from imgclf.core.run import Run
 from imgclf.training.distributed.multiworker import average_batchnorm_statistics, build_from_spec, worker_aware_backup
-from imgclf.training.distributed.planning import (  # noqa: F401  (re-exported: the pure planning half)
-    TF_CONFIG_EXAMPLE,
+from imgclf.training.distributed.planning import (
     Plan,
-    loopback_tf_configs,
     parse_tf_config,
     plan_strategy,
-    role,
 )
 
 BACKUP_FILES = ("latest.weights.h5", "training_metadata.json", "imgclf_state.json")
