@@ -1,6 +1,7 @@
 """The Run bundle: one folder that holds everything to use, judge and repeat a model.
 
-Layout (see DESIGN.md)::
+Layout (docs/architecture.md has the map of the code that writes it)::
+
     config.yaml  classes.json  preprocess.json  manifest.csv  model.keras
     checkpoints/  history.csv  metrics.json  report.html  plots/  logs/  exports/
 
