@@ -16,7 +16,7 @@ def preview(data: str, preset: str = "strong", out: str = "augment_preview.png",
     """Write a grid PNG: each row an original image followed by augmented versions of it.
 
     Example:
-        >>> preview("data/", "strong", "aug.png")
+        >>> preview("data/", "strong", "aug.png", samples=3, variants=2)
         'aug.png'
     """
     scan = scan_folder(data)
