@@ -11,8 +11,11 @@ tf.data pipeline per split. The trainer never asks which kind it holds.
   packing, streamed and decoded batch by batch (`data.shards.reader`).
 
 Example:
-    >>> source = make_source("data/")  # doctest: +SKIP
-    >>> rows, classes = source.rows(cfg)  # doctest: +SKIP
+    >>> from imgclf.core.config import TrainConfig
+    >>> source = make_source("data/")
+    >>> rows, classes = source.rows(TrainConfig(data="data/", verbose=0))
+    >>> type(source).__name__, classes
+    ('FolderSource', ['bird', 'cat', 'dog'])
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ def train(data: str | os.PathLike | None = None, *, config: str | os.PathLike | 
 
     Example:
         >>> import imgclf
-        >>> run = imgclf.train("data/", model="small_cnn", epochs=5, out="runs/leaves")  # doctest: +SKIP
-        >>> run.path  # doctest: +SKIP
+        >>> run = imgclf.train("data/", model="small_cnn", epochs=5, out="runs/leaves")  # trains a model (tests/test_train.py)  # doctest: +SKIP
+        >>> run.path  # trains a model (tests/test_train.py)  # doctest: +SKIP
         PosixPath('runs/leaves')
     """
     file_settings = load_yaml(config) if config else None
@@ -59,7 +59,7 @@ def lr_find(data: str | os.PathLike, out: str | os.PathLike = "lr_find.png", ste
     """Run the learning-rate range test on DATA with the given training settings; write a plot; return the suggestion.
 
     Example:
-        >>> imgclf.lr_find("data/", model="small_cnn")["suggested_lr"]  # doctest: +SKIP
+        >>> imgclf.lr_find("data/", model="small_cnn")["suggested_lr"]  # trains a model (tests/test_train.py)  # doctest: +SKIP
         0.0031
     """
     with tempfile.TemporaryDirectory(prefix="imgclf-lrfind-") as tmp:

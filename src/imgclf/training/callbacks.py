@@ -27,7 +27,7 @@ class RunWriter(keras.callbacks.Callback):
     improves, and save checkpoints/last.keras with state.json for --resume.
 
     Example:
-        >>> model.fit(ds, callbacks=[RunWriter(run_dir, "train", state, n_train)])  # doctest: +SKIP
+        >>> model.fit(ds, callbacks=[RunWriter(run_dir, "train", state, n_train)])  # inside training: a model and a tf.data pipeline  # doctest: +SKIP
     """
 
     def __init__(self, run_dir, phase: str, state: dict, train_images: int, monitor: str = "val_accuracy",
@@ -114,7 +114,7 @@ class EpochProgress(keras.callbacks.Callback):
     summaries appear.
 
     Example:
-        >>> model.fit(ds, epochs=5, verbose=0, callbacks=[EpochProgress(5, 422, 64)])  # doctest: +SKIP
+        >>> model.fit(ds, epochs=5, verbose=0, callbacks=[EpochProgress(5, 422, 64)])  # inside training: a model and a tf.data pipeline  # doctest: +SKIP
     """
 
     def __init__(self, epochs: int, steps: int, batch_size: int, schedule=None, stream=None):

@@ -12,7 +12,7 @@ The usual callbacks (schedule, Run bundle writer, early stopping, progress)
 see the full model, so checkpoints and model.keras are complete models.
 
 Example:
-    >>> if feature_cache_applies(cfg, "head", model):  # doctest: +SKIP
+    >>> if feature_cache_applies(cfg, "head", model):  # a model with a frozen backbone (tests/test_transfer.py)  # doctest: +SKIP
     ...     fit_head_on_features(model, sets, callbacks, batch_size=64, epochs=3, initial_epoch=0)
 """
 
@@ -29,7 +29,7 @@ def feature_cache_applies(cfg, phase: str, model) -> bool:
     """True when the phase trains only the head on inputs that are the same every epoch.
 
     Example:
-        >>> feature_cache_applies(TrainConfig(weights="imagenet"), "train", model)  # doctest: +SKIP
+        >>> feature_cache_applies(TrainConfig(weights="imagenet"), "train", model)  # a model with a frozen backbone (tests/test_transfer.py)  # doctest: +SKIP
         False
     """
     if phase != "head" or getattr(cfg, "feature_cache", "auto") == "off":
@@ -61,7 +61,7 @@ def compute_features(model, images, batch_size: int = 128):
     """Pooled backbone features of `images` (N, H, W, C, 0..255) as float32, shape (N, D).
 
     Example:
-        >>> compute_features(model, sets["train"].images).shape  # doctest: +SKIP
+        >>> compute_features(model, sets["train"].images).shape  # a model with a frozen backbone (tests/test_transfer.py)  # doctest: +SKIP
         (900, 1280)
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
@@ -97,7 +97,7 @@ def fit_head_on_features(model, sets: dict, callbacks: list, *, batch_size: int,
     Returns timings: {"features_s": ..., "fit_s": ...}.
 
     Example:
-        >>> fit_head_on_features(model, trainer.sets, [RunWriter(...)], batch_size=64, epochs=3, initial_epoch=0)  # doctest: +SKIP
+        >>> fit_head_on_features(model, trainer.sets, [RunWriter(...)], batch_size=64, epochs=3, initial_epoch=0)  # a model with a frozen backbone (tests/test_transfer.py)  # doctest: +SKIP
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras

@@ -6,7 +6,7 @@ mid-phase model keeps its restored optimizer), fits, then writes
 summary.json after the trainer's end steps (the TTA choice).
 
 Example:
-    >>> run = run_phases(trainer, trainer.build_model(), {"epoch": 0, "phase": "", "history": []})  # doctest: +SKIP
+    >>> run = run_phases(trainer, trainer.build_model(), {"epoch": 0, "phase": "", "history": []})  # trains a model (tests/test_train.py)  # doctest: +SKIP
 """
 
 from __future__ import annotations

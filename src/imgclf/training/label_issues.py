@@ -99,7 +99,7 @@ def cross_val_probs(run: Run, images: np.ndarray, labels: np.ndarray, folds: int
     and lr-find do; a pretrained backbone stays frozen (the 'head' phase).
 
     Example:
-        >>> probs = cross_val_probs(run, decoded.images, decoded.labels, folds=5)  # doctest: +SKIP
+        >>> probs = cross_val_probs(run, decoded.images, decoded.labels, folds=5)  # trains k models (tests/test_label_issues.py)  # doctest: +SKIP
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
@@ -158,8 +158,8 @@ def find_label_issues(run, method: str = "cv", data: str | os.PathLike | None = 
     the suggested label) and the probability of the given one.
 
     Example:
-        >>> issues = find_label_issues("runs/leaves", method="cv", folds=5)  # doctest: +SKIP
-        >>> issues[0]["path"], issues[0]["given"], issues[0]["suggested"]  # doctest: +SKIP
+        >>> issues = find_label_issues("runs/leaves", method="cv", folds=5)  # trains k models (tests/test_label_issues.py)  # doctest: +SKIP
+        >>> issues[0]["path"], issues[0]["given"], issues[0]["suggested"]  # trains k models (tests/test_label_issues.py)  # doctest: +SKIP
         ('data/rust/0412.jpg', 'rust', 'healthy')
     """
 

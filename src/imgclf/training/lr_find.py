@@ -73,7 +73,7 @@ def find_lr(trainer, out: str | os.PathLike = "lr_find.png", steps: int = 100, s
     `Trainer.prepare_phase`), so the rate found is the rate for that recipe.
 
     Example:
-        >>> find_lr(trainer, out="runs/x/plots/lr_find.png")["suggested_lr"]  # doctest: +SKIP
+        >>> find_lr(trainer, out="runs/x/plots/lr_find.png")["suggested_lr"]  # a prepared Trainer (tests/test_augment.py)  # doctest: +SKIP
         0.0031
     """
     model = trainer.build_model()

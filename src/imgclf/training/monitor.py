@@ -25,7 +25,7 @@ class ValidationMetrics(keras.callbacks.Callback):
     `val_ds` yields (images, labels) batches in the order of `labels` (not shuffled).
 
     Example:
-        >>> model.fit(train_ds, callbacks=[ValidationMetrics(val_ds, labels, classes), RunWriter(...)])  # doctest: +SKIP
+        >>> model.fit(train_ds, callbacks=[ValidationMetrics(val_ds, labels, classes), RunWriter(...)])  # inside training: a model and its validation pipeline  # doctest: +SKIP
     """
 
     def __init__(self, val_ds, labels, classes: list[str]):

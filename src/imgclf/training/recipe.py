@@ -15,8 +15,8 @@ def freeze_for_phase(model, phase: str, cfg) -> None:
     """Set `trainable` on the 'backbone' sub-model for a phase ('train', 'head' or 'finetune').
 
     Example:
-        >>> freeze_for_phase(model, "head", cfg)  # doctest: +SKIP
-        >>> model.get_layer("backbone").trainable  # doctest: +SKIP
+        >>> freeze_for_phase(model, "head", cfg)  # a built model (tests/test_transfer.py)  # doctest: +SKIP
+        >>> model.get_layer("backbone").trainable  # a built model (tests/test_transfer.py)  # doctest: +SKIP
         False
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
@@ -38,7 +38,9 @@ def make_optimizer(cfg):
     """AdamW, Adam or SGD with Nesterov momentum, as `cfg` says; weight decay skips BatchNorm and biases.
 
     Example:
-        >>> make_optimizer(TrainConfig(optimizer="sgd"))  # doctest: +SKIP
+        >>> from imgclf.core.config import TrainConfig
+        >>> type(make_optimizer(TrainConfig(optimizer="sgd", lr=0.01))).__name__
+        'SGD'
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
@@ -62,7 +64,7 @@ def compile_for_training(model, cfg, one_hot: bool) -> None:
     """Compile with a fresh optimizer and the loss that matches the labels (one-hot for smoothing/MixUp/CutMix).
 
     Example:
-        >>> compile_for_training(model, cfg, one_hot=False)  # doctest: +SKIP
+        >>> compile_for_training(model, cfg, one_hot=False)  # a built model (tests/test_transfer.py)  # doctest: +SKIP
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras

@@ -55,7 +55,7 @@ class ProgressSchedule(keras.callbacks.Callback):
     the global step over `total_steps`.
 
     Example:
-        >>> model.fit(ds, epochs=10, callbacks=[ProgressSchedule(1e-3, total_steps=10 * len(ds))])  # doctest: +SKIP
+        >>> model.fit(ds, epochs=10, callbacks=[ProgressSchedule(1e-3, total_steps=10 * len(ds))])  # inside training: a model and a tf.data pipeline  # doctest: +SKIP
     """
 
     def __init__(self, peak: float, total_steps: int = 0, kind: str = "cosine", warmup: float = 0.03,

@@ -43,7 +43,7 @@ class Trainer:
     """Carries one training run through data, model, phases and the bundle. Use `fit_new()` or `fit_resume()`.
 
     Example:
-        >>> Trainer(TrainConfig(data="data/", epochs=5)).fit_new()  # doctest: +SKIP
+        >>> Trainer(TrainConfig(data="data/", epochs=5)).fit_new()  # trains a model (tests/test_train.py)  # doctest: +SKIP
     """
 
     def __init__(self, cfg: TrainConfig, run_dir: Path | None = None, callbacks=None, plan: TrainingPlan | None = None):
@@ -206,7 +206,7 @@ class Trainer:
         """Freeze what the phase ('train', 'head', 'finetune') keeps fixed and compile with a fresh optimizer.
 
         Example:
-            >>> trainer.prepare_phase(model, "head")  # doctest: +SKIP
+            >>> trainer.prepare_phase(model, "head")  # trains a model (tests/test_train.py)  # doctest: +SKIP
         """
         with self.dist.scope() if self.dist else contextlib.nullcontext():  # the optimizer's variables are mirrored too
             freeze_for_phase(model, name, self.cfg)

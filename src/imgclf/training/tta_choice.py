@@ -7,7 +7,7 @@ its decision to the summary and to preprocess.json, which `evaluate` and
 `predict` read.
 
 Example:
-    >>> ChooseTTA().after_fit(trainer)  # doctest: +SKIP
+    >>> ChooseTTA().after_fit(trainer)  # a trained Trainer (tests/test_tta.py)  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ def pack_split(root: str) -> dict:
     """The split settings the pack was made with (val_fraction, test_fraction, group_by): the run's, not the config's.
 
     Example:
-        >>> pack_split("shards/")  # doctest: +SKIP
+        >>> pack_split("shards/")
         {'val_fraction': 0.1, 'test_fraction': 0.1, 'group_by': ''}
     """
     s = read_index(root)["split"]

@@ -57,7 +57,7 @@ def build_from_spec(model, spec, strategy) -> None:
     the strategy's scope, as Keras would do it.
 
     Example:
-        >>> build_from_spec(model, train_ds.element_spec, strategy)  # doctest: +SKIP
+        >>> build_from_spec(model, train_ds.element_spec, strategy)  # several workers (tests/test_distributed.py)  # doctest: +SKIP
     """
 
     check_keras_version()  # before patching: other Keras versions build differently

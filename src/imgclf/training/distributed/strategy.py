@@ -45,8 +45,8 @@ class Distribution:
     """The plan for one training process plus the TensorFlow strategy built from it.
 
     Example:
-        >>> dist = Distribution.from_config(cfg)  # doctest: +SKIP
-        >>> with dist.scope(): model = build()   # doctest: +SKIP
+        >>> dist = Distribution.from_config(cfg)  # a strategy and a model (tests/test_distributed.py)  # doctest: +SKIP
+        >>> with dist.scope(): model = build()   # a strategy and a model (tests/test_distributed.py)  # doctest: +SKIP
     """
 
     def __init__(self, plan: Plan, cfg, lr=None):
