@@ -9,8 +9,8 @@ from imgclf.evaluation.report import write_report
 
 def run(args) -> int:
     """Run `imgclf plot runs/leaves` from its parsed arguments; return the exit status."""
-    run = Run(args.run)
-    for path in plot_run(run):
+    bundle = Run(args.run)
+    for path in plot_run(bundle):
         print(path)
-    print(f"Report: {write_report(run)}")
+    print(f"Report: {write_report(bundle)}")
     return 0

@@ -8,7 +8,7 @@ from imgclf.training.api import train
 def run(args) -> int:
     """Run `imgclf train data/ --out runs/leaves` from its parsed arguments; return the exit status."""
     settings = {k: v for k, v in vars(args).items() if k not in ("command", "config", "data")}
-    run = train(getattr(args, "data", None), config=args.config, **settings)
-    print(f"Run bundle: {run.path}")
-    print(f"Next: imgclf evaluate {run.path}")
+    bundle = train(getattr(args, "data", None), config=args.config, **settings)
+    print(f"Run bundle: {bundle.path}")
+    print(f"Next: imgclf evaluate {bundle.path}")
     return 0
