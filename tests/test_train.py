@@ -95,9 +95,9 @@ def test_phase_freezing_rules(image_folder):
     from imgclf.training.plan import make_plan
     from imgclf.training.trainer import Trainer
 
-    cfg = make_config({"data": image_folder, "weights": "imagenet", "finetune_fraction": 0.5, "epochs": 6})
+    cfg = make_config({"data": image_folder, "model": "small_cnn", "weights": "imagenet", "finetune_fraction": 0.5, "epochs": 6})
     plan = make_plan(cfg, get_spec(cfg.model), {"grayscale": False, "median_side": 16})
-    assert plan.phases() == [("head", 2, 0.3), ("finetune", 6, 0.7)]
+    assert plan.phases() == [("head", 1, 0.0), ("finetune", 6, 1.0)]  # the head solved as epoch 1
     trainer = Trainer(cfg, plan=plan)
     model = imgclf.create_model("small_cnn", num_classes=3, img_size=16)
     trainer.classes = ["a", "b", "c"]

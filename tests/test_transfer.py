@@ -57,14 +57,36 @@ def test_unfrozen_batchnorm_trains_when_asked(tmp_path):
     assert model.get_layer("backbone").get_layer("top_bn").trainable_weights
 
 
-def test_head_epochs_follow_the_dataset_size(tmp_path):
+def test_head_phase_is_one_solved_epoch_then_finetuning_gets_the_rest(tmp_path):
     trainer, _ = _phase_model(tmp_path, epochs=10, batch_size=64)
     plan = trainer.plan
+    assert plan.head_solver
+    assert plan.phases(n_train=1000) == [("head", 1, 0.0), ("finetune", 10, 1.0)]
+    assert replace(plan, finetune="none").phases(n_train=1000) == [("head", 1, 1.0)]
+    assert replace(plan, weights="none").phases(n_train=1000) == [("train", 10, 1.0)]
+
+
+def test_finetuning_planned_in_steps_has_a_floor(tmp_path):
+    trainer, _ = _phase_model(tmp_path, epochs=10, batch_size=64)
+    plan = trainer.plan
+    # 48 images = 1 batch: 9 fine-tuning epochs of 1 step would be 9 steps; the floor makes it 6 x 9 = 54.
+    assert plan.steps_per_epoch("finetune", 1, 9) == 6
+    assert plan.steps_per_epoch("finetune", 200, 9) == 200  # large data: epochs as asked
+    assert plan.steps_per_epoch("head", 1, 9) == 1 and plan.steps_per_epoch("train", 1, 9) == 1
+    assert replace(plan, time_budget=2.0).steps_per_epoch("finetune", 1, 9) == 1  # a budget plans itself
+    assert "finetune: epochs 2-10, 6 steps each" in plan.describe(n_train=48, steps=1)
+
+
+def test_head_epochs_follow_the_dataset_size_without_the_solver(tmp_path):
+    cfg = make_config({"weights": "imagenet", "model": "efficientnet_lite0", "img_size": 32, "color_mode": "rgb", "epochs": 10,
+                       "batch_size": 64})
+    plan = make_plan(cfg, get_spec(cfg.model), None, in_memory=False)  # streamed shards: the head trains by steps
+    assert not plan.head_solver
     # 16 steps per epoch: 150 steps would be 10 epochs, capped at half
     assert plan.phases(n_train=1000) == [("head", 5, 0.3), ("finetune", 10, 0.7)]
     assert plan.phases(n_train=64 * 200)[0] == ("head", 1, 0.3)  # 200 steps per epoch: one epoch is enough
     assert replace(plan, head_epochs=3).phases(n_train=1000)[0] == ("head", 3, 0.3)
-    assert replace(plan, weights="none").phases(n_train=1000) == [("train", 10, 1.0)]
+    assert not make_plan(replace(cfg, head_epochs=2), get_spec(cfg.model), None).head_solver  # asked for steps
 
 
 @pytest.mark.slow

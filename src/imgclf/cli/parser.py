@@ -61,7 +61,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="?", default=argparse.SUPPRESS, help=helps.get("data"))
     p.add_argument("--config", default=None, help="YAML file of settings (flags given here win)")
     for f in fields(TrainConfig):
-        if f.name == "data":
+        if f.name in ("data", "auto_choice"):  # auto_choice is recorded by training, not set
             continue
         flag = "--" + f.name.replace("_", "-")
         kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": f"{helps.get(f.name, '')} (default: {f.default!r})"}

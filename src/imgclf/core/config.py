@@ -25,7 +25,7 @@ from imgclf.core.version import __version__
 CHOICES = {
     "color_mode": ("auto", "rgb", "grayscale"),
     "optimizer": ("adamw", "adam", "sgd"),
-    "finetune": ("none", "top", "all"),
+    "finetune": ("auto", "none", "top", "all"),
     "feature_cache": ("auto", "off"),
     "precision": ("auto", "float32", "bfloat16", "float16"),
     "cache": ("auto", "memory", "disk"),
@@ -47,8 +47,8 @@ class TrainConfig:
     data: str = ""  # folder with one subfolder per class, or with train/ val/ [test/] inside; or shards from `imgclf datasets pack` (folder or URL)
     manifest: str = ""  # CSV from `imgclf split` (path, label, split): use its split instead of making one
     out: str = ""  # run folder; empty means runs/<model>, with a suffix if taken
-    model: str = "small_cnn"  # a name from `imgclf models`
-    weights: str = "none"  # none | imagenet | path to a .weights.h5 file or a .keras model
+    model: str = "auto"  # auto (chosen from the data and the installed weights: a pretrained EfficientNet-Lite for photos, small_cnn for tiny images or without weights) | a name from `imgclf models` | a YAML architecture file
+    weights: str = "auto"  # auto (imagenet when --model auto picks a pretrained backbone, else none) | none | imagenet | path to a .weights.h5 file or a .keras model
     img_size: int = 0  # square input side in pixels; 0 = the model's default (small_cnn: from the data)
     color_mode: str = "auto"  # auto (grayscale if every image is) | rgb | grayscale
     resize: str = "squash"  # squash (ignore aspect) | crop (centre crop) | pad (letterbox)
@@ -76,9 +76,9 @@ class TrainConfig:
     group_by: str = ""  # regex on paths: files with the same match (e.g. a patient id) stay in one split
     patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
     monitor: str = "val_accuracy"  # metric that picks the best checkpoint
-    finetune: str = "top"  # pretrained backbones: none (head only) | top | all layers
+    finetune: str = "auto"  # pretrained backbones: auto (none for few images per class under --model auto, else top) | none (head only) | top | all layers
     finetune_fraction: float = 0.3  # share of backbone layers unfrozen by finetune=top
-    head_epochs: int = 0  # epochs of head-only training first; 0 = about 150 steps (1 epoch at least, half the epochs at most)
+    head_epochs: int = 0  # epochs of head-only training by gradient steps first; 0 = solve the head on cached features in one step (shards or several replicas: about 150 steps)
     freeze_bn: bool = True  # pretrained backbones: BatchNorm stays in inference mode with its ImageNet statistics, also when fine-tuning
     feature_cache: str = "auto"  # head phase: auto (train the head on backbone features computed once when inputs are not augmented) | off
     finetune_lr_scale: float = 0.1  # learning-rate multiplier for the fine-tuning phase
@@ -92,6 +92,7 @@ class TrainConfig:
     devices: str = "auto"  # auto (every visible GPU; MirroredStrategy when more than one) | cpu | GPU indices such as 0,1
     distributed: str = "none"  # none (this machine) | multi-worker (MultiWorkerMirroredStrategy; cluster and role from TF_CONFIG)
     scale_lr: bool = True  # with several replicas: lr x replicas (batch_size is per replica; global batch = batch_size x replicas)
+    auto_choice: str = ""  # recorded, not set: what --model auto chose and why
     backup_dir: str = ""  # multi-worker: per-epoch backup for restarts, on storage every worker sees (same path); empty = RUN/backup
 
     def validate(self) -> "TrainConfig":

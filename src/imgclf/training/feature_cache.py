@@ -42,10 +42,10 @@ def feature_cache_applies(cfg, phase: str, model) -> bool:
         backbone = model.get_layer("backbone")
     except ValueError:
         return False
-    return not backbone.trainable_weights and _head_layers(model) is not None
+    return not backbone.trainable_weights and head_layers(model) is not None
 
 
-def _head_layers(model):
+def head_layers(model):
     """The layers after the pooled features: [dropout,] classifier; None if the model is not imgclf's shape."""
     names = [layer.name for layer in model.layers]
     if "classifier" not in names:
@@ -67,7 +67,7 @@ def compute_features(model, images, batch_size: int = 128):
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
 
-    head = _head_layers(model)
+    head = head_layers(model)
     extractor = keras.Model(model.inputs, head[0].input)
     feats = extractor.predict(images, batch_size=batch_size, verbose=0)
     return np.asarray(feats, dtype="float32")
@@ -114,7 +114,7 @@ def fit_head_on_features(model, sets: dict, callbacks: list, *, batch_size: int,
 
     inputs = keras.Input((feats["train"].shape[1],), name="features")
     x = inputs
-    for layer in _head_layers(model):
+    for layer in head_layers(model):
         x = layer(x)
     head = keras.Model(inputs, x, name="head_on_features")
     acc = keras.metrics.CategoricalAccuracy(name="accuracy") if one_hot else keras.metrics.SparseCategoricalAccuracy(name="accuracy")

@@ -20,6 +20,8 @@ from imgclf.core.fs import atomic_write_json
 from imgclf.core.progress import log
 from imgclf.core.run import Run
 from imgclf.training.feature_cache import feature_cache_applies, fit_head_on_features
+from imgclf.training.head_solver import head_solver_applies
+from imgclf.training.head_epoch import solve_head_epoch
 
 
 def run_phases(trainer, model, state: dict) -> Run:
@@ -31,8 +33,10 @@ def run_phases(trainer, model, state: dict) -> Run:
     start = time.perf_counter()
     start_epoch = state.get("epoch", 0)
     first = 0
+    phases = trainer.plan.phases(len(trainer.sets["train"]))
+    log(trainer.plan.describe(len(trainer.sets["train"]), trainer.steps))
     try:
-        for name, end, budget_share in trainer.plan.phases(len(trainer.sets["train"])):
+        for name, end, budget_share in phases:
             if cfg.time_budget:
                 if _phase_done(state, name):
                     continue
@@ -45,7 +49,7 @@ def run_phases(trainer, model, state: dict) -> Run:
             log(f"Phase {name}: " + (f"{cfg.time_budget * budget_share:.1f} minutes" if cfg.time_budget else f"epochs {initial + 1}-{end}")
                 + f", {sum(int(w.shape.num_elements() or 0) for w in model.trainable_weights):,} trainable weights")
             fit_phase(trainer, model, name, train_ds, val_ds, state, initial_epoch=initial, epochs=end, first_epoch=first,
-                      budget_s=60 * cfg.time_budget * budget_share)
+                      budget_s=_phase_budget_s(cfg.time_budget, budget_share, name == phases[-1][0], name, state))
             state.setdefault("phases_done", []).append(name)
             if state.get("stopped_early"):
                 break
@@ -66,6 +70,8 @@ def run_phases(trainer, model, state: dict) -> Run:
         "class_counts": {s: _class_counts(d.labels, trainer.classes) for s, d in trainer.sets.items()},
         "epochs_run": state.get("epoch"),
     })
+    if len(phases) > 1 and phases[0][0] == "head":
+        _report_kept(trainer, state, phases[0][1])
     for step in trainer.end_steps:
         step.after_fit(trainer)
     atomic_write_json(trainer.run_dir / "summary.json", trainer.summary)
@@ -75,7 +81,31 @@ def run_phases(trainer, model, state: dict) -> Run:
     return run
 
 
-def _callbacks(trainer, phase, val_ds, state, epochs, first_epoch, initial_epoch, budget_s) -> tuple[list, object, object]:
+def _phase_budget_s(minutes: float, share: float, last: bool, phase: str, state: dict) -> float:
+    """Seconds of the time budget for a phase: its share, or for the last phase all that the others left."""
+    if not minutes:
+        return 0.0
+    if not last:
+        return 60 * minutes * share
+    others = sum(h.get("time_s", 0) for h in state.get("history", []) if h.get("phase") != phase)
+    return max(60 * minutes - others, 1.0)
+
+
+def _report_kept(trainer, state: dict, head_end: int) -> None:
+    """Say whether model.keras is the head or a fine-tuned epoch (the better on validation is kept)."""
+    best_epoch = state.get("best_epoch") or 0
+    kept = "head" if best_epoch <= head_end else "finetune"
+    trainer.summary["kept_phase"] = kept
+    monitor = trainer.cfg.monitor
+    if kept == "head":
+        log(f"Kept the head (epoch {best_epoch}): fine-tuning did not improve {monitor} on validation "
+            f"({state.get('best', float('nan')):.4f}), so model.keras is the head alone.")
+    else:
+        log(f"Kept fine-tuned epoch {best_epoch}: it beat the head on validation {monitor}.")
+
+
+def _callbacks(trainer, phase, val_ds, state, epochs, first_epoch, initial_epoch, budget_s,
+               steps: int | None = None) -> tuple[list, object, object]:
     """imgclf's callbacks for one phase, in the order they must run: (callbacks, schedule, early stopper or None)."""
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
@@ -85,7 +115,8 @@ def _callbacks(trainer, phase, val_ds, state, epochs, first_epoch, initial_epoch
     from imgclf.training.monitor import EXTRA_MONITORS, ValidationMetrics
     from imgclf.training.schedules import ProgressSchedule
 
-    cfg, dist, steps = trainer.cfg, trainer.dist, trainer.steps
+    cfg, dist = trainer.cfg, trainer.dist
+    steps = steps or trainer.steps
     peak = trainer.plan.lr * dist.lr_scale * (cfg.finetune_lr_scale if phase == "finetune" else 1.0)
     spent = sum(h.get("time_s", 0) for h in state.get("history", []) if h.get("phase") == phase)
     schedule = ProgressSchedule(
@@ -98,7 +129,8 @@ def _callbacks(trainer, phase, val_ds, state, epochs, first_epoch, initial_epoch
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))  # validate and save the average
     if cfg.monitor in EXTRA_MONITORS:  # before RunWriter and EarlyStopping, which read them
         callbacks.append(ValidationMetrics(val_ds, trainer.sets["val"].labels, trainer.classes))
-    callbacks.append(RunWriter(trainer.run_dir, phase, state, len(trainer.sets["train"]), monitor=cfg.monitor,
+    images_per_epoch = len(trainer.sets["train"]) * steps // max(trainer.steps, 1)  # fine-tuning may pass more than once
+    callbacks.append(RunWriter(trainer.run_dir, phase, state, images_per_epoch, monitor=cfg.monitor,
                                keep_epochs=cfg.keep_epochs))
     if dist.multi_worker:  # after RunWriter: the backup holds this epoch's state
         callbacks.append(dist.backup_callback(state))
@@ -116,9 +148,14 @@ def _callbacks(trainer, phase, val_ds, state, epochs, first_epoch, initial_epoch
 
 
 def fit_phase(trainer, model, phase, train_ds, val_ds, state, initial_epoch, epochs, first_epoch, budget_s) -> None:
-    """One phase's `fit` (or the head on cached features); sets ``state["stopped_early"]`` when early stopping ends it."""
-    cfg, dist = trainer.cfg, trainer.dist
-    callbacks, _, stopper = _callbacks(trainer, phase, val_ds, state, epochs, first_epoch, initial_epoch, budget_s)
+    """One phase's `fit` (or the head solved / trained on cached features); sets ``state["stopped_early"]`` when early stopping ends it."""
+    cfg, dist, plan = trainer.cfg, trainer.dist, trainer.plan
+    if phase == "head" and plan.head_solver and head_solver_applies(trainer.settings, trainer.source.in_memory, model):
+        callbacks, _, _ = _callbacks(trainer, phase, val_ds, state, epochs, first_epoch, initial_epoch, budget_s)
+        solve_head_epoch(trainer, model, callbacks, val_ds, epoch=initial_epoch)
+        return
+    steps = plan.steps_per_epoch(phase, trainer.steps, epochs - first_epoch)
+    callbacks, _, stopper = _callbacks(trainer, phase, val_ds, state, epochs, first_epoch, initial_epoch, budget_s, steps)
     if budget_s:
         epochs = initial_epoch + 100_000  # the schedule stops training when the budget is spent
     if trainer.source.in_memory and feature_cache_applies(trainer.settings, phase, model):  # frozen backbone, same inputs every epoch
@@ -128,9 +165,11 @@ def fit_phase(trainer, model, phase, train_ds, val_ds, state, initial_epoch, epo
     else:
         dist.prebuild(model, train_ds)
         endless = not trainer.source.in_memory and dist.multi_worker  # each worker streams its own files without end
+        if steps > trainer.steps:  # a short fine-tuning phase passes over the data several times per epoch
+            train_ds, endless = train_ds.repeat(), True
         model.fit(train_ds, class_weight=trainer.class_weight, validation_data=val_ds, epochs=epochs,
                   initial_epoch=initial_epoch, callbacks=callbacks, verbose=0, shuffle=False,  # tf.data shuffles; EpochProgress reports
-                  steps_per_epoch=trainer.steps if endless else None)
+                  steps_per_epoch=steps if endless else None)
     if stopper is not None and stopper.stopped_epoch > 0:
         state["stopped_early"] = True
         log(f"Early stopping: no improvement in {cfg.monitor} for {cfg.patience} epochs.")

@@ -77,7 +77,7 @@ def find_lr(trainer, out: str | os.PathLike = "lr_find.png", steps: int = 100, s
         0.0031
     """
     model = trainer.build_model()
-    trainer.prepare_phase(model, "head" if trainer.cfg.weights not in ("none", "") else "train")
+    trainer.prepare_phase(model, "head" if trainer.plan.weights not in ("none", "") else "train")
     lrs, losses = range_test(model, trainer.train_dataset(), steps, start, end)
     if len(losses) < 5:
         raise UserError("The learning-rate range test diverged at once; check the data (are labels right?) or lower --lr start.")
@@ -87,7 +87,7 @@ def find_lr(trainer, out: str | os.PathLike = "lr_find.png", steps: int = 100, s
     # the default rate instead of a tenth of the sweep's end.
     conclusive = int(np.nanargmin(smooth)) < 0.9 * (len(smooth) - 1)
     if not conclusive:
-        suggested = default_lr(trainer.cfg.model, trainer.cfg.weights)
+        suggested = default_lr(trainer.cfg.model, trainer.plan.weights)
         log("The loss never turned up during the range test (too little data to tell); "
             f"keeping the default learning rate {suggested:g}.")
     plot_lr_find(lrs, losses, smooth, suggested, out)

@@ -13,7 +13,7 @@ and the recipe reads.
 Example:
     >>> from imgclf.core.config import TrainConfig
     >>> from imgclf.models.registry import get_spec
-    >>> plan = make_plan(TrainConfig(epochs=20), get_spec("small_cnn"), {"grayscale": True, "median_side": 28})
+    >>> plan = make_plan(TrainConfig(model="small_cnn", epochs=20), get_spec("small_cnn"), {"grayscale": True, "median_side": 28})
     >>> plan.lr, plan.label_smoothing, plan.color_mode, plan.img_size, plan.augment, plan.one_hot
     (0.002, 0.1, 'grayscale', 28, 'light', True)
 """
@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from imgclf.core.errors import UserError
 from imgclf.models.registry import default_label_smoothing, default_lr
 
-HEAD_STEPS = 150  # optimizer steps a linear head on frozen features needs to converge (measured in bench/)
+HEAD_STEPS = 150  # optimizer steps a linear head needs by gradient steps (shards, replicas; measured in bench/)
+FINETUNE_STEPS = 50  # fewest optimizer steps of a fine-tuning phase planned in epochs
 
 
 def model_defaults(cfg) -> tuple[float | str, float]:
@@ -36,12 +37,24 @@ def model_defaults(cfg) -> tuple[float | str, float]:
         >>> from imgclf.core.config import TrainConfig
         >>> model_defaults(TrainConfig(model="small_resnet"))
         (0.004, 0.15)
-        >>> model_defaults(TrainConfig(lr="auto", label_smoothing=0.0))
+        >>> model_defaults(TrainConfig(model="small_cnn", lr="auto", label_smoothing=0.0))
         ('auto', 0.0)
     """
-    lr = default_lr(cfg.model, cfg.weights) if cfg.lr == "model" else cfg.lr
-    smoothing = default_label_smoothing(cfg.model, cfg.weights) if cfg.label_smoothing == "model" else cfg.label_smoothing
+    weights = weights_of(cfg)
+    lr = default_lr(cfg.model, weights) if cfg.lr == "model" else cfg.lr
+    smoothing = default_label_smoothing(cfg.model, weights) if cfg.label_smoothing == "model" else cfg.label_smoothing
     return lr, smoothing
+
+
+def weights_of(cfg) -> str:
+    """The weights setting with 'auto' read as 'none': `--model auto` replaces it before planning, a named model keeps it.
+
+    Example:
+        >>> from imgclf.core.config import TrainConfig
+        >>> weights_of(TrainConfig()), weights_of(TrainConfig(weights="imagenet"))
+        ('none', 'imagenet')
+    """
+    return "none" if cfg.weights == "auto" else cfg.weights
 
 
 @dataclass(frozen=True)
@@ -63,26 +76,35 @@ class TrainingPlan:
     finetune: str = "top"
     head_epochs: int = 0
     batch_size: int = 64
+    head_solver: bool = False  # the head phase is solved on cached features (`training.head_solver`)
     split: dict = field(default_factory=dict)  # split settings the data fixed (packed shards): recorded, not chosen
 
     def phases(self, n_train: int | None = None) -> list[tuple[str, int, float]]:
         """(name, last epoch, share of the time budget) of each phase: 'train', or 'head' then 'finetune'.
 
-        A pretrained backbone trains its new head first, for `head_epochs` or
-        about 150 optimizer steps over `n_train` images (at least one epoch,
-        at most half of them, so that fine-tuning gets its share).
+        With the head solver (images in memory, one replica) the head phase is
+        one step: the softmax regression solved on cached features, counted as
+        epoch 1; fine-tuning then runs epochs 2 to `epochs` and gets the whole
+        budget left. Otherwise (shards, several replicas, ``head_epochs``) the
+        head trains by gradient steps for `head_epochs` or about 150 optimizer
+        steps over `n_train` images (at least one epoch, at most half of them).
 
         Example:
             >>> from imgclf.core.config import TrainConfig
             >>> from imgclf.models.registry import get_spec
-            >>> plan = make_plan(TrainConfig(weights="imagenet", epochs=10, img_size=32, color_mode="rgb"), get_spec("small_cnn"), None)
-            >>> plan.phases(n_train=1000)  # 16 steps per epoch: 150 steps would be 10 epochs, capped at half
+            >>> plan = make_plan(TrainConfig(model="small_cnn", weights="imagenet", epochs=10, img_size=32, color_mode="rgb"), get_spec("small_cnn"), None)
+            >>> plan.phases(n_train=1000)  # the head solved as epoch 1, then fine-tuning with the whole budget left
+            [('head', 1, 0.0), ('finetune', 10, 1.0)]
+            >>> plan = make_plan(TrainConfig(model="small_cnn", weights="imagenet", epochs=10, img_size=32, color_mode="rgb"), get_spec("small_cnn"), None, in_memory=False)
+            >>> plan.phases(n_train=1000)  # streamed shards: 16 steps per epoch, 150 steps would be 10 epochs, capped at half
             [('head', 5, 0.3), ('finetune', 10, 0.7)]
-            >>> plan.phases(n_train=64 * 200)[0]  # 200 steps per epoch: one epoch is enough
-            ('head', 1, 0.3)
         """
         if self.weights in ("none", ""):
             return [("train", self.epochs, 1.0)]
+        if self.head_solver:
+            if self.finetune == "none" or (self.epochs < 2 and not self.time_budget):
+                return [("head", 1, 1.0)]
+            return [("head", 1, 0.0), ("finetune", max(self.epochs, 2), 1.0)]
         if self.finetune == "none" or (self.epochs < 2 and not self.time_budget):
             return [("head", self.epochs, 1.0)]
         head = self.head_epochs or self._auto_head_epochs(n_train)
@@ -95,13 +117,55 @@ class TrainingPlan:
         steps = max(1, -(-n_train // self.batch_size))
         return max(1, min(-(-HEAD_STEPS // steps), self.epochs // 2))
 
+    def steps_per_epoch(self, phase: str, steps: int, epochs: int) -> int:
+        """Optimizer steps per epoch of a phase of `epochs` epochs whose data fills `steps` batches.
+
+        Fine-tuning gets at least FINETUNE_STEPS steps in all (an epoch then
+        passes over the data more than once): on 48 images 9 epochs would be 9
+        steps, too few for any schedule. A time budget decides by itself.
+
+        Example:
+            >>> from imgclf.core.config import TrainConfig
+            >>> from imgclf.models.registry import get_spec
+            >>> plan = make_plan(TrainConfig(model="small_cnn", weights="imagenet", img_size=32, color_mode="rgb"), get_spec("small_cnn"), None)
+            >>> plan.steps_per_epoch("finetune", 1, 9), plan.steps_per_epoch("finetune", 30, 9), plan.steps_per_epoch("train", 1, 9)
+            (6, 30, 1)
+        """
+        if phase != "finetune" or self.time_budget or not epochs:
+            return steps
+        return max(steps, -(-FINETUNE_STEPS // epochs))
+
+    def describe(self, n_train: int, steps: int) -> str:
+        """One line per phase: what runs, how many steps and images. Printed at the start of training.
+
+        Example:
+            >>> from imgclf.core.config import TrainConfig
+            >>> from imgclf.models.registry import get_spec
+            >>> plan = make_plan(TrainConfig(model="small_cnn", weights="imagenet", epochs=4, img_size=32, color_mode="rgb"), get_spec("small_cnn"), None)
+            >>> print(plan.describe(n_train=48, steps=1))
+            Plan: head: solved on backbone features of 48 images (epoch 1)
+                  finetune: epochs 2-4, 17 steps each of up to 64 images (51 steps)
+        """
+        lines, first = [], 0
+        for name, end, share in self.phases(n_train):
+            if name == "head" and self.head_solver:
+                lines.append(f"head: solved on backbone features of {n_train} images (epoch 1)")
+            elif self.time_budget:
+                lines.append(f"{name}: {self.time_budget * share:.1f} minutes" if share else f"{name}: the budget left")
+            else:
+                per = self.steps_per_epoch(name, steps, end - first)
+                lines.append(f"{name}: epochs {first + 1}-{end}, {per} steps each of up to {self.batch_size} images "
+                             f"({per * (end - first)} steps)")
+            first = end
+        return "Plan: " + "\n      ".join(lines)
+
     def with_lr(self, lr: float) -> "TrainingPlan":
         """The plan with the learning rate the range test found (``lr='auto'``).
 
         Example:
             >>> from imgclf.core.config import TrainConfig
             >>> from imgclf.models.registry import get_spec
-            >>> make_plan(TrainConfig(lr="auto", img_size=32, color_mode="rgb"), get_spec("small_cnn"), None).with_lr(0.003).lr
+            >>> make_plan(TrainConfig(model="small_cnn", lr="auto", img_size=32, color_mode="rgb"), get_spec("small_cnn"), None).with_lr(0.003).lr
             0.003
         """
         return dataclasses.replace(self, lr=lr)
@@ -112,7 +176,7 @@ class TrainingPlan:
         Example:
             >>> from imgclf.core.config import TrainConfig
             >>> from imgclf.models.registry import get_spec
-            >>> plan = make_plan(TrainConfig(img_size=32, color_mode="rgb"), get_spec("small_cnn"), None)
+            >>> plan = make_plan(TrainConfig(model="small_cnn", img_size=32, color_mode="rgb"), get_spec("small_cnn"), None)
             >>> plan.with_precision("mixed_bfloat16").precision, plan.with_precision("float32").precision
             ('bfloat16', 'float32')
         """
@@ -124,16 +188,17 @@ class TrainingPlan:
         Example:
             >>> from imgclf.core.config import TrainConfig
             >>> from imgclf.models.registry import get_spec
-            >>> cfg = TrainConfig(img_size=4)
+            >>> cfg = TrainConfig(model="small_cnn", img_size=4)
             >>> make_plan(cfg, get_spec("small_cnn"), {"grayscale": False, "median_side": 50}).apply(cfg).img_size, cfg.img_size
             (8, 4)
         """
         return dataclasses.replace(cfg, lr=self.lr, label_smoothing=self.label_smoothing, color_mode=self.color_mode,
                                    img_size=self.img_size, augment=self.augment, feature_cache=self.feature_cache,
-                                   precision=self.precision, **self.split)
+                                   precision=self.precision, weights=self.weights, finetune=self.finetune, **self.split)
 
 
-def make_plan(cfg, spec, probe: dict | None, replicas: int = 1, split: dict | None = None) -> TrainingPlan:
+def make_plan(cfg, spec, probe: dict | None, replicas: int = 1, split: dict | None = None,
+              in_memory: bool = True) -> TrainingPlan:
     """Resolve the automatic settings of `cfg` for the model `spec`, the data `probe` and the replicas.
 
     `probe` is `data.decode.probe_images`' answer ({"grayscale", "median_side"});
@@ -144,12 +209,12 @@ def make_plan(cfg, spec, probe: dict | None, replicas: int = 1, split: dict | No
     Example:
         >>> from imgclf.core.config import TrainConfig
         >>> from imgclf.models.registry import get_spec
-        >>> make_plan(TrainConfig(), get_spec("small_cnn"), {"grayscale": False, "median_side": 500}).img_size
+        >>> make_plan(TrainConfig(model="small_cnn"), get_spec("small_cnn"), {"grayscale": False, "median_side": 500}).img_size
         96
-        >>> make_plan(TrainConfig(img_size=32, color_mode="rgb"), get_spec("small_cnn"), None, replicas=2).feature_cache
+        >>> make_plan(TrainConfig(model="small_cnn", img_size=32, color_mode="rgb"), get_spec("small_cnn"), None, replicas=2).feature_cache
         'off'
     """
-    lr, smoothing = model_defaults(cfg)
+    lr, smoothing = model_defaults(dataclasses.replace(cfg, model=spec.name))  # the spec's model, also for 'auto'
     needs_probe = cfg.color_mode == "auto" or not cfg.img_size
     if needs_probe and probe is None:
         raise ValueError("make_plan needs a probe of the data when color_mode is 'auto' or img_size is 0.")
@@ -167,6 +232,10 @@ def make_plan(cfg, spec, probe: dict | None, replicas: int = 1, split: dict | No
         # Small images keep their size (cheap and sharp); tiny ones are upsampled so three conv
         # stages still have room; large ones are shrunk to keep a CPU epoch short.
         img_size = spec.default_size or int(min(max(probe["median_side"], 28), 96))
+        if spec.default_size and weights_of(cfg) != "none":
+            # A pretrained backbone on small images: twice their side is enough (128 px matched 224 px on
+            # 64 px Fashion-MNIST photos in a linear probe, at half the compute; bench/RESULTS.md, issue 14).
+            img_size = min(spec.default_size, max(128, 32 * -(-2 * int(probe["median_side"]) // 32)))
     img_size = max(img_size, spec.min_size)
     augment = cfg.augment
     if augment == "auto":
@@ -176,7 +245,10 @@ def make_plan(cfg, spec, probe: dict | None, replicas: int = 1, split: dict | No
     # The head-on-features shortcut trains a separate small model outside the strategy.
     feature_cache = "off" if replicas > 1 and cfg.feature_cache == "auto" else cfg.feature_cache
     one_hot = smoothing > 0 or cfg.mixup > 0 or cfg.cutmix > 0
+    weights = weights_of(cfg)
+    finetune = "top" if cfg.finetune == "auto" else cfg.finetune
+    head_solver = weights != "none" and in_memory and feature_cache == "auto" and not cfg.head_epochs
     return TrainingPlan(lr=lr, label_smoothing=smoothing, color_mode=color_mode, img_size=img_size, augment=augment,
-                        one_hot=one_hot, feature_cache=feature_cache, precision=cfg.precision, weights=cfg.weights,
-                        epochs=cfg.epochs, time_budget=cfg.time_budget, finetune=cfg.finetune,
-                        head_epochs=cfg.head_epochs, batch_size=cfg.batch_size, split=dict(split or {}))
+                        one_hot=one_hot, feature_cache=feature_cache, precision=cfg.precision, weights=weights,
+                        epochs=cfg.epochs, time_budget=cfg.time_budget, finetune=finetune, head_epochs=cfg.head_epochs,
+                        batch_size=cfg.batch_size, head_solver=head_solver, split=dict(split or {}))

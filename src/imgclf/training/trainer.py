@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 import os
 import random
 import shutil
@@ -31,6 +32,7 @@ from imgclf.data.augment import make_train_map, resolve_flip
 from imgclf.data.balance import resolve_balance
 from imgclf.data.sources import DataSource, make_source
 from imgclf.models.registry import get_spec
+from imgclf.training.auto_model import choose_model
 from imgclf.training.distributed.strategy import Distribution
 from imgclf.training.fit_loop import run_phases
 from imgclf.training.lr_find import find_lr
@@ -120,14 +122,17 @@ class Trainer:
         """
 
         cfg = self.cfg
-        spec = get_spec(cfg.model)  # fail fast on an unknown model name, before any work
+        if cfg.model != "auto":
+            get_spec(cfg.model)  # fail fast on an unknown model name, before any work
         if cfg.data and "://" not in cfg.data:
             cfg.data = str(Path(cfg.data).resolve())  # config.yaml must work from any folder
-        self._setup_distribution()
         self.source = make_source(cfg.data)
         self._prepare_rows()
         probe = self.source.probe(self.rows, cfg.seed)
-        self.plan = make_plan(cfg, spec, probe, replicas=self.dist.plan.replicas, split=self.source.split_settings())
+        self._choose_model(probe)
+        self._setup_distribution()
+        self.plan = make_plan(cfg, get_spec(cfg.model), probe, replicas=self.dist.plan.replicas,
+                              split=self.source.split_settings(), in_memory=self.source.in_memory)
         if run_dir is None and self.dist.multi_worker:
             cfg.out = str(Path(cfg.out or Path("runs") / cfg.model).absolute())
             self.run_dir = self.dist.run_dir(cfg.out)  # the chief's exact folder, or a worker's scratch folder
@@ -139,6 +144,16 @@ class Trainer:
             self.run_dir = Path(run_dir)
         self._setup_backend()
         self._load_splits()
+
+    def _choose_model(self, probe: dict) -> None:
+        """Resolve ``model='auto'`` (and weights/finetune 'auto') from the data; print and record why."""
+        cfg = self.cfg
+        if cfg.model != "auto":
+            return
+        counts = Counter(r["label"] for r in self.rows if r["split"] == "train")
+        choice = choose_model(probe, counts, weights=cfg.weights, finetune=cfg.finetune)
+        cfg.model, cfg.weights, cfg.finetune, cfg.auto_choice = choice.model, choice.weights, choice.finetune, choice.reason
+        log(f"Model (--model auto): {choice.reason}")
 
     def _setup_backend(self):
         # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
@@ -198,7 +213,7 @@ class Trainer:
         cfg, plan = self.cfg, self.plan
         return create_model(
             cfg.model, num_classes=len(self.classes), img_size=plan.img_size,
-            channels=1 if plan.color_mode == "grayscale" else 3, weights=cfg.weights,
+            channels=1 if plan.color_mode == "grayscale" else 3, weights=plan.weights,
             dropout=cfg.dropout, bn_momentum=cfg.bn_momentum, freeze_bn=cfg.freeze_bn,
         )
 
@@ -209,7 +224,7 @@ class Trainer:
             >>> trainer.prepare_phase(model, "head")  # trains a model (tests/test_train.py)  # doctest: +SKIP
         """
         with self.dist.scope() if self.dist else contextlib.nullcontext():  # the optimizer's variables are mirrored too
-            freeze_for_phase(model, name, self.cfg)
+            freeze_for_phase(model, name, self.settings)
             compile_for_training(model, self.settings, one_hot=self.plan.one_hot)
 
     # ---------------------------------------------------------------- fit
@@ -263,9 +278,10 @@ class Trainer:
         self.classes = Run(self.run_dir).classes
         self._setup_distribution()
         # config.yaml holds resolved values: nothing left to probe.
-        self.plan = make_plan(cfg, get_spec(cfg.model), None, replicas=self.dist.plan.replicas)
-        atomic_write_text(self.run_dir / "config.yaml", to_yaml(self.settings))
         self.source = make_source(cfg.data)
+        self.plan = make_plan(cfg, get_spec(cfg.model), None, replicas=self.dist.plan.replicas,
+                              in_memory=self.source.in_memory)
+        atomic_write_text(self.run_dir / "config.yaml", to_yaml(self.settings))
         self._setup_backend()
         self._load_splits()
         # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it

@@ -1,0 +1,59 @@
+"""The solved head as epoch 1 of a run: the softmax regression, then the callbacks every epoch has.
+
+`head_solver.solve_head` fits the classifier; this module wraps it so that
+the Run bundle cannot tell it from a trained epoch: RunWriter appends the row
+to history.csv and saves model.keras and checkpoints/last.keras, the progress
+line prints, TensorBoard logs it. Validation figures come from the full model
+(`model.evaluate` on the validation pipeline, with the run's loss) so that they
+compare exactly with the fine-tuning epochs that follow: model.keras keeps
+whichever is better.
+
+Example:
+    >>> solve_head_epoch(trainer, model, callbacks, trainer.val_dataset(), epoch=0)  # trains a model (tests/test_head_solver.py)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from imgclf.data.augment import augmentation_layers, resolve_flip
+from imgclf.training.head_solver import extra_views, solve_head
+
+
+def _solver_weights(trainer) -> dict | None:
+    """Class weights as the solver's sample weights; balanced sampling becomes inverse-frequency weights."""
+    if trainer.class_weight:
+        return trainer.class_weight
+    if trainer.cfg.sampling != "balanced":
+        return None
+    counts = np.bincount(np.asarray(trainer.sets["train"].labels), minlength=len(trainer.classes))
+    return {i: float(len(trainer.sets["train"]) / (len(counts) * n)) if n else 0.0 for i, n in enumerate(counts)}
+
+
+def solve_head_epoch(trainer, model, callbacks: list, val_ds, epoch: int) -> dict:
+    """Solve `model`'s head on cached features as epoch `epoch` + 1, driving `callbacks` like `fit` would.
+
+    Returns the solver's figures, which also go to the run's summary.json
+    under "head_solver".
+    """
+    # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
+    import keras
+
+    # The schedule, EMA swaps and early stopping act on gradient steps: a solve has none.
+    skip = (keras.callbacks.SwapEMAWeights, keras.callbacks.EarlyStopping)
+    kept = [c for c in callbacks if not isinstance(c, skip) and type(c).__name__ != "ProgressSchedule"]
+    cb = keras.callbacks.CallbackList(kept, add_history=False, add_progbar=False, model=model)
+    cb.on_train_begin()
+    cb.on_epoch_begin(epoch)
+    plan, cfg = trainer.plan, trainer.cfg
+    views = extra_views(len(trainer.sets["train"]), plan.augment)
+    layers = augmentation_layers(plan.augment, resolve_flip(cfg.flip, trainer.classes), cfg.seed) if views else None
+    fit = solve_head(model, trainer.sets, augment_layers=layers, views=views, class_weight=_solver_weights(trainer))
+    val = model.evaluate(val_ds, verbose=0, return_dict=True)
+    logs = {"loss": fit["train_loss"], "accuracy": fit["train_accuracy"],
+            "val_loss": float(val["loss"]), "val_accuracy": float(val["accuracy"])}
+    cb.on_epoch_end(epoch, logs)
+    cb.on_train_end(logs)
+    trainer.summary["head_solver"] = {k: fit[k] for k in ("C", "selected_by", "val_loss", "val_accuracy", "features_s", "fit_s",
+                                                           "views", "feature_rows", "tried")}
+    return fit
