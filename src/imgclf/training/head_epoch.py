@@ -6,7 +6,9 @@ to history.csv and saves model.keras and checkpoints/last.keras, the progress
 line prints, TensorBoard logs it. Validation figures come from the full model
 (`model.evaluate` on the validation pipeline, with the run's loss) so that they
 compare exactly with the fine-tuning epochs that follow: model.keras keeps
-whichever is better.
+whichever is better. A head-only run on few images fits the validation images
+too (`solve_head(use_val=True)`); its validation figures are then the
+cross-validated ones.
 
 Example:
     >>> solve_head_epoch(trainer, model, callbacks, trainer.val_dataset(), epoch=0)  # trains a model (tests/test_head_solver.py)  # doctest: +SKIP
@@ -17,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from imgclf.data.augment import augmentation_layers, resolve_flip
-from imgclf.training.head_solver import extra_views, solve_head
+from imgclf.training.head_solver import CV_BELOW, extra_views, solve_head
 
 
 def _solver_weights(trainer) -> dict | None:
@@ -48,12 +50,19 @@ def solve_head_epoch(trainer, model, callbacks: list, val_ds, epoch: int) -> dic
     plan, cfg = trainer.plan, trainer.cfg
     views = extra_views(len(trainer.sets["train"]), plan.augment)
     layers = augmentation_layers(plan.augment, resolve_flip(cfg.flip, trainer.classes), cfg.seed) if views else None
-    fit = solve_head(model, trainer.sets, augment_layers=layers, views=views, class_weight=_solver_weights(trainer))
-    val = model.evaluate(val_ds, verbose=0, return_dict=True)
-    logs = {"loss": fit["train_loss"], "accuracy": fit["train_accuracy"],
-            "val_loss": float(val["loss"]), "val_accuracy": float(val["accuracy"])}
+    # Head only, on few images: validation joins the fit, and its figures become out-of-fold estimates.
+    use_val = plan.finetune == "none" and len(trainer.sets["val"]) < CV_BELOW
+    fit = solve_head(model, trainer.sets, augment_layers=layers, views=views, class_weight=_solver_weights(trainer),
+                     use_val=use_val)
+    if use_val:
+        logs = {"val_loss": fit["held_out_loss"], "val_accuracy": fit["held_out_accuracy"]}
+    else:
+        val = model.evaluate(val_ds, verbose=0, return_dict=True)
+        logs = {"val_loss": float(val["loss"]), "val_accuracy": float(val["accuracy"])}
+    logs.update(loss=fit["train_loss"], accuracy=fit["train_accuracy"])
     cb.on_epoch_end(epoch, logs)
     cb.on_train_end(logs)
-    trainer.summary["head_solver"] = {k: fit[k] for k in ("C", "selected_by", "val_loss", "val_accuracy", "features_s", "fit_s",
-                                                           "views", "feature_rows", "tried")}
+    trainer.summary["head_solver"] = {k: fit[k] for k in ("C", "selected_by", "held_out_loss", "held_out_accuracy",
+                                                           "val_in_fit", "features_s", "fit_s", "views", "feature_rows",
+                                                           "tried")}
     return fit

@@ -86,7 +86,7 @@ def augmented_features(model, images, layers: list, views: int, batch_size: int 
 
 
 def fit_softmax_regression(x_train, y_train, x_val, y_val, n_classes: int, sample_weight=None, grid=C_GRID,
-                           clean_rows: int | None = None) -> dict:
+                           clean_rows: int | None = None, force_cv: bool = False) -> dict:
     """Multinomial logistic regression with the L2 strength of lowest held-out log loss.
 
     The strength is chosen on the validation images when there are at least
@@ -94,8 +94,10 @@ def fit_softmax_regression(x_train, y_train, x_val, y_val, n_classes: int, sampl
     training features (a validation split of 2 to 20 images cannot rank 8
     strengths); only the first `clean_rows` rows (the images, not their
     augmented views, which would leak across folds) take part. The final fit uses the training features only, so validation
-    stays an honest check. Returns {"kernel" (D, K), "bias" (K,), "C",
-    "selected_by", "val_loss", "val_accuracy", "train_loss", "train_accuracy",
+    stays an honest check (`force_cv` uses cross-validation whatever the
+    validation size). Returns {"kernel" (D, K), "bias" (K,), "C",
+    "selected_by", "held_out_loss" and "held_out_accuracy" (of the chosen C,
+    on validation or out of fold), "val_loss", "val_accuracy", "train_loss", "train_accuracy",
     "tried": [(C, held-out loss), ...]}: kernel and bias act on the raw (not
     standardised) features.
 
@@ -110,7 +112,7 @@ def fit_softmax_regression(x_train, y_train, x_val, y_val, n_classes: int, sampl
     scale = x_train.std(axis=0) + 1e-6  # dead features (constant) must not divide by zero
     xs_train, xs_val = (x_train - mean) / scale, (x_val - mean) / scale
     present = np.unique(y_train)
-    folds = _folds(y_train[:clean_rows]) if len(y_val) < CV_BELOW else 0
+    folds = _folds(y_train[:clean_rows]) if force_cv or len(y_val) < CV_BELOW else 0
     if folds >= 2:
         w = None if sample_weight is None else sample_weight[:clean_rows]
         tried = _cross_validated_losses(xs_train[:clean_rows], y_train[:clean_rows], w, grid, folds, n_classes)
@@ -118,16 +120,17 @@ def fit_softmax_regression(x_train, y_train, x_val, y_val, n_classes: int, sampl
     else:
         tried = _validation_losses(xs_train, y_train, xs_val, y_val, sample_weight, grid, n_classes)
         selected_by = "validation"
-    c = min(tried, key=lambda t: t[1])[0]
+    c, held_out_loss, held_out_accuracy = min(tried, key=lambda t: t[1])
     clf = _logistic(c).fit(xs_train, y_train, sample_weight=sample_weight)
     coef, intercept = _softmax_parameters(clf.coef_, clf.intercept_, present, n_classes)
     kernel = (coef / scale).T  # (D, K): standardisation folded in
     bias = intercept - (coef * (mean / scale)).sum(axis=1)
     train_probs, val_probs = _softmax(x_train @ kernel + bias), _softmax(x_val @ kernel + bias)
     return {"kernel": kernel.astype("float32"), "bias": bias.astype("float32"), "C": c, "selected_by": selected_by,
+            "held_out_loss": held_out_loss, "held_out_accuracy": held_out_accuracy,
             "val_loss": _log_loss(val_probs, y_val), "val_accuracy": float((val_probs.argmax(1) == y_val).mean()),
             "train_loss": _log_loss(train_probs, y_train), "train_accuracy": float((train_probs.argmax(1) == y_train).mean()),
-            "tried": [(g, round(loss, 5)) for g, loss in tried]}
+            "tried": [(g, round(loss, 5)) for g, loss, _ in tried]}
 
 
 def _logistic(c: float):
@@ -142,7 +145,8 @@ def _validation_losses(xs_train, y_train, xs_val, y_val, sample_weight, grid, n_
     for c in grid:  # warm-started: each strength starts from the last solution
         clf.set_params(C=c)
         clf.fit(xs_train, y_train, sample_weight=sample_weight)
-        tried.append((c, _log_loss(_full_probs(clf.predict_proba(xs_val), present, n_classes), y_val)))
+        probs = _full_probs(clf.predict_proba(xs_val), present, n_classes)
+        tried.append((c, _log_loss(probs, y_val), float((probs.argmax(1) == y_val).mean())))
     return tried
 
 
@@ -156,7 +160,7 @@ def _cross_validated_losses(xs, y, sample_weight, grid, folds: int, n_classes: i
     # lazy: scikit-learn takes a second to import; only the head phase needs it
     from sklearn.model_selection import StratifiedKFold
 
-    losses = np.zeros(len(grid))
+    losses, hits = np.zeros(len(grid)), np.zeros(len(grid))
     for train_idx, held_idx in StratifiedKFold(folds, shuffle=True, random_state=0).split(xs, y):
         present, clf = np.unique(y[train_idx]), _logistic(grid[0])
         w = None if sample_weight is None else sample_weight[train_idx]
@@ -165,7 +169,8 @@ def _cross_validated_losses(xs, y, sample_weight, grid, folds: int, n_classes: i
             clf.fit(xs[train_idx], y[train_idx], sample_weight=w)
             probs = _full_probs(clf.predict_proba(xs[held_idx]), present, n_classes)
             losses[i] += _log_loss(probs, y[held_idx]) * len(held_idx) / len(y)
-    return list(zip(grid, losses.tolist()))
+            hits[i] += (probs.argmax(1) == y[held_idx]).sum()
+    return [(c, loss, hit / len(y)) for c, loss, hit in zip(grid, losses.tolist(), hits.tolist())]
 
 
 def _softmax_parameters(coef, intercept, present, n_classes: int):
@@ -200,13 +205,17 @@ def _log_loss(probs, labels) -> float:
 
 
 def solve_head(model, sets: dict, *, augment_layers: list | None = None, views: int = 0,
-               class_weight: dict | None = None) -> dict:
+               class_weight: dict | None = None, use_val: bool = False) -> dict:
     """Fit `model`'s classifier by softmax regression on its frozen backbone's features, in place.
 
     `sets` holds in-memory "train" and "val" sets (`.images`, `.labels`);
     `views` augmented copies of every training image (made with
-    `augment_layers`) join the clean features. Returns the fit's figures
-    (see `fit_softmax_regression`) and its timings.
+    `augment_layers`) join the clean features. With `use_val` (a head-only
+    run on few images, where one validation image per class is a fifth of the
+    data) the validation images join the fit too and the strength is chosen by
+    cross-validation over all of them: the held-out figures are then
+    out-of-fold estimates, the honest ones. Returns the fit's figures (see
+    `fit_softmax_regression`) and its timings.
 
     Example:
         >>> solve_head(model, trainer.sets)["val_accuracy"]  # a model with a frozen backbone (tests/test_head_solver.py)  # doctest: +SKIP
@@ -216,19 +225,24 @@ def solve_head(model, sets: dict, *, augment_layers: list | None = None, views: 
     train, val = sets["train"], sets["val"]
     y_train, y_val = np.asarray(train.labels), np.asarray(val.labels)
     x_train, x_val = compute_features(model, train.images), compute_features(model, val.images)
-    if views and augment_layers:
-        x_train = np.concatenate([x_train, augmented_features(model, train.images, augment_layers, views)])
-        y_train = np.tile(y_train, views + 1)
+    x_fit, y_fit = (np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])) if use_val else (x_train, y_train)
+    clean = len(y_fit)
+    if views and augment_layers:  # clean rows first: cross-validation uses only them
+        x_fit = np.concatenate([x_fit, augmented_features(model, train.images, augment_layers, views)])
+        y_fit = np.concatenate([y_fit, np.tile(y_train, views)])
     features_s = time.perf_counter() - t0
     n_classes = model.output_shape[-1]
-    weights = None if not class_weight else np.asarray([class_weight[int(c)] for c in y_train], dtype="float64")
-    fit = fit_softmax_regression(x_train.astype("float64"), y_train, x_val.astype("float64"), y_val, n_classes, weights,
-                                 clean_rows=len(train.labels))
+    weights = None if not class_weight else np.asarray([class_weight[int(c)] for c in y_fit], dtype="float64")
+    fit = fit_softmax_regression(x_fit.astype("float64"), y_fit, x_val.astype("float64"), y_val, n_classes, weights,
+                                 clean_rows=clean, force_cv=use_val)
     model.get_layer("classifier").set_weights([fit["kernel"], fit["bias"]])
     fit.update(features_s=round(features_s, 3), fit_s=round(time.perf_counter() - t0 - features_s, 3),
-               views=views + 1, feature_rows=len(y_train))
-    log(f"Head solved: softmax regression on {len(train.labels)} images' backbone features"
-        + (f" ({views} augmented view(s) each)" if views else "")
-        + f", L2 strength C={fit['C']:g} chosen by {fit['selected_by']} (validation loss {fit['val_loss']:.4f}, "
-        f"accuracy {fit['val_accuracy']:.4f}); features {features_s:.1f}s, solve {fit['fit_s']:.1f}s")
+               views=views + 1, feature_rows=len(y_fit), val_in_fit=use_val)
+    figures = (f"out-of-fold loss {fit['held_out_loss']:.4f}, accuracy {fit['held_out_accuracy']:.4f}" if use_val
+               else f"validation loss {fit['val_loss']:.4f}, accuracy {fit['val_accuracy']:.4f}")
+    log(f"Head solved: softmax regression on {clean} images' backbone features"
+        + (" (training and validation images: too few to hold any out)" if use_val else "")
+        + (f", {views} augmented view(s) of each training image" if views else "")
+        + f"; L2 strength C={fit['C']:g} chosen by {fit['selected_by']} ({figures}); "
+        f"features {features_s:.1f}s, solve {fit['fit_s']:.1f}s")
     return fit
