@@ -56,7 +56,7 @@ def test_softmax_regression_folds_standardisation_into_the_layer():
 
 
 def test_extra_views_shrink_as_the_data_grows():
-    assert extra_views(40, "light") == 4 and extra_views(1000, "standard") == 2
+    assert extra_views(40, "light") == 2 and extra_views(600, "standard") == 1
     assert extra_views(4000, "light") == 0 and extra_views(40, "none") == 0
 
 

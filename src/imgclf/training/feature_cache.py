@@ -73,7 +73,7 @@ def compute_features(model, images, batch_size: int = 128):
     return np.asarray(feats, dtype="float32")
 
 
-def _sync_stop(full, head):
+def sync_stop(full, head):
     """A callback that lets early stopping (it sets full.stop_training) stop the head model's loop."""
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
@@ -121,7 +121,7 @@ def fit_head_on_features(model, sets: dict, callbacks: list, *, batch_size: int,
     head.compile(optimizer=model.optimizer, loss=model.loss, metrics=[acc])
     head.history = None
     # Callbacks see the full model: RunWriter saves it, the schedule sets its optimizer's rate.
-    cb = keras.callbacks.CallbackList(list(callbacks) + [_sync_stop(model, head)], add_history=False,
+    cb = keras.callbacks.CallbackList(list(callbacks) + [sync_stop(model, head)], add_history=False,
                                       add_progbar=False, model=model)
     model.stop_training = False
     keras.utils.set_random_seed(seed)  # the shuffling order of the cached features

@@ -19,8 +19,10 @@ from imgclf.core.errors import UserError
 from imgclf.core.fs import atomic_write_json
 from imgclf.core.progress import log
 from imgclf.core.run import Run
+from imgclf.data.augment import resolve_flip
 from imgclf.training.feature_cache import feature_cache_applies, fit_head_on_features
 from imgclf.training.head_solver import head_solver_applies
+from imgclf.training.upper_cache import fit_upper_on_cache, upper_cache_applies
 from imgclf.training.head_epoch import solve_head_epoch
 
 
@@ -158,7 +160,13 @@ def fit_phase(trainer, model, phase, train_ds, val_ds, state, initial_epoch, epo
     callbacks, _, stopper = _callbacks(trainer, phase, val_ds, state, epochs, first_epoch, initial_epoch, budget_s, steps)
     if budget_s:
         epochs = initial_epoch + 100_000  # the schedule stops training when the budget is spent
-    if trainer.source.in_memory and feature_cache_applies(trainer.settings, phase, model):  # frozen backbone, same inputs every epoch
+    n_cached = len(trainer.sets["train"]) + len(trainer.sets["val"])
+    if trainer.source.in_memory and upper_cache_applies(trainer.settings, phase, model, n_cached):
+        fit_upper_on_cache(model, trainer.sets, callbacks, batch_size=cfg.batch_size, epochs=epochs,
+                           initial_epoch=initial_epoch, steps=steps, augment=plan.augment,
+                           flip=resolve_flip(cfg.flip, trainer.classes), class_weight=trainer.class_weight,
+                           one_hot=plan.one_hot, seed=cfg.seed)
+    elif trainer.source.in_memory and feature_cache_applies(trainer.settings, phase, model):  # frozen backbone, same inputs every epoch
         fit_head_on_features(model, trainer.sets, callbacks, batch_size=cfg.batch_size, epochs=epochs,
                              initial_epoch=initial_epoch, class_weight=trainer.class_weight,
                              one_hot=trainer.plan.one_hot, seed=cfg.seed)

@@ -32,7 +32,7 @@ from imgclf.training.feature_cache import compute_features, head_layers
 # Inverse L2 strengths tried (scikit-learn's C: the summed log loss is weighed against ||w||^2 / 2).
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 CV_BELOW = 100  # fewer validation images than this: the L2 strength is chosen by cross-validation on the training features
-AUGMENTED_IMAGES = 2000  # extra augmented views per image: up to this many images in all (4 views at most)
+AUGMENTED_IMAGES = 1000  # extra augmented views per image: up to this many extra images in all (2 views at most)
 
 
 def head_solver_applies(cfg, in_memory: bool, model) -> bool:
@@ -52,15 +52,18 @@ def head_solver_applies(cfg, in_memory: bool, model) -> bool:
 
 
 def extra_views(n_train: int, augment: str) -> int:
-    """Augmented views per training image added to the clean one: more for small sets, none past 2,000 images.
+    """Augmented views per training image added to the clean one: two for small sets, none past 1,000 images.
+
+    Each view costs a pass of the backbone (about as long as the solve's own
+    features), so they are kept to small sets, where they help most.
 
     Example:
-        >>> extra_views(60, "light"), extra_views(1000, "light"), extra_views(5000, "light"), extra_views(60, "none")
-        (4, 2, 0, 0)
+        >>> extra_views(60, "light"), extra_views(800, "light"), extra_views(5000, "light"), extra_views(60, "none")
+        (2, 1, 0, 0)
     """
     if augment in ("none", "") or not n_train:
         return 0
-    return min(4, AUGMENTED_IMAGES // n_train)
+    return min(2, AUGMENTED_IMAGES // n_train)
 
 
 def augmented_features(model, images, layers: list, views: int, batch_size: int = 128):
