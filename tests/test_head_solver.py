@@ -140,7 +140,7 @@ def test_the_default_on_photos_is_a_pretrained_backbone_that_ships_like_any_mode
     assert "Model (--model auto): efficientnet_lite0" in err and "Head solved" in err
     config = run.config
     assert (config["model"], config["weights"], config["finetune"]) == ("efficientnet_lite0", "imagenet", "none")
-    assert config["auto_choice"].startswith("efficientnet_lite0") and config["img_size"] == 128
+    assert config["auto_choice"].startswith("efficientnet_lite0") and config["img_size"] == 224
     clf = imgclf.load(run.path)
     first = sorted((tmp_path / "data" / "circle").iterdir())[0]
     assert clf.predict([str(first)])[0]["class"] in run.classes

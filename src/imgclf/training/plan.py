@@ -232,10 +232,6 @@ def make_plan(cfg, spec, probe: dict | None, replicas: int = 1, split: dict | No
         # Small images keep their size (cheap and sharp); tiny ones are upsampled so three conv
         # stages still have room; large ones are shrunk to keep a CPU epoch short.
         img_size = spec.default_size or int(min(max(probe["median_side"], 28), 96))
-        if spec.default_size and weights_of(cfg) != "none":
-            # A pretrained backbone on small images: twice their side is enough (128 px matched 224 px on
-            # 64 px Fashion-MNIST photos in a linear probe, at half the compute; bench/RESULTS.md, issue 14).
-            img_size = min(spec.default_size, max(128, 32 * -(-2 * int(probe["median_side"]) // 32)))
     img_size = max(img_size, spec.min_size)
     augment = cfg.augment
     if augment == "auto":
