@@ -80,7 +80,7 @@ class TrainConfig:
     finetune_fraction: float = 0.3  # share of backbone layers unfrozen by finetune=top
     head_epochs: int = 0  # epochs of head-only training by gradient steps first; 0 = solve the head on cached features in one step (shards or several replicas: about 150 steps)
     freeze_bn: bool = True  # pretrained backbones: BatchNorm stays in inference mode with its ImageNet statistics, also when fine-tuning
-    feature_cache: str = "auto"  # head phase: auto (train the head on backbone features computed once when inputs are not augmented) | off
+    feature_cache: str = "auto"  # auto (solve the head on backbone features computed once; fine-tune the top on cached activations of the frozen blocks where the inputs allow) | off (plain loops: the head by gradient steps)
     finetune_lr_scale: float = 0.1  # learning-rate multiplier for the fine-tuning phase
     precision: str = "auto"  # auto (bfloat16 where the CPU has AVX512_BF16/AMX) | float32 | bfloat16 | float16
     cache: str = "auto"  # decoded-image cache: memory | disk (under the run) | auto
