@@ -28,7 +28,7 @@ def object_run(tmp_path_factory):
         (root / "data" / colour).mkdir(parents=True)
         for i in range(24):
             Image.fromarray(_scene(colour, rng)[0]).save(root / "data" / colour / f"{i}.png")
-    return imgclf.train(str(root / "data"), out=str(root / "run"), epochs=8, batch_size=16, lr=0.005, verbose=0,
+    return imgclf.train(str(root / "data"), out=str(root / "run"), model="small_cnn", epochs=8, batch_size=16, lr=0.005, verbose=0,
                         val_fraction=0.15, test_fraction=0.0)
 
 

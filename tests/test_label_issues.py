@@ -82,7 +82,7 @@ def test_cross_validation_finds_flipped_training_labels(tmp_path):
     data = tmp_path / "data"
     _colour_folder(data, per_class=24, seed=3)  # 8% noise; at 12% the tiny fold models get unsure
     flipped = _flip(data, 2, np.random.default_rng(1))
-    run = imgclf.train(str(data), out=str(tmp_path / "run"), epochs=1, batch_size=8, lr=0.005, verbose=0,
+    run = imgclf.train(str(data), out=str(tmp_path / "run"), model="small_cnn", epochs=1, batch_size=8, lr=0.005, verbose=0,
                        val_fraction=0.2, test_fraction=0.0)  # only its settings matter here
     issues = find_label_issues(run, method="cv", folds=3, epochs=6, verbose=False)
     saved = json.loads(run.file("label_issues.json").read_text())
