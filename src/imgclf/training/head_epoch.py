@@ -52,8 +52,10 @@ def solve_head_epoch(trainer, model, callbacks: list, val_ds, epoch: int) -> dic
     layers = augmentation_layers(plan.augment, resolve_flip(cfg.flip, trainer.classes), cfg.seed) if views else None
     # Head only, on few images: validation joins the fit, and its figures become out-of-fold estimates.
     use_val = plan.finetune == "none" and len(trainer.sets["val"]) < CV_BELOW
+    # With fine-tuning to follow, the head is scaled to the loss it will use (label smoothing).
+    smoothing = 0.0 if plan.finetune == "none" else float(plan.label_smoothing or 0.0)
     fit = solve_head(model, trainer.sets, augment_layers=layers, views=views, class_weight=_solver_weights(trainer),
-                     use_val=use_val)
+                     use_val=use_val, label_smoothing=smoothing)
     if use_val:
         logs = {"val_loss": fit["held_out_loss"], "val_accuracy": fit["held_out_accuracy"]}
     else:
@@ -62,7 +64,7 @@ def solve_head_epoch(trainer, model, callbacks: list, val_ds, epoch: int) -> dic
     logs.update(loss=fit["train_loss"], accuracy=fit["train_accuracy"])
     cb.on_epoch_end(epoch, logs)
     cb.on_train_end(logs)
-    trainer.summary["head_solver"] = {k: fit[k] for k in ("C", "selected_by", "held_out_loss", "held_out_accuracy",
+    trainer.summary["head_solver"] = {k: fit[k] for k in ("C", "scale", "selected_by", "held_out_loss", "held_out_accuracy",
                                                            "val_in_fit", "features_s", "fit_s", "views", "feature_rows",
                                                            "tried")}
     return fit

@@ -176,6 +176,37 @@ def _cross_validated_losses(xs, y, sample_weight, grid, folds: int, n_classes: i
     return [(c, loss, hit / len(y)) for c, loss, hit in zip(grid, losses.tolist(), hits.tolist())]
 
 
+def smoothing_scale(logits, labels, label_smoothing: float) -> float:
+    """The factor on the logits that minimises the label-smoothed cross-entropy: the same argmax, other confidence.
+
+    The solve fits hard labels, so on separable features its logits grow
+    large; the smoothed loss fine-tuning then uses punishes that confidence
+    with large gradients, which undid the head in its first epochs (digits,
+    50 images per class: validation accuracy 0.88 -> 0.68). Scaling the
+    head to the smoothed loss's optimum keeps every prediction and starts
+    fine-tuning at a low loss.
+
+    Example:
+        >>> logits = np.array([[8.0, 0.0], [0.0, 8.0]]); labels = np.array([0, 1])
+        >>> round(smoothing_scale(logits, labels, 0.1), 2) < 1.0
+        True
+    """
+    # lazy: SciPy comes with scikit-learn; only the head phase needs it
+    from scipy.optimize import minimize_scalar
+
+    k = logits.shape[1]
+    target = np.full(logits.shape, label_smoothing / k)
+    target[np.arange(len(labels)), labels] += 1 - label_smoothing
+
+    def loss(log_t):
+        z = logits * np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-(target * log_p).sum(axis=1).mean())
+
+    return float(np.exp(minimize_scalar(loss, bounds=(-5.0, 3.0), method="bounded").x))
+
+
 def _softmax_parameters(coef, intercept, present, n_classes: int):
     """scikit-learn's coefficients as a K-way softmax layer's (K, D) weights and (K,) biases.
 
@@ -208,7 +239,7 @@ def _log_loss(probs, labels) -> float:
 
 
 def solve_head(model, sets: dict, *, augment_layers: list | None = None, views: int = 0,
-               class_weight: dict | None = None, use_val: bool = False) -> dict:
+               class_weight: dict | None = None, use_val: bool = False, label_smoothing: float = 0.0) -> dict:
     """Fit `model`'s classifier by softmax regression on its frozen backbone's features, in place.
 
     `sets` holds in-memory "train" and "val" sets (`.images`, `.labels`);
@@ -217,7 +248,9 @@ def solve_head(model, sets: dict, *, augment_layers: list | None = None, views: 
     run on few images, where one validation image per class is a fifth of the
     data) the validation images join the fit too and the strength is chosen by
     cross-validation over all of them: the held-out figures are then
-    out-of-fold estimates, the honest ones. Returns the fit's figures (see
+    out-of-fold estimates, the honest ones. With `label_smoothing` (the loss
+    fine-tuning will use) the logits are scaled to minimise that loss (see
+    `smoothing_scale`). Returns the fit's figures (see
     `fit_softmax_regression`) and its timings.
 
     Example:
@@ -236,8 +269,17 @@ def solve_head(model, sets: dict, *, augment_layers: list | None = None, views: 
     features_s = time.perf_counter() - t0
     n_classes = model.output_shape[-1]
     weights = None if not class_weight else np.asarray([class_weight[int(c)] for c in y_fit], dtype="float64")
-    fit = fit_softmax_regression(x_fit.astype("float64"), y_fit, x_val.astype("float64"), y_val, n_classes, weights,
-                                 clean_rows=clean, force_cv=use_val)
+    # lazy: threadpoolctl comes with scikit-learn; only the solve needs it
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: beside TensorFlow's thread pools, OpenBLAS' own threads made the solve 30x slower (63 s vs 2 s).
+    with threadpool_limits(1):
+        fit = fit_softmax_regression(x_fit.astype("float64"), y_fit, x_val.astype("float64"), y_val, n_classes, weights,
+                                     clean_rows=clean, force_cv=use_val)
+    fit["scale"] = 1.0
+    if label_smoothing:
+        fit["scale"] = smoothing_scale(x_fit[:clean] @ fit["kernel"] + fit["bias"], y_fit[:clean], label_smoothing)
+        fit["kernel"], fit["bias"] = fit["kernel"] * fit["scale"], fit["bias"] * fit["scale"]
     model.get_layer("classifier").set_weights([fit["kernel"], fit["bias"]])
     fit.update(features_s=round(features_s, 3), fit_s=round(time.perf_counter() - t0 - features_s, 3),
                views=views + 1, feature_rows=len(y_fit), val_in_fit=use_val)
