@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from imgclf.models.registry import get_spec, list_models
 from imgclf.models.weights import pretrained_location
 
-FEW_SHOT = 25  # training images per class (median) at or under which the head alone is trained
+FEW_SHOT = 50  # training images per class (median) at or under which the head alone is trained (bench/RESULTS.md, issue 14)
 TINY_SIDE = 32  # median image side (px) under which small_cnn is chosen
 PREFERENCE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v3_large",
               "efficientnet_b0", "mobilenet_v2", "efficientnet_v2_b0", "resnet50")
