@@ -32,7 +32,8 @@ def class_weights(labels, num_classes: int, mode: str = "auto", sampling: str = 
 
     ``mode='auto'`` weights only when the imbalance ratio exceeds
     `AUTO_THRESHOLD` and sampling is natural (balanced sampling already
-    evens the classes out). Weights average to 1 over the images.
+    evens the classes out); ``mode='always'`` weights whatever the ratio.
+    Weights average to 1 over the images.
 
     Example:
         >>> class_weights([0, 0, 0, 1], 2)

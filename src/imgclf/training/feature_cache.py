@@ -38,6 +38,16 @@ def feature_cache_applies(cfg, phase: str, model) -> bool:
         return False
     if getattr(cfg, "ema", False) or getattr(cfg, "sampling", "natural") != "natural":
         return False  # EMA swaps the full model's weights; balanced sampling re-draws images
+    return frozen_backbone_with_head(model)
+
+
+def frozen_backbone_with_head(model) -> bool:
+    """True when `model` is imgclf's shape (a 'backbone' then [dropout,] classifier) and its backbone is frozen.
+
+    Example:
+        >>> frozen_backbone_with_head(model)  # a model with a frozen backbone (tests/test_transfer.py)  # doctest: +SKIP
+        True
+    """
     try:
         backbone = model.get_layer("backbone")
     except ValueError:

@@ -20,10 +20,9 @@ from imgclf.core.fs import atomic_write_json
 from imgclf.core.progress import log
 from imgclf.core.run import Run
 from imgclf.data.augment import resolve_flip
-from imgclf.training.feature_cache import feature_cache_applies, fit_head_on_features
-from imgclf.training.head_solver import head_solver_applies
-from imgclf.training.upper_cache import fit_upper_on_cache, upper_cache_applies
+from imgclf.training.feature_cache import feature_cache_applies, fit_head_on_features, frozen_backbone_with_head
 from imgclf.training.head_epoch import solve_head_epoch
+from imgclf.training.upper_cache import fit_upper_on_cache, upper_cache_applies
 
 
 def run_phases(trainer, model, state: dict) -> Run:
@@ -152,7 +151,7 @@ def _callbacks(trainer, phase, val_ds, state, epochs, first_epoch, initial_epoch
 def fit_phase(trainer, model, phase, train_ds, val_ds, state, initial_epoch, epochs, first_epoch, budget_s) -> None:
     """One phase's `fit` (or the head solved / trained on cached features); sets ``state["stopped_early"]`` when early stopping ends it."""
     cfg, dist, plan = trainer.cfg, trainer.dist, trainer.plan
-    if phase == "head" and plan.head_solver and head_solver_applies(trainer.settings, trainer.source.in_memory, model):
+    if phase == "head" and plan.head_solver and frozen_backbone_with_head(model):  # the plan checked data and settings
         callbacks, _, _ = _callbacks(trainer, phase, val_ds, state, epochs, first_epoch, initial_epoch, budget_s)
         solve_head_epoch(trainer, model, callbacks, val_ds, epoch=initial_epoch)
         return

@@ -16,20 +16,17 @@ Example:
 
 from __future__ import annotations
 
-import numpy as np
-
 from imgclf.data.augment import augmentation_layers, resolve_flip
+from imgclf.data.balance import class_weights
 from imgclf.training.head_solver import CV_BELOW, extra_views, solve_head
 
 
 def _solver_weights(trainer) -> dict | None:
-    """Class weights as the solver's sample weights; balanced sampling becomes inverse-frequency weights."""
-    if trainer.class_weight:
+    """Class weights as the solver's sample weights; balanced sampling (it draws images, a solve has none to
+    draw) becomes the inverse-frequency weights it stands for."""
+    if trainer.class_weight or trainer.cfg.sampling != "balanced":
         return trainer.class_weight
-    if trainer.cfg.sampling != "balanced":
-        return None
-    counts = np.bincount(np.asarray(trainer.sets["train"].labels), minlength=len(trainer.classes))
-    return {i: float(len(trainer.sets["train"]) / (len(counts) * n)) if n else 0.0 for i, n in enumerate(counts)}
+    return class_weights(trainer.sets["train"].labels, len(trainer.classes), mode="always")
 
 
 def solve_head_epoch(trainer, model, callbacks: list, val_ds, epoch: int) -> dict:

@@ -10,14 +10,15 @@ accuracy where the same features support 0.98 (issue 14).
 Recipe: features of the training images (plus a few augmented views of each
 when augmentation is on, so the head learns the invariances fine-tuning will
 see), standardised; scikit-learn's `LogisticRegression` for each L2 strength
-on a grid, warm-started; the strength with the lowest validation log loss
-wins; the standardisation is folded into the classifier's kernel and bias, so
-the Keras model is exactly the solved regression. Class weights become
-sample weights.
+on a grid, warm-started, run with one BLAS thread; the strength with the
+lowest held-out log loss wins (validation, or cross-validation when
+validation is small); the standardisation is folded into the classifier's
+kernel and bias, so the Keras model is exactly the solved regression. Class
+weights become sample weights.
 
 Example:
-    >>> if head_solver_applies(trainer.settings, trainer.source.in_memory, model):  # a model with a frozen backbone (tests/test_head_solver.py)  # doctest: +SKIP
-    ...     result = solve_head(model, trainer.sets, views=2, augment_fn=None)
+    >>> if trainer.plan.head_solver and frozen_backbone_with_head(model):  # a model with a frozen backbone (tests/test_head_solver.py)  # doctest: +SKIP
+    ...     result = solve_head(model, trainer.sets)
 """
 
 from __future__ import annotations
@@ -27,28 +28,12 @@ import time
 import numpy as np
 
 from imgclf.core.progress import log
-from imgclf.training.feature_cache import compute_features, head_layers
+from imgclf.training.feature_cache import compute_features
 
 # Inverse L2 strengths tried (scikit-learn's C: the summed log loss is weighed against ||w||^2 / 2).
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 CV_BELOW = 100  # fewer validation images than this: the L2 strength is chosen by cross-validation on the training features
 AUGMENTED_IMAGES = 1000  # extra augmented views per image: up to this many extra images in all (2 views at most)
-
-
-def head_solver_applies(cfg, in_memory: bool, model) -> bool:
-    """True when the head phase can be solved: images in memory, a frozen backbone, imgclf's head.
-
-    Example:
-        >>> head_solver_applies(TrainConfig(weights="imagenet"), True, model)  # a model with a frozen backbone (tests/test_head_solver.py)  # doctest: +SKIP
-        True
-    """
-    if not in_memory or getattr(cfg, "feature_cache", "auto") == "off" or getattr(cfg, "head_epochs", 0):
-        return False
-    try:
-        backbone = model.get_layer("backbone")
-    except ValueError:
-        return False
-    return not backbone.trainable_weights and head_layers(model) is not None
 
 
 def extra_views(n_train: int, augment: str) -> int:
