@@ -1,10 +1,20 @@
 """The one image decoder: training, evaluation, prediction, export checks and serving all call it.
 
 It never imports TensorFlow, so prediction from an exported model stays light.
-What it does, in order: open by content (the extension is not trusted), guard
+What it does, in order: open by content (the extension is not trusted) and
+only in the formats imgclf documents (JPEG, PNG, BMP, GIF, WebP, TIFF: Pillow's
+other readers, DDS, BLP, SPIDER, IM and the rest, are never run), guard
 against decompression bombs, take the first frame of animations, apply the
 EXIF orientation, convert any mode (palette, LA/RGBA composited on white,
 CMYK, 16-bit, float) to 8-bit RGB or grayscale, and resize.
+
+Whatever goes wrong while decoding one file (Pillow raises OSError,
+ValueError, but also NotImplementedError, AttributeError, TypeError,
+struct.error, IndexError, ZeroDivisionError, SyntaxError, ... on crafted
+files) becomes that file's `DecodeError`, which every caller turns into a
+skip with its reason; only interrupts (KeyboardInterrupt, SystemExit) go
+through. A MemoryError is the file's too: one allocation sized by its header
+failed, the process is fine.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import io
 import os
 import threading
 import warnings
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 
@@ -22,6 +33,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 100_000_000  # about 10,000 x 10,000; larger files are refused as likely bombs
 RESIZE_MODES = ("squash", "crop", "pad")
+# The formats of the documented extensions (README: jpg, jpeg, png, bmp, gif, webp, tif, tiff), by Pillow's names.
+# Pillow opens a phone's JPEG with a second picture as MPO through its JPEG reader.
+SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 
 
 class DecodeErrorKind(str, Enum):
@@ -152,9 +166,54 @@ def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         if _looks_like_image(fp):
             raise DecodeError("corrupt image: it starts like an image file but cannot be parsed",
                               DecodeErrorKind.CORRUPT) from None
+        other = _other_format(fp)
+        if other:
+            raise DecodeError(f"not an image imgclf reads: {other} is not supported (only JPEG, PNG, BMP, GIF, WebP "
+                              "and TIFF; convert it to PNG)", DecodeErrorKind.NOT_AN_IMAGE) from None
         raise DecodeError("not an image (unknown or corrupt format)", DecodeErrorKind.NOT_AN_IMAGE) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise DecodeError(f"corrupt image: {e}", DecodeErrorKind.CORRUPT) from None
+    except MemoryError:
+        raise DecodeError("too large: out of memory while reading its header", DecodeErrorKind.TOO_LARGE) from None
+    except Exception as e:  # noqa: BLE001 - whatever a crafted file makes Pillow raise is that file's reason
+        raise DecodeError(f"corrupt image: {describe_failure(e)}", DecodeErrorKind.CORRUPT) from None
+
+
+def describe_failure(error: BaseException) -> str:
+    """A short reason from any exception a decoder raised: its message, or its type when the message is empty.
+
+    Example:
+        >>> describe_failure(ValueError("bad tile"))
+        'bad tile'
+        >>> describe_failure(IndexError())
+        'IndexError'
+    """
+    text = str(error).strip()
+    if isinstance(error, (OSError, ValueError, EOFError)) and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+@contextmanager
+def decode_failures():
+    """Turn any exception raised inside into a `DecodeError` (TRUNCATED; TOO_LARGE for memory), interrupts excepted.
+
+    For code that reads pixels of an image `open_image` returned (Pillow
+    decodes lazily, so a damaged file may fail only then).
+
+    Example:
+        >>> with decode_failures():
+        ...     raise NotImplementedError("unknown compression")
+        Traceback (most recent call last):
+        imgclf.data.decode.DecodeError: corrupt or truncated image: NotImplementedError: unknown compression
+    """
+    try:
+        yield
+    except DecodeError:
+        raise
+    except (MemoryError, Image.DecompressionBombError) as e:
+        reason = "out of memory while decoding it" if isinstance(e, MemoryError) else str(e)
+        raise DecodeError(f"too large: {reason}", DecodeErrorKind.TOO_LARGE) from None
+    except Exception as e:  # noqa: BLE001 - whatever a crafted file makes Pillow raise is that file's reason
+        raise DecodeError(f"corrupt or truncated image: {describe_failure(e)}", DecodeErrorKind.TRUNCATED) from None
 
 
 _LIMIT_LOCK = threading.Lock()
@@ -170,8 +229,41 @@ def _looks_like_image(fp) -> bool:
     return head.startswith(SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
+def supported_formats() -> tuple[str, ...]:
+    """The Pillow formats imgclf opens: `SUPPORTED_FORMATS` that this Pillow can read (WebP needs libwebp).
+
+    Example:
+        >>> "PNG" in supported_formats(), "DDS" in supported_formats()
+        (True, False)
+    """
+    Image.init()  # registers every plugin once; later calls return at once
+    return tuple(f for f in SUPPORTED_FORMATS if f in Image.OPEN)
+
+
+def _other_format(fp) -> str:
+    """The name of a format Pillow knows but imgclf does not open, by its signature alone ('' if none).
+
+    Only the readers' signature checks run (on the first 16 bytes), never a reader.
+    """
+    try:
+        fp.seek(0)
+        prefix = fp.read(16)
+    except (AttributeError, OSError, ValueError):
+        return ""
+    for name in Image.ID:
+        accept = Image.OPEN.get(name, (None, None))[1]
+        if name in SUPPORTED_FORMATS or accept is None:
+            continue  # no signature (SPIDER, ...): it would claim anything
+        try:
+            if accept(prefix) is True:
+                return name
+        except Exception:  # noqa: BLE001 - a signature check that fails is simply no match
+            continue
+    return ""
+
+
 def _open_within_limit(fp, max_pixels: int) -> Image.Image:
-    """Image.open with our pixel limit in charge, not Pillow's global one.
+    """Image.open with our pixel limit in charge, not Pillow's global one, in the documented formats only.
 
     Pillow warns above MAX_IMAGE_PIXELS (about 89 million) and refuses above
     twice that, before we can see the size. Its warning is silenced (our own
@@ -181,12 +273,12 @@ def _open_within_limit(fp, max_pixels: int) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         if max_pixels <= 2 * (Image.MAX_IMAGE_PIXELS or max_pixels):
-            return Image.open(fp)
+            return Image.open(fp, formats=supported_formats())
         with _LIMIT_LOCK:
             saved = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = max_pixels
             try:
-                return Image.open(fp)
+                return Image.open(fp, formats=supported_formats())
             finally:
                 Image.MAX_IMAGE_PIXELS = saved
 
@@ -290,7 +382,7 @@ def decode_image(
     if min_side and min(img.size) < min_side:
         raise DecodeError(f"too small: {img.size[0]}x{img.size[1]} pixels, under the minimum side of {min_side}",
                           DecodeErrorKind.TOO_SMALL)
-    try:
+    with decode_failures():
         if size and img.format == "JPEG" and resize == "squash":
             # Let libjpeg decode at a reduced scale: much faster for big photos.
             img.draft("RGB" if color_mode == "rgb" else "L", (size, size))
@@ -299,10 +391,6 @@ def decode_image(
         if size:
             img = _resize(img, size, resize)
         arr = np.asarray(img, dtype=np.uint8)
-    except DecodeError:
-        raise
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-        raise DecodeError(f"corrupt or truncated image: {e}", DecodeErrorKind.TRUNCATED) from None
     if arr.ndim == 2:
         arr = arr[..., None]
     return arr
@@ -333,7 +421,7 @@ def probe_images(paths: list[str], limit: int = 200, seed: int = 0) -> dict:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # only the header is read here
-                img = Image.open(path)
+                img = Image.open(path, formats=supported_formats())
             with img:
                 sides.append(min(img.size))
                 if img.mode == "P":

@@ -25,7 +25,7 @@ from functools import partial
 import numpy as np
 from PIL import Image, ImageOps
 
-from imgclf.data.decode import DEFAULT_MAX_PIXELS, DecodeError, open_image, read_bytes, to_color_mode
+from imgclf.data.decode import DEFAULT_MAX_PIXELS, DecodeError, describe_failure, open_image, read_bytes, to_color_mode
 from imgclf.data.parallel import map_files
 
 NEAR_DISTANCE = 8  # pHash bits out of 64; resized, re-encoded copies measured 0-6 apart
@@ -127,8 +127,8 @@ def fingerprint_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
         out["phash"], out["thumb"] = perceptual_hash(upright(img))
     except DecodeError as e:
         out["error"] = e.reason
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        out["error"] = f"corrupt or truncated image: {e}"
+    except Exception as e:  # noqa: BLE001 - whatever a crafted file makes Pillow raise is that file's skip reason
+        out["error"] = f"corrupt or truncated image: {describe_failure(e)}"
     return out
 
 

@@ -19,11 +19,11 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ImageOps
 
 from imgclf.data.check.quarantine import LOG_NAME, plan_quarantine, quarantine
 from imgclf.data.check.report import write_report_json
-from imgclf.data.decode import DEFAULT_MAX_PIXELS, DecodeError, DecodeErrorKind, open_image, read_bytes
+from imgclf.data.decode import DEFAULT_MAX_PIXELS, DecodeError, DecodeErrorKind, describe_failure, open_image, read_bytes
 from imgclf.data.fingerprint import NEAR_DISTANCE, duplicate_groups, perceptual_hash
 from imgclf.data.parallel import map_files
 from imgclf.data.scan import is_hidden_or_system, scan_folder
@@ -107,8 +107,8 @@ def inspect_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
     except DecodeError as e:
         rec["problems"].append((DECODE_PROBLEMS[e.kind], e.reason))
         return rec
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-        rec["problems"].append(("corrupt", f"corrupt or truncated image: {e}"))
+    except Exception as e:  # noqa: BLE001 - whatever a crafted file makes Pillow raise is that file's problem
+        rec["problems"].append(("corrupt", f"corrupt or truncated image: {describe_failure(e)}"))
         return rec
     rec["usable"] = True
     expected = EXT_FORMATS.get(os.path.splitext(path)[1].lower())

@@ -45,6 +45,7 @@ from imgclf.data.decode import (
     GRAYSCALE_MODES,
     DecodeError,
     decode_image,
+    describe_failure,
     open_image,
     palette_is_gray,
     probe_images,
@@ -93,6 +94,8 @@ def _inspect(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
         decode_image(img, size=32, max_pixels=max_pixels)  # the full decode path: truncated files fail here
     except DecodeError as e:
         out["error"] = e.reason
+    except Exception as e:  # noqa: BLE001 - whatever a crafted file makes Pillow raise (reading its palette) is its reason
+        out["error"] = f"corrupt or truncated image: {describe_failure(e)}"
     return out
 
 
