@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `imgclf` command. Example: ``main(["models"])``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the user's way
     filter_native_stderr()  # and the lines that ignore that setting (on a terminal only)
+    _print_names_as_bytes()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -43,3 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _print_names_as_bytes() -> None:
+    # A file or folder name that is not UTF-8 (legal on Linux) is printed as its own bytes, as `find` prints it,
+    # rather than raising UnicodeEncodeError from a UTF-8 locale's strict stdout.
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")

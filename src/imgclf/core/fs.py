@@ -61,8 +61,12 @@ def refuse_overwrite(path: str | os.PathLike, overwrite: bool = False, flag: str
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Atomically write UTF-8 text. Example: ``atomic_write_text("a.txt", "hello")``."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    """Atomically write UTF-8 text. Example: ``atomic_write_text("a.txt", "hello")``.
+
+    A file name that is not UTF-8 (``os.listdir`` gives it with surrogates) is written as its own bytes, so
+    reading with ``errors="surrogateescape"`` gives back the exact path.
+    """
+    return atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"))
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> Path:

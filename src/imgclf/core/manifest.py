@@ -119,7 +119,7 @@ def manifest_csv(rows: list[dict], relative_to: str | os.PathLike | None = None)
 def read_manifest(path: str | os.PathLike) -> list[dict]:
     """Read a manifest CSV into row dicts. Example: ``read_manifest("runs/x/manifest.csv")[0]["label"]``."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:  # non-UTF-8 file names, as written
             rows = list(csv.DictReader(f))
     except FileNotFoundError:
         raise UserError(f"Manifest not found: {str(path)!r}.") from None

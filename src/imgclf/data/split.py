@@ -77,7 +77,8 @@ def stratified_split(rows: list[dict], val_fraction: float, test_fraction: float
         by_class.setdefault(labels[0], []).append(group)
     for label in sorted(by_class):
         class_groups = sorted(by_class[label], key=lambda g: g[0]["path"])
-        random.Random(f"{seed}:{label}").shuffle(class_groups)
+        # Seeded by bytes: the same split as seeding by the text, and a class folder whose name is not UTF-8 works too.
+        random.Random(f"{seed}:{label}".encode("utf-8", "surrogateescape")).shuffle(class_groups)
         n = sum(len(g) for g in class_groups)
         n_test = _take(n, test_fraction, keep=2)
         n_val = _take(n - n_test, val_fraction, keep=1)

@@ -1,4 +1,11 @@
-"""Writing prediction rows as a table, CSV, JSON or JSON Lines, streaming as they come."""
+"""Writing prediction rows as a table, CSV, JSON or JSON Lines, streaming as they come.
+
+File names that are not valid UTF-8 (legal on Linux and other POSIX systems; Python gives
+them with surrogates, as `os.fsdecode` does) round-trip: CSV writes the
+name's own bytes (read it back with ``errors="surrogateescape"``), JSON
+escapes them (``"caf\udce9.png"``, which `json.loads` and `os.fsencode` turn
+back into the bytes), and the table shows them as ``caf\xe9.png``.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +20,30 @@ from typing import Iterable
 @contextmanager
 def _open_output(path: str | None):
     if path:
-        with open(path, "w", newline="", encoding="utf-8") as f:
+        with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
             yield f
+        return
+    out = sys.stdout
+    errors = getattr(out, "errors", None)
+    if errors == "strict" and hasattr(out, "reconfigure"):
+        out.reconfigure(errors="surrogateescape")  # a UTF-8 locale's stdout would refuse a non-UTF-8 file name
+        try:
+            yield out
+        finally:
+            out.reconfigure(errors=errors)
     else:
-        yield sys.stdout
+        yield out
+
+
+def shown(path: str) -> str:
+    r"""A path for people to read: bytes of a name that is not UTF-8 appear as ``\xe9`` escapes.
+
+    Example:
+        >>> import os
+        >>> print(shown(os.fsdecode(b"caf\xe9.png")), shown("café.png"))
+        caf\xe9.png café.png
+    """
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _clean(row: dict) -> dict:
@@ -98,10 +125,11 @@ def write_predictions(rows: Iterable[dict], fmt: str, output: str | None, top_k:
                 f.write(json.dumps(_clean(row)) + "\n")
             else:
                 if row["error"]:
-                    f.write(f"{'ERROR':<20} {'':>6}  {row['path']}  ({row['error']})\n")
+                    f.write(f"{'ERROR':<20} {'':>6}  {shown(row['path'])}  ({row['error']})\n")
                 else:
                     others = "  ".join(f"{c} {p:.3f}" for c, p in row["top_k"][1:])
-                    f.write(f"{row['class']:<20} {row['probability']:6.3f}  {row['path']}" + (f"  [{others}]" if others else "") + "\n")
+                    f.write(f"{shown(row['class']):<20} {row['probability']:6.3f}  {shown(row['path'])}"
+                            + (f"  [{others}]" if others else "") + "\n")
             if n % 64 == 0:
                 f.flush()  # let a reader of a pipe see early rows
         if fmt == "json":
