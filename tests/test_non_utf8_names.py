@@ -88,3 +88,16 @@ def test_strict_utf8_stdout_does_not_crash(tmp_path):
                           capture_output=True, env=env, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     assert b"/red/" + CAFE + b",red," in proc.stdout
+
+
+def test_figures_draw_non_utf8_class_and_file_names(tmp_path):
+    """`imgclf evaluate` draws class names (folder names) and file names; the font renderer refuses surrogates."""
+    import numpy as np
+
+    from imgclf.evaluation.figures.curves import plot_confusion_matrix
+    from imgclf.evaluation.figures.grids import plot_top_losses
+
+    classes = ["red", os.fsdecode(b"gr\xfcn")]
+    assert plot_confusion_matrix(np.eye(2, dtype=int), classes, tmp_path / "cm.png").stat().st_size > 0
+    item = {"path": os.fsdecode(b"/d/red/" + CAFE), "true": classes[1], "predicted": "red", "probability": 0.9, "loss": 2.3}
+    assert plot_top_losses(np.zeros((1, 8, 8, 3), np.uint8), [item], tmp_path / "top.png").stat().st_size > 0

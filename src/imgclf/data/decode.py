@@ -1,20 +1,13 @@
 """The one image decoder: training, evaluation, prediction, export checks and serving all call it.
 
 It never imports TensorFlow, so prediction from an exported model stays light.
-What it does, in order: open by content (the extension is not trusted) and
-only in the formats imgclf documents (JPEG, PNG, BMP, GIF, WebP, TIFF: Pillow's
-other readers, DDS, BLP, SPIDER, IM and the rest, are never run), guard
-against decompression bombs, take the first frame of animations, apply the
-EXIF orientation, convert any mode (palette, LA/RGBA composited on white,
-CMYK, 16-bit, float) to 8-bit RGB or grayscale, and resize.
-
-Whatever goes wrong while decoding one file (Pillow raises OSError,
-ValueError, but also NotImplementedError, AttributeError, TypeError,
-struct.error, IndexError, ZeroDivisionError, SyntaxError, ... on crafted
-files) becomes that file's `DecodeError`, which every caller turns into a
-skip with its reason; only interrupts (KeyboardInterrupt, SystemExit) go
-through. A MemoryError is the file's too: one allocation sized by its header
-failed, the process is fine.
+What it does, in order: open by content (the extension is not trusted), in the
+documented formats only (`imgclf.data.formats`), guard against decompression
+bombs, take the first frame of animations, apply the EXIF orientation, convert
+any mode (palette, LA/RGBA composited on white, CMYK, 16-bit, float) to 8-bit
+RGB or grayscale, and resize. Any exception from one file (Pillow raises far
+more than OSError on crafted input; MemoryError too: an allocation its header
+sized failed) becomes that file's `DecodeError`; only interrupts go through.
 """
 
 from __future__ import annotations
@@ -31,11 +24,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from imgclf.data.formats import looks_like_image, other_format, supported_formats
+
 DEFAULT_MAX_PIXELS = 100_000_000  # about 10,000 x 10,000; larger files are refused as likely bombs
 RESIZE_MODES = ("squash", "crop", "pad")
-# The formats of the documented extensions (README: jpg, jpeg, png, bmp, gif, webp, tif, tiff), by Pillow's names.
-# Pillow opens a phone's JPEG with a second picture as MPO through its JPEG reader.
-SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 
 
 class DecodeErrorKind(str, Enum):
@@ -163,10 +155,10 @@ def open_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         raise DecodeError(f"too large: over {2 * Image.MAX_IMAGE_PIXELS:,} pixels, above the limit of {max_pixels:,} "
                           "(decompression-bomb guard)", DecodeErrorKind.TOO_LARGE) from None
     except UnidentifiedImageError:
-        if _looks_like_image(fp):
+        if looks_like_image(fp):
             raise DecodeError("corrupt image: it starts like an image file but cannot be parsed",
                               DecodeErrorKind.CORRUPT) from None
-        other = _other_format(fp)
+        other = other_format(fp)
         if other:
             raise DecodeError(f"not an image imgclf reads: {other} is not supported (only JPEG, PNG, BMP, GIF, WebP "
                               "and TIFF; convert it to PNG)", DecodeErrorKind.NOT_AN_IMAGE) from None
@@ -217,49 +209,6 @@ def decode_failures():
 
 
 _LIMIT_LOCK = threading.Lock()
-SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
-
-
-def _looks_like_image(fp) -> bool:
-    try:
-        fp.seek(0)
-        head = fp.read(12)
-    except (AttributeError, OSError, ValueError):
-        return False
-    return head.startswith(SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-
-
-def supported_formats() -> tuple[str, ...]:
-    """The Pillow formats imgclf opens: `SUPPORTED_FORMATS` that this Pillow can read (WebP needs libwebp).
-
-    Example:
-        >>> "PNG" in supported_formats(), "DDS" in supported_formats()
-        (True, False)
-    """
-    Image.init()  # registers every plugin once; later calls return at once
-    return tuple(f for f in SUPPORTED_FORMATS if f in Image.OPEN)
-
-
-def _other_format(fp) -> str:
-    """The name of a format Pillow knows but imgclf does not open, by its signature alone ('' if none).
-
-    Only the readers' signature checks run (on the first 16 bytes), never a reader.
-    """
-    try:
-        fp.seek(0)
-        prefix = fp.read(16)
-    except (AttributeError, OSError, ValueError):
-        return ""
-    for name in Image.ID:
-        accept = Image.OPEN.get(name, (None, None))[1]
-        if name in SUPPORTED_FORMATS or accept is None:
-            continue  # no signature (SPIDER, ...): it would claim anything
-        try:
-            if accept(prefix) is True:
-                return name
-        except Exception:  # noqa: BLE001 - a signature check that fails is simply no match
-            continue
-    return ""
 
 
 def _open_within_limit(fp, max_pixels: int) -> Image.Image:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.core.fs import atomic_write_bytes
-from imgclf.evaluation.figures.curves import pyplot
+from imgclf.evaluation.figures.curves import printable_labels, pyplot
 from imgclf.evaluation.metrics import average_precision, roc_auc, row_normalize
 
 DPI = 100
@@ -24,6 +24,7 @@ def save_fixed(fig, path) -> Path:
     Example:
         >>> save_fixed(fig, "plots/x.png")  # any Matplotlib figure  # doctest: +SKIP
     """
+    printable_labels(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     pyplot().close(fig)

@@ -26,7 +26,36 @@ def pyplot():
     return plt
 
 
+def printable_labels(fig) -> None:
+    r"""Rewrite the figure's texts that hold a non-UTF-8 file or class name (surrogates) with ``\xe9`` escapes.
+
+    Matplotlib's font renderer refuses surrogates; every figure passes here before it is saved.
+
+    Example:
+        >>> import os
+        >>> fig = pyplot().figure()
+        >>> title = fig.suptitle(os.fsdecode(b"caf\xe9.png"))
+        >>> printable_labels(fig); print(title.get_text())
+        caf\xe9.png
+    """
+    # lazy: Matplotlib loads only when a figure is drawn
+    from matplotlib.text import Text
+
+    def printable(s: str) -> str:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+    for text in fig.findobj(Text):
+        if any("\udc80" <= ch <= "\udcff" for ch in text.get_text()):
+            text.set_text(printable(text.get_text()))
+    for ax in fig.axes:  # tick labels (class names) are made again from their formatter at each draw
+        for axis in (ax.xaxis, ax.yaxis):
+            for formatter in (axis.get_major_formatter(), axis.get_minor_formatter()):
+                made = formatter.format_ticks
+                formatter.format_ticks = lambda values, made=made: [printable(str(s)) for s in made(values)]
+
+
 def _save(fig, path) -> Path:
+    printable_labels(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     pyplot().close(fig)
