@@ -143,3 +143,18 @@ def test_server_answers_a_crafted_upload_with_a_4xx(tmp_path):
         assert r.status_code == 200, r.text
         results = r.json()["results"]
         assert results[0]["class"] == "blue" and results[1]["error"] == "not an image"
+
+
+def test_training_split_and_decode_skip_a_crafted_file(tmp_path):
+    from imgclf.data.pipeline import decode_all
+    from imgclf.data.split import training_rows
+
+    data = _folder_with_crafted_file(tmp_path / "data")
+    (data / "blue" / "crafted.bmp").write_bytes(_crafted_blp())
+    rows, classes = training_rows(str(data), workers=1, verbose=False)
+    skipped = {r["path"].rsplit("/", 1)[-1]: r["status"] for r in rows if r.get("status", "").startswith("skipped")}
+    assert classes == ["blue", "red"] and set(skipped) == {"crafted.png", "crafted.bmp"}
+    ds = decode_all([r["path"] for r in rows], [classes.index(r["label"]) for r in rows], size=8, color_mode="rgb",
+                    workers=1, verbose=False)
+    assert len(ds) == 6 and sorted(p.rsplit("/", 1)[-1] for p, _ in ds.skipped) == ["crafted.bmp", "crafted.png"]
+    assert all(reason.startswith("not an image") for _, reason in ds.skipped)
