@@ -74,7 +74,8 @@ def _decodes_or_refuses(data: bytes):
 
 
 @pytest.mark.parametrize("make", [_crafted_dds, _crafted_blp] + [
-    (lambda fmt=fmt, mode=mode: _saved(fmt, mode)) for fmt, mode in UNDOCUMENTED.items()])
+    (lambda fmt=fmt, mode=mode: _saved(fmt, mode)) for fmt, mode in UNDOCUMENTED.items()],
+    ids=["DDS-crafted", "BLP-crafted", *UNDOCUMENTED])
 def test_undocumented_formats_are_refused_unread(make):
     with pytest.raises(DecodeError) as info:
         decode_image(make(), size=8)
@@ -100,7 +101,7 @@ def test_mutation_fuzz_only_arrays_or_decode_errors(tmp_path):
                     assert rec["usable"] or rec["problems"]
                     assert isinstance(fingerprint_file(str(path))["error"], str)
     assert cases == 3000 and 0 < decoded < cases  # some mutants still decode, many do not
-    assert time.perf_counter() - start < 10
+    assert time.perf_counter() - start < 30  # about 2 s on one idle core; no mutant may make decoding crawl
 
 
 def _folder_with_crafted_file(root):
