@@ -23,8 +23,10 @@ from imgclf.inference.predictor import load
 
 CONFIG_ENV = "IMGCLF_SERVE_CONFIG"  # how worker processes learn what to serve
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
-UVICORN_LIMITS = {"timeout_keep_alive": 5, "limit_concurrency": 64,  # past 64 connections: 503 at once, not a queue
-                  "h11_max_incomplete_event_size": 64 * 1024}  # request line and headers: 64 KB at most
+# Idle keep-alive connections close after 5 s; past 64 open connections new requests get 503 at once (each may
+# hold a body of up to --max-upload-mb). Headers must arrive within 10 s (protocol.py, which keeps h11's 16 KB
+# limit on their size) and a body within 60 s (app.py).
+UVICORN_LIMITS = {"timeout_keep_alive": 5, "limit_concurrency": 64}
 
 
 def _require_packages() -> None:
