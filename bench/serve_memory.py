@@ -120,7 +120,8 @@ def main() -> None:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "imgclf", "serve", str(model), "--port", str(port), "--tta", "none"],
+    server = subprocess.Popen([sys.executable, "-m", "imgclf", "serve", str(model), "--port", str(port), "--tta", "none",
+                               "--max-upload-mb", "32"],  # 60 near-cap PNGs are ~12 MB in one body
                               stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
@@ -192,7 +193,8 @@ def main() -> None:
             bt.join()
             for t in smalls:
                 t.join()
-        q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [float("nan")] * 99
+        latencies = latencies or [float("nan")]
+        q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else latencies * 99
         print(f"\n/predict/batch of {args.files} near-cap PNGs ({body / 1e6:.1f} MB): status {batch_result.get('status')}, "
               f"{batch_result.get('ok')} classified, {batch_result.get('wall', 0):.1f} s; peak RSS +{peak2.peak - idle:.0f} MB over idle")
         print(f"  28x28 requests meanwhile: {len(latencies)} (statuses {sorted(set(small_status))}), "

@@ -136,6 +136,29 @@ def test_gate_lets_a_small_request_overtake_a_large_batch():
     assert order.index("small") <= 3  # right after the batch's first decodes, not after all ten
 
 
+def test_gate_refuses_only_requests_that_cannot_start():
+    from imgclf.serve.gate import GateBusy
+
+    async def scenario():
+        gate = DecodeGate(capacity=100, slots=2, wait_s=0.05)
+
+        async def image(key, cost, seconds):
+            async with gate.admit(key, cost):
+                await asyncio.sleep(seconds)
+            return key
+
+        batch = await asyncio.gather(*[image("batch", 100, 0.03) for _ in range(5)])  # one at a time, 0.15 s in all
+        hold = asyncio.create_task(image("hold", 100, 0.3))
+        await asyncio.sleep(0.001)
+        late = await asyncio.gather(image("late", 100, 0), return_exceptions=True)
+        await hold
+        return batch, late
+
+    batch, late = asyncio.run(scenario())
+    assert batch == ["batch"] * 5  # waited longer than wait_s, but its request was moving
+    assert isinstance(late[0], GateBusy)  # nothing of its own could start for wait_s: 503
+
+
 # ---------------------------------------------------------------- a real server on loopback
 def _free_port() -> int:
     with socket.socket() as s:

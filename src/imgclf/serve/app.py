@@ -199,7 +199,12 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
         cost = decode_cost(img, size)
         try:
             async with gate.admit(key, cost):
-                return await asyncio.get_running_loop().run_in_executor(decoders, decode, img, cost)
+                work = asyncio.get_running_loop().run_in_executor(decoders, decode, img, cost)
+                try:
+                    return await asyncio.shield(work)
+                except asyncio.CancelledError:  # the request is gone, but its decode runs on: keep its memory counted
+                    await asyncio.wait([work])
+                    raise
         except GateBusy:
             raise ApiError(503, "busy", f"The server is decoding other large images and this one waited "
                            f"{gate.wait_s:g} s for memory. Send it again in a few seconds.",

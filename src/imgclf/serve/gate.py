@@ -5,7 +5,9 @@ before a decode thread touches its pixels. Memory therefore stays bounded
 whatever arrives at once, and the excess waits rather than failing: its body
 is already read (compressed, capped by --max-upload-mb), so waiting costs
 little and a burst of uploads is answered, late, instead of refused. Only an
-image that waits longer than `wait_s` is refused (503 with Retry-After).
+image that waits longer than `wait_s` while none of its request's images is
+being decoded is refused (503 with Retry-After): a long batch that is moving
+is never cut short.
 
 Fair: when room frees, the waiting request with the fewest images being
 decoded goes first (then the oldest), and a request that already has an image
@@ -75,15 +77,21 @@ class DecodeGate:
         self._waiting.append(waiter)
         self._dispatch()
         try:
-            await asyncio.wait_for(waiter.future, self.wait_s)
-        except BaseException as e:  # timed out, or the client went away
+            while not waiter.future.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(waiter.future), self.wait_s)
+                except asyncio.TimeoutError:
+                    if not waiter.future.done() and not self._active.get(key):
+                        raise GateBusy(f"waited {self.wait_s:g} s for decode memory") from None
+                    # else: this request's other images are being decoded: it is moving, so it keeps its place
+        except BaseException:  # refused, or the client went away
             if waiter.future.done() and not waiter.future.cancelled():
                 self._release(waiter)  # room was granted just as we stopped waiting
-            elif waiter in self._waiting:
-                self._waiting.remove(waiter)
+            else:
+                waiter.future.cancel()
+                if waiter in self._waiting:
+                    self._waiting.remove(waiter)
             self._dispatch()
-            if isinstance(e, asyncio.TimeoutError):
-                raise GateBusy(f"waited {self.wait_s:g} s for decode memory") from None
             raise
         try:
             yield
