@@ -76,7 +76,7 @@ def decode_cost(img: Image.Image, size: int) -> int:
     if img.mode in WHOLE_IMAGE_MODES:
         return w * h * 40  # float64 copies while scaling to 8 bits
     if _factor(img.size, size) < 2:
-        return w * h * 16 + STRIP_BYTES  # the ordinary path: a few full-size copies, but the image is small
+        return w * h * 16 + 2**20  # the ordinary path: a few full-size copies, but the image is small
     per_pixel = 1 if img.mode in ("1", "L", "P") else 4  # Pillow keeps RGB and RGBA as 4 bytes a pixel
     return w * h * per_pixel + 3 * STRIP_BYTES
 
