@@ -146,6 +146,6 @@ def test_the_default_on_photos_is_a_pretrained_backbone_that_ships_like_any_mode
     assert clf.predict([str(first)])[0]["class"] in run.classes
     result = export(run, "tflite", out=tmp_path / "model.tflite")
     assert result.parity["agreement"] >= 0.99
-    with TestClient(create_app(imgclf.load(result.path))) as client:
+    with TestClient(create_app(imgclf.load(result.path)), base_url="http://localhost") as client:  # an allowed Host
         answer = client.post("/predict", files={"file": ("a.png", first.read_bytes(), "image/png")})
     assert answer.status_code == 200 and answer.json()["class"] in run.classes

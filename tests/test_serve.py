@@ -37,7 +37,7 @@ def tflite_predictor(exported_models):
 
 @pytest.fixture(scope="module")
 def client(tflite_predictor):
-    with TestClient(create_app(tflite_predictor, max_upload_mb=1)) as c:
+    with TestClient(create_app(tflite_predictor, max_upload_mb=1), base_url="http://localhost") as c:  # an allowed Host
         yield c
 
 

@@ -3,7 +3,10 @@
 Endpoints: ``POST /predict`` (multipart or raw body, ``?top_k=``), ``POST
 /predict/batch``, ``GET /health``, ``/classes``, ``/model``, ``/docs`` and
 ``GET /`` (a page to drop images on; it loads nothing from the internet).
-Concurrent requests are batched into one model call (batcher.py).
+Concurrent requests are batched into one model call (batcher.py); images are
+decoded towards the model's size (uploads.py) within a memory budget shared
+fairly between requests (gate.py); slow headers and bodies time out
+(protocol.py, app.py); requests must name an allowed host.
 Layer 7, beside export: imports core to inference, never training or export;
 see docs/architecture.md.
 """
@@ -19,6 +22,11 @@ from imgclf.core.errors import UserError
 from imgclf.inference.predictor import load
 
 CONFIG_ENV = "IMGCLF_SERVE_CONFIG"  # how worker processes learn what to serve
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+# Idle keep-alive connections close after 5 s; past 64 open connections new requests get 503 at once (each may
+# hold a body of up to --max-upload-mb). Headers must arrive within 10 s (protocol.py, which keeps h11's 16 KB
+# limit on their size) and a body within 60 s (app.py).
+UVICORN_LIMITS = {"timeout_keep_alive": 5, "limit_concurrency": 64}
 
 
 def _require_packages() -> None:
@@ -47,14 +55,46 @@ def app_from_env():
     return create_app(load(model, tta=tta), **cfg)
 
 
+def allowed_host_names(host: str, extra: str | list[str] | None = None) -> list[str]:
+    """The Host header values the server accepts: this machine's loopback names, the bound address and `extra`.
+
+    `extra` is a list or a comma-separated string ("*" accepts any Host).
+    Binding to all interfaces (0.0.0.0, ::) adds this machine's host name.
+    IPv6 addresses are written in brackets, as in a Host header.
+
+    Example:
+        >>> allowed_host_names("127.0.0.1", "example.org, 10.0.0.5")
+        ['localhost', '127.0.0.1', '[::1]', 'example.org', '10.0.0.5']
+    """
+    names = list(LOCAL_NAMES)
+    if host in ("0.0.0.0", "::", ""):
+        names += [socket.gethostname(), socket.getfqdn()]
+    else:
+        names.append(host)
+    if isinstance(extra, str):
+        extra = extra.split(",")
+    names += [n.strip() for n in extra or [] if n.strip()]
+    out = []
+    for n in names:
+        n = n.lower()
+        n = f"[{n}]" if ":" in n and not n.startswith("[") else n
+        if n not in out:
+            out.append(n)
+    return out
+
+
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 10.0, workers: int = 1,
-          max_batch: int = 32, log_level: str = "warning", tta: str = "auto") -> None:
+          max_batch: int = 32, log_level: str = "warning", tta: str = "auto",
+          allowed_hosts: str | list[str] | None = None) -> None:
     """Serve `model` (a run folder or an exported file) over HTTP until interrupted.
 
     Binds to 127.0.0.1 unless `host` says otherwise: only this machine can
     reach it. Each of `workers` processes loads its own copy of the model.
     `tta` "auto" applies the test-time augmentation the run chose on
     validation (up to 10 model calls per image); "none" answers fastest.
+    Requests must name this machine (localhost, 127.0.0.1, [::1]), the bound
+    address or one of `allowed_hosts` in their Host header (400 otherwise):
+    a web page elsewhere cannot reach the API through DNS rebinding.
 
     Example:
         >>> serve("runs/leaves/exports/model.tflite", port=8000)  # starts a server for a trained model  # doctest: +SKIP
@@ -68,6 +108,8 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
     # lazy: optional extra: imgclf[serve]
     import uvicorn
 
+    # lazy: imports uvicorn (imgclf.serve.protocol)
+    from imgclf.serve.protocol import TimedH11Protocol
 
     _check_port(host, port)
     predictor = load(model, tta=tta)  # load once here so that a bad model fails now, with a clear message
@@ -78,15 +120,21 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
           file=sys.stderr)
     print(f"Web page: http://{_url_host(host)}:{port}/   API docs: http://{_url_host(host)}:{port}/docs   Stop with Ctrl+C",
           file=sys.stderr)
-    settings = {"max_upload_mb": max_upload_mb, "max_batch": max_batch}
+    hosts = allowed_host_names(host, allowed_hosts)
+    if "*" not in hosts:
+        print(f"Requests must use one of these host names: {', '.join(hosts)} (add others with --allowed-hosts)",
+              file=sys.stderr)
+    settings = {"max_upload_mb": max_upload_mb, "max_batch": max_batch, "allowed_hosts": hosts}
+    limits = {**UVICORN_LIMITS, "http": TimedH11Protocol}  # a class by name: workers import it
     if workers == 1:
         # lazy: imports fastapi (imgclf.serve.app)
         from imgclf.serve.app import create_app
 
-        uvicorn.run(create_app(predictor, **settings), host=host, port=port, log_level=log_level)
+        uvicorn.run(create_app(predictor, **settings), host=host, port=port, log_level=log_level, **limits)
     else:
         os.environ[CONFIG_ENV] = json.dumps({"model": str(model), "tta": tta, **settings})
-        uvicorn.run("imgclf.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level)
+        uvicorn.run("imgclf.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level,
+                    **limits)
 
 
 def _check_port(host: str, port: int) -> None:

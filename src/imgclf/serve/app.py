@@ -1,15 +1,24 @@
 """The HTTP app: prediction endpoints, model information and the web page.
 
 Bad input never reaches the model and never takes the server down: the body
-is read with a size cap (413 past it), decoded by imgclf's one decoder in a
-worker thread (with a pixel cap against decompression bombs), and every
+is read with a size cap (413 past it) and a time limit (408 past it), decoded
+by imgclf's one decoder in a worker thread (with a pixel cap against
+decompression bombs, straight towards the model's size: uploads.py), and every
 failure is a 4xx answer with a JSON body ``{"error": ..., "detail": ...}``.
+
+Memory and fairness: each image waits at the decode gate (gate.py) for room
+in a budget of decoded bytes before it is decoded, and both the gate and the
+batcher serve requests in turn, so a large batch cannot starve a small
+request. Requests must name an allowed host (TrustedHostMiddleware: DNS
+rebinding), and /model shows the model's file name, not its path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
 
@@ -19,21 +28,26 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from imgclf.core.version import __version__
-from imgclf.data.decode import DecodeError, DecodeErrorKind, decode_image
+from imgclf.data.decode import DecodeError, DecodeErrorKind
 from imgclf.serve.batcher import MicroBatcher
+from imgclf.serve.gate import DecodeGate, GateBusy
+from imgclf.serve.uploads import decode_cost, decode_upload, open_upload, release_memory
 
 RAW_TYPES = ("image/", "application/octet-stream")
 DEFAULT_MAX_PIXELS = 40_000_000  # ~6300x6300: far beyond any photo a classifier needs, far below a bomb
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")  # Host names always allowed (IPv6 in brackets, as in a Host header)
+TRIM_AFTER_BYTES = 32 * 1024 * 1024  # after a decode this big, hand freed memory back to the system
 
 
 class ApiError(Exception):
     """An error answered as JSON with an HTTP status. Example: ``raise ApiError(415, "wrong content type", "...")``."""
 
-    def __init__(self, status: int, error: str, detail: str):
+    def __init__(self, status: int, error: str, detail: str, headers: dict | None = None):
         super().__init__(detail)
-        self.status, self.error, self.detail = status, error, detail
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers
 
 
 _UNREADABLE = (422, "unreadable image")
@@ -67,8 +81,17 @@ def decode_status(error: DecodeError) -> tuple[int, str]:
 
 
 def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_wait_ms: float = 5.0,
-               max_pixels: int = DEFAULT_MAX_PIXELS, max_files: int = 64):
+               max_pixels: int = DEFAULT_MAX_PIXELS, max_files: int = 64, allowed_hosts: list[str] | None = None,
+               body_timeout_s: float = 60.0, max_decode_mb: float = 512.0, decode_threads: int | None = None,
+               decode_wait_s: float = 60.0):
     """Build the FastAPI app around a loaded `Predictor`.
+
+    `allowed_hosts`: the Host names requests may use (default: localhost,
+    127.0.0.1 and [::1]; "*" allows any). `body_timeout_s`: time to receive a
+    whole body (408 past it). `max_decode_mb`: estimated decoded bytes in
+    flight across all requests; images beyond it wait their turn, up to
+    `decode_wait_s` (then 503 with Retry-After). `decode_threads`: parallel
+    decodes (default: CPU count + 1, one of them kept for small requests).
 
     Example:
         >>> from fastapi.testclient import TestClient  # needs a trained model and FastAPI  # doctest: +SKIP
@@ -78,22 +101,29 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
     """
     max_bytes = int(max_upload_mb * 1024 * 1024)
     batcher = MicroBatcher(predictor.predict_arrays, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    threads = decode_threads or (os.cpu_count() or 1) + 1
+    gate = DecodeGate(capacity=int(max_decode_mb * 1024 * 1024), slots=threads, wait_s=decode_wait_s)
+    decoders = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="imgclf-decode")
     started = time.time()
     pre = predictor.preprocess
+    size, color_mode, resize = pre["img_size"], pre["color_mode"], pre.get("resize", "squash")
 
     @asynccontextmanager
     async def lifespan(app):
         await batcher.start()
         yield
         await batcher.stop()
+        decoders.shutdown(wait=False, cancel_futures=True)
 
     # FastAPIOffline: FastAPI whose /docs serves Swagger UI from the package, not a CDN (the server may be offline).
     app = FastAPIOffline(title="imgclf", description=f"Image classifier: {', '.join(predictor.classes[:20])}",
                   version=_version(), lifespan=lifespan)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts or LOCAL_HOSTS))
+    app.state.gate = gate  # for tests and benchmarks: gate.peak_bytes
 
     @app.exception_handler(ApiError)
     async def _api_error(request, exc: ApiError):
-        return JSONResponse({"error": exc.error, "detail": exc.detail}, status_code=exc.status)
+        return JSONResponse({"error": exc.error, "detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request, exc: StarletteHTTPException):
@@ -114,13 +144,23 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
         if declared and declared.isdigit() and int(declared) > max_bytes:
             raise ApiError(413, "upload too large", f"The upload is {int(declared):,} bytes; the limit is {max_bytes:,} "
                                                     f"({max_upload_mb:g} MB). Send a smaller image or raise --max-upload-mb.")
-        chunks, size = [], 0
-        async for chunk in request.stream():  # counted as it arrives: a missing or false Content-Length cannot get past
-            size += len(chunk)
-            if size > max_bytes:
-                raise ApiError(413, "upload too large", f"The upload is over the limit of {max_bytes:,} bytes "
-                                                        f"({max_upload_mb:g} MB).")
-            chunks.append(chunk)
+        chunks, received = [], 0
+
+        async def receive_all():
+            nonlocal received
+            async for chunk in request.stream():  # counted as it arrives: a missing or false Content-Length cannot get past
+                received += len(chunk)
+                if received > max_bytes:
+                    raise ApiError(413, "upload too large", f"The upload is over the limit of {max_bytes:,} bytes "
+                                                            f"({max_upload_mb:g} MB).")
+                chunks.append(chunk)
+
+        try:  # a slow or short body (Content-Length larger than what is sent) must not hold the server forever
+            await asyncio.wait_for(receive_all(), body_timeout_s)
+        except asyncio.TimeoutError:
+            raise ApiError(408, "request timeout", f"Received {received:,} bytes of the body in {body_timeout_s:g} s, "
+                           f"expected {declared or 'more'}; the whole body must arrive within {body_timeout_s:g} s. "
+                           "Send it again.", headers={"Connection": "close"}) from None
         return b"".join(chunks)
 
     async def images_from(request: Request, many: bool) -> list[tuple[str, bytes]]:
@@ -146,19 +186,40 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
             raise ApiError(400, "too many files", f"POST /predict takes one image, received {len(files)}; use /predict/batch.")
         return files
 
-    def decode(data: bytes) -> np.ndarray:
-        return decode_image(data, size=pre["img_size"], color_mode=pre["color_mode"], resize=pre.get("resize", "squash"),
-                            max_pixels=max_pixels)
-
-    async def classify(name: str, data: bytes, top_k: int) -> dict:
-        t0 = time.perf_counter()
+    def decode(img, cost: int) -> np.ndarray:
         try:
-            image = await asyncio.to_thread(decode, data)
+            return decode_upload(img, size, color_mode, resize)
+        finally:
+            del img
+            if cost > TRIM_AFTER_BYTES:
+                release_memory()
+
+    async def decode_gated(data: bytes, key) -> np.ndarray:
+        img = await asyncio.to_thread(open_upload, data, size, color_mode, max_pixels)  # the header only: not a decode thread
+        cost = decode_cost(img, size)
+        try:
+            async with gate.admit(key, cost):
+                work = asyncio.get_running_loop().run_in_executor(decoders, decode, img, cost)
+                try:
+                    return await asyncio.shield(work)
+                except asyncio.CancelledError:  # the request is gone, but its decode runs on: keep its memory counted
+                    await asyncio.wait([work])
+                    raise
+        except GateBusy:
+            raise ApiError(503, "busy", f"The server is decoding other large images and this one waited "
+                           f"{gate.wait_s:g} s for memory. Send it again in a few seconds.",
+                           headers={"Retry-After": "5"}) from None
+
+    async def classify(name: str, data: bytes, top_k: int, key=None) -> dict:
+        t0 = time.perf_counter()
+        key = object() if key is None else key  # the request the image belongs to, for the gate and the batcher
+        try:
+            image = await decode_gated(data, key)
         except DecodeError as e:
             status, error = decode_status(e)
             raise ApiError(status, error, f"{name}: {e.reason}") from None
         t1 = time.perf_counter()
-        probs, batch_size = await batcher.submit(image)
+        probs, batch_size = await batcher.submit(image, key)
         t2 = time.perf_counter()
         row = predictor.row(name, probs, top_k)
         return {"filename": name, "class": row["class"], "probability": row["probability"],
@@ -183,8 +244,8 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
 
     @app.get("/model")
     async def model_info():
-        """What is being served: source, format, input size, colour mode and the metrics it was exported with."""
-        return {"source": predictor.source, "format": predictor.format, "name": predictor.info.get("model", ""),
+        """What is being served: source (the model's file or folder name), format, input size, colour mode and the metrics it was exported with."""
+        return {"source": os.path.basename(os.path.normpath(predictor.source)), "format": predictor.format, "name": predictor.info.get("model", ""),
                 "num_classes": len(predictor.classes), "input_size": pre["img_size"], "color_mode": pre["color_mode"],
                 "resize": pre.get("resize", "squash"), "metrics": predictor.info.get("metrics", {}),
                 "max_upload_mb": max_upload_mb, "max_batch": max_batch}
@@ -203,10 +264,11 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
         """Classify several images sent as multipart files; an unreadable one gets an 'error' entry."""
         t0 = time.perf_counter()
         files = await images_from(request, many=True)
+        key = object()  # one request: its images take turns with other requests' at the gate and in the batcher
 
         async def one(name, data):
             try:
-                return await classify(name, data, top_k)
+                return await classify(name, data, top_k, key)
             except ApiError as e:
                 return {"filename": name, "error": e.error, "detail": e.detail}
 

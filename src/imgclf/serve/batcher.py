@@ -1,16 +1,21 @@
 """Micro-batching: concurrent requests share one model call.
 
-Each request puts its decoded image on an asyncio queue and awaits a future.
-One worker task takes whatever is waiting (up to `max_batch`, waiting at most
+Each request puts its decoded image in line and awaits a future. One worker
+task takes whatever is waiting (up to `max_batch`, waiting at most
 `max_wait_ms` for company once the first item arrives), runs the model once
 in a single background thread, and hands each request its row. Under load
 the model sees full batches; a lone request waits at most a few milliseconds.
+
+Images are submitted with the request they belong to (`key`), and a batch is
+filled round-robin across requests: the images of a 60-file upload do not
+all go before a single-image request that arrived after them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -36,7 +41,8 @@ class MicroBatcher:
         self.predict = predict
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
-        self._queue: asyncio.Queue | None = None
+        self._lines: dict[object, deque] = {}  # request key -> its waiting (image, future), in arrival order
+        self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         # One thread: the model runs one batch at a time, and the event loop stays free for I/O.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgclf-model")
@@ -45,7 +51,7 @@ class MicroBatcher:
 
     async def start(self) -> None:
         """Start the worker task (call from the running event loop). Example: ``await batcher.start()``."""
-        self._queue = asyncio.Queue()
+        self._arrived = asyncio.Event()
         self._task = asyncio.create_task(self._worker())
 
     async def stop(self) -> None:
@@ -58,37 +64,52 @@ class MicroBatcher:
                 pass
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, image: np.ndarray) -> tuple[np.ndarray, int]:
+    async def submit(self, image: np.ndarray, key=None) -> tuple[np.ndarray, int]:
         """Probabilities for one decoded uint8 image, and the size of the batch it ran in.
+
+        `key` names the request the image belongs to (batches are shared
+        round-robin between requests); None puts it in a line of its own.
 
         Example:
             >>> probs, n = await batcher.submit(clf.decode("a.jpg"))  # inside a coroutine, see the class  # doctest: +SKIP
         """
-        if self._queue is None:
+        if self._arrived is None:
             await self.start()
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put((image, future))
+        self._lines.setdefault(object() if key is None else key, deque()).append((image, future))
+        self._arrived.set()
         return await future
+
+    def _waiting(self) -> int:
+        return sum(len(line) for line in self._lines.values())
+
+    def _take(self) -> list:
+        """Up to max_batch waiting items, one from each request in turn (requests in arrival order)."""
+        items = []
+        while self._lines and len(items) < self.max_batch:
+            for key in list(self._lines):
+                line = self._lines[key]
+                items.append(line.popleft())
+                if not line:
+                    del self._lines[key]
+                if len(items) == self.max_batch:
+                    break
+        return items
 
     async def _worker(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            items = [await self._queue.get()]
+            while not self._lines:
+                self._arrived.clear()
+                await self._arrived.wait()
             deadline = time.perf_counter() + self.max_wait
-            while len(items) < self.max_batch:
+            while self._waiting() < self.max_batch and (left := deadline - time.perf_counter()) > 0:
+                self._arrived.clear()
                 try:
-                    items.append(self._queue.get_nowait())
-                    continue
-                except asyncio.QueueEmpty:
-                    pass
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    break
-                try:
-                    items.append(await asyncio.wait_for(self._queue.get(), left))
+                    await asyncio.wait_for(self._arrived.wait(), left)
                 except asyncio.TimeoutError:
                     break
-            items = [(img, fut) for img, fut in items if not fut.cancelled()]  # clients that hung up
+            items = [(img, fut) for img, fut in self._take() if not fut.cancelled()]  # clients that hung up
             if not items:
                 continue
             batch = np.stack([img for img, _ in items])
