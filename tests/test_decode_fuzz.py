@@ -136,7 +136,7 @@ def test_server_answers_a_crafted_upload_with_a_4xx(tmp_path):
 
     good = io.BytesIO()
     Image.new("RGB", (16, 16), (0, 0, 255)).save(good, "PNG")
-    with TestClient(create_app(imgclf.load(write_tiny_onnx(tmp_path / "tiny.onnx")))) as client:
+    with TestClient(create_app(imgclf.load(write_tiny_onnx(tmp_path / "tiny.onnx"))), base_url="http://localhost") as client:
         r = client.post("/predict", files={"file": ("x.png", _crafted_blp(), "image/png")})
         assert r.status_code == 422 and r.headers["content-type"].startswith("application/json"), r.text
         files = [("files", ("good.png", good.getvalue(), "image/png")), ("files", ("bad.png", _crafted_dds(), "image/png"))]
