@@ -163,3 +163,11 @@ def test_json_output_never_holds_bare_nan():
             [json.loads(line, parse_constant=refuse) for line in text.splitlines()]
         first = docs[0][0] if fmt == "json" else docs[0]
         assert first["probability"] is None and first["top_k"] == [["cat", None], ["dog", None]]
+
+
+def test_predict_help_warns_about_savedmodels():
+    """Issue 19, item 11: an untrusted SavedModel runs its graph's ops; the help says so and what to prefer."""
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["predict"]
+    text = " ".join(sub.format_help().split())
+    assert "A SavedModel runs its graph's ops" in text and "load one only from a source you trust" in text
+    assert ".keras (loaded in Keras' safe mode) or .tflite / .onnx" in text

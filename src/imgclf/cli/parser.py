@@ -221,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "  imgclf predict runs/leaves inbox/ --threshold 0.8 --sort-into sorted/\n"
                               "  imgclf predict runs/leaves photos/ --engine ray --output preds.parquet   # pip install 'imgclf[ray]'\n"
                               "  RAY_ADDRESS=ray://head:10001 imgclf predict /shared/runs/leaves list.txt --engine ray --output p.jsonl\n")
-    p.add_argument("model", help="run folder, or an exported model: .keras, .tflite, .onnx or a SavedModel folder")
+    p.add_argument("model", help="run folder, or an exported model: .keras, .tflite, .onnx or a SavedModel folder. "
+                   "A SavedModel runs its graph's ops, file writes included: load one only from a source you trust; "
+                   "for models from others prefer .keras (loaded in Keras' safe mode) or .tflite / .onnx")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--top-k", type=COUNT, default=1, help="how many classes to show per image (default: 1)")
     p.add_argument("--format", choices=("table", "csv", "json", "jsonl"), default="table", help="output format (default: table)")
