@@ -171,3 +171,10 @@ def test_predict_help_warns_about_savedmodels():
     text = " ".join(sub.format_help().split())
     assert "A SavedModel runs its graph's ops" in text and "load one only from a source you trust" in text
     assert ".keras (loaded in Keras' safe mode) or .tflite / .onnx" in text
+
+
+def test_a_yaml_architecture_cannot_ask_for_an_input_past_the_bound(tmp_path):
+    path = tmp_path / "wide.yaml"
+    path.write_text(f"input_size: {MAX_IMG_SIZE + 1}\nlayers:\n  - ReLU\n")
+    with pytest.raises(UserError, match=f"wide.yaml line 1: input_size must be a whole number of pixels from 0 to {MAX_IMG_SIZE}"):
+        spec_from_yaml(path)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import yaml
 
+from imgclf.core.config import MAX_IMG_SIZE
 from imgclf.core.errors import UserError, did_you_mean
 from imgclf.models.registry import ModelSpec, register_file_resolver
 
@@ -156,8 +157,9 @@ def _load(path: str, mtime: float):
 
     def get(key, default, kind):
         value, where = fields.get(key, (default, path))
-        if kind is int and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise UserError(f"{where}: {key} must be a whole number of pixels, received {value!r}.")
+        if kind is int and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_IMG_SIZE):
+            raise UserError(f"{where}: {key} must be a whole number of pixels from 0 to {MAX_IMG_SIZE}, "
+                            f"received {value!r}.")
         return value
 
     preprocessing = get("preprocessing", "unit", str)
