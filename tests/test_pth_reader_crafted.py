@@ -151,3 +151,17 @@ def test_edge_views_inside_the_storage_still_read(fake_torch, tmp_path):
     np.testing.assert_array_equal(state["last"], data[4:16].reshape(4, 3))
     assert state["empty"].shape == (0, 5)
     np.testing.assert_array_equal(state["expanded"], np.full((2, 3), 15, np.float32))
+
+
+def test_many_views_of_one_storage_cannot_fill_memory(fake_torch, tmp_path, monkeypatch):
+    """Each view is in bounds, but together they would build far more than the file holds."""
+    import imgclf.models.pth_reader as reader
+
+    monkeypatch.setattr(reader, "MIN_OUTPUT_BYTES", 1000)
+    storage = Storage(fake_torch.FloatStorage, "0", np.arange(16, dtype=np.float32))  # 64 bytes
+    path = tmp_path / "views.pth"
+    write_zip(path, collections.OrderedDict((f"w{i}", Tensor(storage, 0, (16,), (1,))) for i in range(300)))
+    with pytest.raises(UserError, match=r"views\.pth.*300 tensors would fill 19,200 bytes from 64 bytes"):
+        read_pth(path)
+    write_zip(path, collections.OrderedDict((f"w{i}", Tensor(storage, 0, (16,), (1,))) for i in range(4)))
+    assert len(read_pth(path)) == 4  # tied weights (a few views of one storage) still read

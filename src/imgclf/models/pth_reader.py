@@ -42,9 +42,11 @@ from imgclf.core.errors import UserError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 MAX_DIMS = 32  # NumPy's limit is 64; no layer weight comes near either
-# A tensor with zero strides repeats its storage; beyond this many elements a
-# repetition is refused (1 GiB of float32), so a tiny file cannot ask for terabytes.
-MAX_EXPANDED_ELEMENTS = 2**28
+# Tensors are views of storages; a zero stride repeats elements and many views may share
+# one storage. The arrays built may hold at most this many times the storages' bytes
+# (or MIN_OUTPUT_BYTES), so a tiny file cannot ask for terabytes.
+OUTPUT_FACTOR = 4
+MIN_OUTPUT_BYTES = 2**30
 
 # Storage class name -> NumPy dtype of its elements (bfloat16 handled apart).
 STORAGE_DTYPES = {
@@ -139,10 +141,12 @@ class _LazyTensor(_Immutable):
         if last >= len(data):
             raise ValueError(f"a tensor of size {size}, stride {stride} at offset {offset} reaches element "
                              f"{last} of storage {storage.key}, which has {len(data)} elements")
-        if numel > max(len(data), MAX_EXPANDED_ELEMENTS):
-            raise ValueError(f"a tensor of size {size} repeats its {len(data)}-element storage into "
-                             f"{numel} elements (at most {MAX_EXPANDED_ELEMENTS})")
         return data, offset, size, stride
+
+    def nbytes(self) -> int:
+        """Bytes of the array `materialise` will build (after checking the view)."""
+        data, _, size, _ = self._checked()
+        return math.prod(size) * data.itemsize
 
     def materialise(self) -> np.ndarray:
         data, offset, size, stride = self._checked()
@@ -229,6 +233,29 @@ class _Unpickler(pickle.Unpickler):
         return self.storages[key]
 
 
+def _tensors(obj):
+    """Every `_LazyTensor` inside dicts, lists and tuples."""
+    if isinstance(obj, _LazyTensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _tensors(v)
+
+
+def _check_output_size(obj) -> None:
+    """Refuse, before allocating anything, views that would build far more bytes than the file holds."""
+    tensors = list(_tensors(obj))
+    needed = sum(t.nbytes() for t in tensors)  # also checks every view against its storage
+    stored = sum({id(t.storage): t.storage.array.nbytes for t in tensors}.values())
+    allowed = max(OUTPUT_FACTOR * stored, MIN_OUTPUT_BYTES)
+    if needed > allowed:
+        raise ValueError(f"its {len(tensors)} tensors would fill {needed:,} bytes from {stored:,} bytes of storage "
+                         f"(at most {allowed:,})")
+
+
 def _materialise(obj):
     if isinstance(obj, _LazyTensor):
         return obj.materialise()
@@ -313,6 +340,7 @@ def read_pth(path: str | os.PathLike) -> dict:
         else:
             with open(path, "rb") as f:
                 obj = _read_legacy(f)
+        _check_output_size(obj)
         obj = _materialise(obj)
     except Exception as e:  # noqa: BLE001 - an untrusted file: whatever it trips is the file's fault
         reason = str(e) if isinstance(e, (pickle.UnpicklingError, ValueError)) else f"{type(e).__name__}: {e}"
