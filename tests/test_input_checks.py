@@ -32,7 +32,7 @@ BAD_FLAGS = [
     (["split", "d", "--out", "s.csv", "--val", "nan"], "--val: expected a share in \\[0, 0.9\\), received 'nan'"),
     (["check", "d", "--workers", "-1"], "--workers"),
     (["check", "d", "--near-distance", "65"], "--near-distance"),
-    (["predict", "m", "a.png", "--threshold", "nan"], "--threshold: expected a probability in \\[0, 1\\]"),
+    (["predict", "m", "a.png", "--threshold", "nan"], "--threshold: expected a finite probability, received .nan."),
     (["predict", "m", "a.png", "--top-k", "0"], "--top-k"),
     (["predict", "m", "a.png", "--batch-size", "-1"], "--batch-size"),
     (["evaluate", "r", "--folds", "1"], "--folds"),

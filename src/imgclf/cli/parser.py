@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write to this file instead of standard output (an existing file needs --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="allow --output to replace an existing file")
     p.add_argument("--batch-size", type=COUNT, default=64, help="images per model call (default: 64)")
-    p.add_argument("--threshold", type=finite(0, 1, "a probability"), default=0.0, help="below this top probability the class is 'unknown' (default: 0)")
+    p.add_argument("--threshold", type=finite(what="a finite probability"), default=0.0, help="below this top probability the class is 'unknown' (default: 0)")
     p.add_argument("--tta", choices=TTA_CHOICES, default="auto", help=TTA_HELP)
     p.add_argument("--sort-into", metavar="DIR", help="copy each image into DIR/<class>/ (or unknown/), never overwriting; log in DIR/sorted.csv")
     p.add_argument("--move", action="store_true", help="with --sort-into: move the files instead of copying them")
