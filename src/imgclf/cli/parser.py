@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 import re
 from dataclasses import fields
 
 from imgclf.core import config
-from imgclf.core.config import CHOICES, TrainConfig
+from imgclf.core.config import CHOICES, INT_RANGES, MAX_IMG_SIZE, MIN_IMG_SIZE, SEED_MAX, TrainConfig
 from imgclf.core.errors import did_you_mean
 from imgclf.core.version import __version__
 
@@ -49,6 +50,90 @@ Files that cannot be decoded are left out, with the reason in SHARDS/manifest.cs
 """
 
 
+def whole(low: int, high: int | None = None, what: str = "an integer"):
+    """An argparse type: a whole number from `low` to `high` (inclusive), else a one-line error.
+
+    Example:
+        >>> whole(1)("3")
+        3
+        >>> whole(0, 10, "a share")("11")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: expected a share from 0 to 10, received '11'
+    """
+    span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {what} {span}, received {text!r}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def finite(low: float | None = None, high: float | None = None, what: str = "a number", low_open: bool = False,
+           high_open: bool = False):
+    """An argparse type: a finite float (never nan or inf) in the given range, else a one-line error.
+
+    Example:
+        >>> finite(0, 1)("0.5")
+        0.5
+        >>> finite(0, 1)("nan")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: expected a finite number in [0, 1], received 'nan'
+    """
+    if low is not None and high is not None:
+        span = f" in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    elif low is not None:
+        span = f" {'above' if low_open else 'of at least'} {low}"
+    elif high is not None:
+        span = f" {'below' if high_open else 'at most'} {high}"
+    else:
+        span = ""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        ok = math.isfinite(value)
+        ok = ok and (low is None or (value > low if low_open else value >= low))
+        ok = ok and (high is None or (value < high if high_open else value <= high))
+        if not ok:
+            raise argparse.ArgumentTypeError(f"expected {what.replace('a number', 'a finite number')}{span}, "
+                                             f"received {text!r}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def img_size(text: str) -> int:
+    """An argparse type for an image side: 0 (automatic) or MIN_IMG_SIZE..MAX_IMG_SIZE pixels.
+
+    Example:
+        >>> img_size("224"), img_size("0")
+        (224, 0)
+    """
+    value = whole(0, MAX_IMG_SIZE, "a side in pixels (0 = automatic)")(text)
+    if 0 < value < MIN_IMG_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"expected 0 (automatic) or a side from {MIN_IMG_SIZE} to {MAX_IMG_SIZE} pixels, received {text!r}")
+    return value
+
+
+SEED = whole(0, SEED_MAX, "a seed")
+COUNT = whole(1, None, "a whole number")
+WORKERS = whole(0, None, "a thread count (0 = one per core)")
+SHARE = finite(0, 0.9, "a share", high_open=True)
+
+
 def _field_help() -> dict[str, str]:
     """One-line help per setting, read from the comments in config.py (the one source of truth)."""
 
@@ -68,7 +153,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         if f.type == "bool":  # a setting on by default gets --no-FLAG too
             p.add_argument(flag, action=argparse.BooleanOptionalAction if f.default else "store_true", **kwargs)
             continue
-        kwargs["type"] = {"int": int, "float": float}.get(f.type, str)
+        if f.name == "img_size":
+            kwargs["type"] = img_size
+        elif f.name in INT_RANGES:
+            kwargs["type"] = whole(*INT_RANGES[f.name], config.INT_MEANING.get(f.name, "an integer"))
+        else:
+            kwargs["type"] = {"int": int, "float": finite()}.get(f.type, str)
         if f.name in CHOICES:
             kwargs["choices"] = CHOICES[f.name]
         p.add_argument(flag, metavar=f.name.upper() if f.name not in CHOICES else None, **kwargs)
@@ -112,13 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder written by `imgclf train`")
     p.add_argument("--data", help="folder of class subfolders to evaluate on (default: the run's test split)")
     p.add_argument("--split", choices=("val", "test"), help="which split of the run to evaluate (default: test if any)")
-    p.add_argument("--batch-size", type=int, default=128, help="images per model call (default: 128)")
+    p.add_argument("--batch-size", type=COUNT, default=128, help="images per model call (default: 128)")
     p.add_argument("--tta", choices=TTA_CHOICES, default="auto", help=TTA_HELP)
     p.add_argument("--no-explain", dest="explain", action="store_false", help="skip Grad-CAM and the embedding pictures (faster)")
     p.add_argument("--find-label-issues", action="store_true", help="also list images whose label the model confidently disputes")
     p.add_argument("--label-method", choices=("cv", "holdout"), default="cv",
                    help="label check: cv = k-fold copies of the model over all the run's images (default); holdout = the evaluated images only")
-    p.add_argument("--folds", type=int, default=5, help="folds for --label-method cv (default: 5)")
+    p.add_argument("--folds", type=whole(2, None, "a number of folds"), default=5, help="folds for --label-method cv (default: 5)")
 
     p = sub.add_parser("plot", help="redraw every picture and report.html of an evaluated run", formatter_class=fmt,
                        epilog="examples:\n  imgclf plot runs/leaves\n")
@@ -131,14 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
                               "  imgclf predict runs/leaves inbox/ --threshold 0.8 --sort-into sorted/\n"
                               "  imgclf predict runs/leaves photos/ --engine ray --output preds.parquet   # pip install 'imgclf[ray]'\n"
                               "  RAY_ADDRESS=ray://head:10001 imgclf predict /shared/runs/leaves list.txt --engine ray --output p.jsonl\n")
-    p.add_argument("model", help="run folder, or an exported model: .keras, .tflite, .onnx or a SavedModel folder")
+    p.add_argument("model", help="run folder, or an exported model: .keras, .tflite, .onnx or a SavedModel folder. "
+                   "A SavedModel runs its graph's ops, file writes included: load one only from a source you trust; "
+                   "for models from others prefer .keras (loaded in Keras' safe mode) or .tflite / .onnx")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or glob patterns")
-    p.add_argument("--top-k", type=int, default=1, help="how many classes to show per image (default: 1)")
+    p.add_argument("--top-k", type=COUNT, default=1, help="how many classes to show per image (default: 1)")
     p.add_argument("--format", choices=("table", "csv", "json", "jsonl"), default="table", help="output format (default: table)")
     p.add_argument("--output", help="write to this file instead of standard output (an existing file needs --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="allow --output to replace an existing file")
-    p.add_argument("--batch-size", type=int, default=64, help="images per model call (default: 64)")
-    p.add_argument("--threshold", type=float, default=0.0, help="below this top probability the class is 'unknown' (default: 0)")
+    p.add_argument("--batch-size", type=COUNT, default=64, help="images per model call (default: 64)")
+    p.add_argument("--threshold", type=finite(what="a finite probability"), default=0.0, help="below this top probability the class is 'unknown' (default: 0)")
     p.add_argument("--tta", choices=TTA_CHOICES, default="auto", help=TTA_HELP)
     p.add_argument("--sort-into", metavar="DIR", help="copy each image into DIR/<class>/ (or unknown/), never overwriting; log in DIR/sorted.csv")
     p.add_argument("--move", action="store_true", help="with --sort-into: move the files instead of copying them")
@@ -158,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=("keras", "savedmodel", "tflite", "tflite-fp16", "tflite-int8", "onnx"))
     p.add_argument("--out", help="output file or folder (default: RUN/exports/model.<format>, suffixed if taken)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--max-int8-drop", type=float, default=0.05, help="largest accuracy drop accepted for int8 (default: 0.05)")
+    p.add_argument("--max-int8-drop", type=finite(0, 1, "an accuracy drop"), default=0.05, help="largest accuracy drop accepted for int8 (default: 0.05)")
 
     p = sub.add_parser("serve", help="HTTP API and a web page for a model (binds to 127.0.0.1 by default)", formatter_class=fmt,
                        epilog="examples:\n  imgclf serve runs/leaves\n"
@@ -166,10 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "  curl -F file=@leaf.jpg 'http://127.0.0.1:8000/predict?top_k=3'\n")
     p.add_argument("model", help="run folder, or an exported model: .keras, .tflite, .onnx or a SavedModel folder")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 for all)")
-    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted upload, in MB (default: 10)")
-    p.add_argument("--workers", type=int, default=1, help="server processes, each with its own copy of the model (default: 1)")
-    p.add_argument("--max-batch", type=int, default=32, help="most concurrent requests batched into one model call (default: 32)")
+    p.add_argument("--port", type=whole(0, 65535, "a port"), default=8000, help="port (default: 8000)")
+    p.add_argument("--max-upload-mb", type=finite(0, None, "a size in MB", low_open=True), default=10.0, help="largest accepted upload, in MB (default: 10)")
+    p.add_argument("--workers", type=COUNT, default=1, help="server processes, each with its own copy of the model (default: 1)")
+    p.add_argument("--max-batch", type=COUNT, default=32, help="most concurrent requests batched into one model call (default: 32)")
     p.add_argument("--tta", choices=TTA_CHOICES, default="auto", help=TTA_HELP)
     p.add_argument("--allowed-hosts", metavar="NAMES", help="comma-separated host names that requests may use besides "
                    "localhost, 127.0.0.1, ::1 and --host (for example myserver.lan,10.0.0.5; '*' for any)")
@@ -197,24 +289,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=("digits", "fashion-mnist"), default="digits")
     p.add_argument("--out", help="run folder (default: runs/demo-DATASET, suffixed if taken)")
     p.add_argument("--data-dir", default="imgclf-data", help="where the dataset is written as PNG folders (default: imgclf-data/)")
-    p.add_argument("--epochs", type=int, help="override the demo's number of epochs")
+    p.add_argument("--epochs", type=COUNT, help="override the demo's number of epochs")
 
     p = sub.add_parser("lr-find", help="learning-rate range test: a plot and a suggested --lr", formatter_class=fmt,
                        epilog="examples:\n  imgclf lr-find data/ --model small_cnn\n  imgclf lr-find data/ --batch-size 32 --plot lr.png\n")
     _add_train_args(p)
     p.add_argument("--plot", default="lr_find.png", help="where to write the plot (default: lr_find.png)")
-    p.add_argument("--steps", type=int, default=100, help="steps of the range test (default: 100)")
+    p.add_argument("--steps", type=whole(2, None, "a number of steps"), default=100, help="steps of the range test (default: 100)")
 
     p = sub.add_parser("augment-preview", help="a grid PNG of augmented training images", formatter_class=fmt,
                        epilog="examples:\n  imgclf augment-preview data/ --augment strong\n  imgclf augment-preview data/ --augment light --mixup 0.2 --out aug.png\n")
     p.add_argument("data", help="folder of class subfolders")
     p.add_argument("--augment", choices=("none", "flip", "light", "standard", "strong"), default="standard", help="preset to show (default: standard)")
     p.add_argument("--flip", choices=("auto", "none", "horizontal", "both"), default="auto", help="as train's --flip (default: auto)")
-    p.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (default: 0 = off)")
-    p.add_argument("--cutmix", type=float, default=0.0, help="CutMix alpha (default: 0 = off)")
-    p.add_argument("--img-size", type=int, default=0, help="side in pixels (default: from the data)")
-    p.add_argument("--samples", type=int, default=8, help="rows: how many images")
-    p.add_argument("--seed", type=int, default=0, help="which images and which random draws (default: 0)")
+    p.add_argument("--mixup", type=finite(0, None, "an alpha"), default=0.0, help="MixUp alpha (default: 0 = off)")
+    p.add_argument("--cutmix", type=finite(0, None, "an alpha"), default=0.0, help="CutMix alpha (default: 0 = off)")
+    p.add_argument("--img-size", type=img_size, default=0, help="side in pixels (default: from the data)")
+    p.add_argument("--samples", type=COUNT, default=8, help="rows: how many images")
+    p.add_argument("--seed", type=SEED, default=0, help="which images and which random draws (default: 0)")
     p.add_argument("--out", default="augment_preview.png", help="PNG to write (default: augment_preview.png)")
 
     p = sub.add_parser("check", help="dataset health report: problems, duplicates, imbalance; quarantine", formatter_class=fmt,
@@ -225,24 +317,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="REPORT.json", help="also write the full report (every path) as JSON")
     p.add_argument("--quarantine", metavar="DIR", help="move problem files to DIR (same relative paths, logged in DIR/quarantine.json; nothing is deleted)")
     p.add_argument("--restore", metavar="DIR", help="put back every file quarantined in DIR")
-    p.add_argument("--min-side", type=int, default=16, help="warn about images whose shorter side is below this (default: 16)")
-    p.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse images with more pixels (decompression-bomb guard; default: 100,000,000)")
-    p.add_argument("--near-distance", type=int, default=8, help="near duplicates: perceptual hashes at most this many bits apart out of 64, confirmed on thumbnails (default: 8; 0 = off)")
-    p.add_argument("--workers", type=int, default=0, help="threads (default: one per core)")
-    p.add_argument("--show", type=int, default=10, help="paths shown per problem (default: 10; --json has all)")
+    p.add_argument("--min-side", type=whole(0, None, "a side in pixels"), default=16, help="warn about images whose shorter side is below this (default: 16)")
+    p.add_argument("--max-pixels", type=COUNT, default=100_000_000, help="refuse images with more pixels (decompression-bomb guard; default: 100,000,000)")
+    p.add_argument("--near-distance", type=whole(0, 64, "a number of bits"), default=8, help="near duplicates: perceptual hashes at most this many bits apart out of 64, confirmed on thumbnails (default: 8; 0 = off)")
+    p.add_argument("--workers", type=WORKERS, default=0, help="threads (default: one per core)")
+    p.add_argument("--show", type=whole(0, None, "a number of paths"), default=10, help="paths shown per problem (default: 10; --json has all)")
 
     p = sub.add_parser("split", help="stratified, leakage-free, reproducible train/val/test manifest", formatter_class=fmt,
                        epilog="examples:\n  imgclf split data/ --out split.csv\n  imgclf split data/ --out split.csv --val 0.15 --test 0.15 --seed 1 --group-by 'patient(\\d+)'\n"
                               "  imgclf train --manifest split.csv --out runs/leaves\n")
     p.add_argument("data", help="folder with one subfolder per class")
     p.add_argument("--out", required=True, help="manifest CSV to write (path, label, split, sha1, status, group)")
-    p.add_argument("--val", type=float, default=0.1, help="share of each class for validation (default: 0.1, as train)")
-    p.add_argument("--test", type=float, default=0.1, help="share of each class for testing (default: 0.1, as train)")
+    p.add_argument("--val", type=SHARE, default=0.1, help="share of each class for validation (default: 0.1, as train)")
+    p.add_argument("--test", type=SHARE, default=0.1, help="share of each class for testing (default: 0.1, as train)")
     p.add_argument("--overwrite", action="store_true", help="allow --out to replace an existing file")
-    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same manifest, byte for byte (default: 0)")
+    p.add_argument("--seed", type=SEED, default=0, help="the same seed gives the same manifest, byte for byte (default: 0)")
     p.add_argument("--group-by", default="", metavar="REGEX",
                    help="keep files whose path (relative to DATA) gives the same match, or first capture group, in one split")
-    p.add_argument("--workers", type=int, default=0, help="threads for hashing (default: one per core)")
+    p.add_argument("--workers", type=WORKERS, default=0, help="threads for hashing (default: one per core)")
 
     p = sub.add_parser("datasets", help="write a built-in dataset as PNG class folders, or pack a folder into TFRecord shards",
                        formatter_class=fmt,
@@ -256,13 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=fmt, epilog=EPILOG_PACK)
     e.add_argument("data", help="folder with one subfolder per class (or train/ val/ test/)")
     e.add_argument("--out", required=True, help="folder or URL for the shards (gs://...; s3://... with tensorflow-io); must be new or empty")
-    e.add_argument("--shard-size-mb", type=float, default=100.0, help="about this many MB of images per shard file (default: 100)")
-    e.add_argument("--min-shards", type=int, default=1, help="at least this many files per split, so as many workers each read their own (default: 1)")
-    e.add_argument("--val", type=float, default=0.1, help="share of each class for validation (default: 0.1, as train)")
-    e.add_argument("--test", type=float, default=0.1, help="share of each class for testing (default: 0.1, as train)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the split, as train's --seed (default: 0)")
+    e.add_argument("--shard-size-mb", type=finite(0, None, "a size in MB", low_open=True), default=100.0, help="about this many MB of images per shard file (default: 100)")
+    e.add_argument("--min-shards", type=COUNT, default=1, help="at least this many files per split, so as many workers each read their own (default: 1)")
+    e.add_argument("--val", type=SHARE, default=0.1, help="share of each class for validation (default: 0.1, as train)")
+    e.add_argument("--test", type=SHARE, default=0.1, help="share of each class for testing (default: 0.1, as train)")
+    e.add_argument("--seed", type=SEED, default=0, help="seed of the split, as train's --seed (default: 0)")
     e.add_argument("--group-by", default="", metavar="REGEX", help="keep files whose path gives the same match in one split (as train)")
-    e.add_argument("--max-pixels", type=int, default=100_000_000, help="skip images with more pixels (decompression-bomb guard; default: 100,000,000)")
-    e.add_argument("--workers", type=int, default=0, help="processes or threads for hashing and checking (default: one per core)")
+    e.add_argument("--max-pixels", type=COUNT, default=100_000_000, help="skip images with more pixels (decompression-bomb guard; default: 100,000,000)")
+    e.add_argument("--workers", type=WORKERS, default=0, help="processes or threads for hashing and checking (default: one per core)")
     e.add_argument("--overwrite", action="store_true", help="replace an earlier pack in --out (other files are never deleted)")
     return parser

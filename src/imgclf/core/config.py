@@ -10,6 +10,8 @@ with ``--config`` to repeat the run.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
 import platform
 import sys
@@ -39,6 +41,105 @@ CHOICES = {
     "distributed": ("none", "multi-worker"),
 }
 
+SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds are 32-bit; -1 or 2**32 fail deep inside them
+# Largest square input side. The largest pretrained default is 600 px (EfficientNet-B7);
+# at 2048 px one decoded RGB image is 12 MB in the in-memory cache (1,000 images: 12 GB) and a
+# batch of 64 is 3 GB of float32 input before the first layer, so larger sides only run out of
+# memory, and a crafted preprocess.json could ask a server to allocate terabytes.
+MAX_IMG_SIZE = 2048
+MIN_IMG_SIZE = 8
+PREPROCESS_CHOICES = {"color_mode": ("rgb", "grayscale"), "resize": CHOICES["resize"]}
+# Whole-number settings and their allowed range (inclusive; None = no upper bound).
+INT_RANGES = {
+    "epochs": (1, None), "batch_size": (1, None), "seed": (0, SEED_MAX), "workers": (0, None),
+    "max_images": (0, None), "patience": (0, None), "head_epochs": (0, None), "verbose": (-1, 2),
+    "max_pixels": (1, None), "img_size": (0, MAX_IMG_SIZE),
+}
+INT_MEANING = {"seed": "a seed", "workers": "a thread count (0 = one per core)", "max_images": "a number of images (0 = all)",
+               "patience": "a number of epochs (0 = off)", "head_epochs": "a number of epochs", "verbose": "-1, 0, 1 or 2",
+               "max_pixels": "a number of pixels", "img_size": "a side in pixels (0 = the model's default)"}
+
+
+PREPROCESS_FIX = "Restore the file as `imgclf train` or `imgclf export` wrote it, or export the model again."
+
+
+def _bad(name: str, expected: str, received, source: str = "",
+         fix: str = "Pass a value in that range (see `imgclf train --help`).") -> UserError:
+    where = f" in {source}" if source else ""
+    return UserError(f"Invalid {name}{where}: expected {expected}, received {received!r}. {fix}")
+
+
+def check_int(name: str, value, source: str = "") -> int:
+    """`value` if it is a whole number in the range of setting `name` (`INT_RANGES`), else a `UserError`.
+
+    Example:
+        >>> check_int("seed", 7)
+        7
+        >>> check_int("seed", -1)
+        Traceback (most recent call last):
+        ...
+        imgclf.core.errors.UserError: Invalid seed: expected a seed from 0 to 4294967295, received -1. ...
+    """
+    low, high = INT_RANGES[name]
+    span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+    what = f"{INT_MEANING.get(name, 'an integer')} {span}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low or (high is not None and value > high):
+        raise _bad(name, what, value, source)
+    if name == "img_size" and 0 < value < MIN_IMG_SIZE:
+        raise _bad(name, f"0 (the model's default) or a side from {MIN_IMG_SIZE} to {MAX_IMG_SIZE} pixels", value, source)
+    return value
+
+
+def check_finite(name: str, value, source: str = "") -> float:
+    """`value` if it is a finite number (not NaN, not infinite), else a `UserError`.
+
+    Example:
+        >>> check_finite("lr", 0.01)
+        0.01
+        >>> check_finite("lr", float("nan"))
+        Traceback (most recent call last):
+        ...
+        imgclf.core.errors.UserError: Invalid lr: expected a finite number, received nan. ...
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise _bad(name, "a finite number", value, source)
+    return value
+
+
+def check_preprocess(pre, source: str = "preprocess.json") -> dict:
+    """Check a model's preprocessing (a run's preprocess.json or an export's metadata) before it is used.
+
+    img_size must be a whole number from 8 to `MAX_IMG_SIZE`, color_mode rgb or
+    grayscale, resize (if given) squash, crop or pad, and channels (if given)
+    match color_mode. Returns a copy; raises `UserError` naming `source`.
+
+    Example:
+        >>> check_preprocess({"img_size": 28, "color_mode": "rgb"})["img_size"]
+        28
+        >>> check_preprocess({"img_size": 28, "color_mode": "cmyk"}, "runs/x/preprocess.json")
+        Traceback (most recent call last):
+        ...
+        imgclf.core.errors.UserError: Invalid color_mode in runs/x/preprocess.json: expected one of rgb, grayscale, received 'cmyk'. Restore ...
+    """
+    source = str(source)
+    if not isinstance(pre, dict):
+        raise UserError(f"{source} must hold a mapping such as {{\"img_size\": 224, \"color_mode\": \"rgb\"}}, "
+                        f"received {type(pre).__name__}. Export the model again with `imgclf export`.")
+    for key in ("img_size", "color_mode"):
+        if key not in pre:
+            raise UserError(f"{source} has no {key!r}: the model's input cannot be prepared without it. "
+                            "Export the model again with `imgclf export`, or restore the run's preprocess.json.")
+    size = pre["img_size"]
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not MIN_IMG_SIZE <= size <= MAX_IMG_SIZE:
+        raise _bad("img_size", f"a whole number of pixels from {MIN_IMG_SIZE} to {MAX_IMG_SIZE}", size, source, PREPROCESS_FIX)
+    for key, choices in PREPROCESS_CHOICES.items():
+        if key in pre and pre[key] not in choices:
+            raise _bad(key, f"one of {', '.join(choices)}", pre[key], source, PREPROCESS_FIX)
+    channels = {"rgb": 3, "grayscale": 1}[pre["color_mode"]]
+    if "channels" in pre and pre["channels"] != channels:
+        raise _bad("channels", f"{channels} for color_mode {pre['color_mode']}", pre["channels"], source, PREPROCESS_FIX)
+    return dict(pre)
+
 
 @dataclass
 class TrainConfig:
@@ -49,7 +150,7 @@ class TrainConfig:
     out: str = ""  # run folder; empty means runs/<model>, with a suffix if taken
     model: str = "auto"  # auto (chosen from the data and the installed weights: a pretrained EfficientNet-Lite for photos, small_cnn for tiny images or without weights) | a name from `imgclf models` | a YAML architecture file
     weights: str = "auto"  # auto (imagenet when --model auto picks a pretrained backbone, else none) | none | imagenet | path to a .weights.h5 file or a .keras model
-    img_size: int = 0  # square input side in pixels; 0 = the model's default (small_cnn: from the data)
+    img_size: int = 0  # square input side in pixels, 8 to 2048 (larger only runs out of memory); 0 = the model's default (small_cnn: from the data)
     color_mode: str = "auto"  # auto (grayscale if every image is) | rgb | grayscale
     resize: str = "squash"  # squash (ignore aspect) | crop (centre crop) | pad (letterbox)
     max_pixels: int = 100_000_000  # images with more pixels are skipped (decompression-bomb guard)
@@ -109,18 +210,20 @@ class TrainConfig:
                     f"Invalid {name}: expected one of {', '.join(choices)}, received {value!r}."
                     + did_you_mean(value, choices)
                 )
-        positive = ("epochs", "batch_size")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise UserError(f"Invalid {name}: expected an integer of at least 1, received {getattr(self, name)!r}.")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in INT_RANGES:
+                check_int(f.name, value)
+            elif f.type == "float" or (f.type == "float | str" and not isinstance(value, str)):
+                check_finite(f.name, value)
         if self.time_budget < 0:
             raise UserError(f"Invalid time_budget: expected minutes >= 0, received {self.time_budget!r}.")
-        if self.lr not in ("auto", "model") and self.lr <= 0:
+        if isinstance(self.lr, str) and self.lr not in ("auto", "model"):
+            raise UserError(f"Invalid lr: expected a positive number, 'auto' or 'model', received {self.lr!r}.")
+        if not isinstance(self.lr, str) and self.lr <= 0:
             raise UserError(f"Invalid lr: expected a positive number, received {self.lr!r}.")
-        if self.max_pixels < 1:
-            raise UserError(f"Invalid max_pixels: expected a positive number of pixels, received {self.max_pixels!r}.")
-        if self.img_size and self.img_size < 8:
-            raise UserError(f"Invalid img_size: expected at least 8 pixels, received {self.img_size}.")
+        if self.finetune_lr_scale <= 0:
+            raise UserError(f"Invalid finetune_lr_scale: expected a positive multiplier, received {self.finetune_lr_scale!r}.")
         for name in ("val_fraction", "test_fraction"):
             v = getattr(self, name)
             if not 0 <= v < 0.9:
@@ -149,17 +252,19 @@ def field_names() -> list[str]:
     return [f.name for f in fields(TrainConfig)]
 
 
-def _coerce(name: str, value: Any, type_name: str) -> Any:
-    """Convert a YAML or CLI value to the field's type, with a clear error."""
+def _coerce(name: str, value: Any, type_name: str, source: str = "") -> Any:
+    """Convert a YAML or CLI value to the field's type, with a clear error (naming `source`, a file, if given)."""
     if value is None:
         return value
     if type_name == "float | str" and value in ("auto", "model"):
         return value
     try:
         if type_name in ("float", "float | str"):
+            if isinstance(value, bool):
+                raise ValueError
             return float(value)
         if type_name == "int":
-            if isinstance(value, float) and not value.is_integer():
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
             return int(value)
         if type_name == "bool":
@@ -171,12 +276,33 @@ def _coerce(name: str, value: Any, type_name: str) -> Any:
                 raise ValueError
             return bool(value)
         return str(value)
-    except (TypeError, ValueError):
-        raise UserError(f"Invalid {name}: expected {type_name}, received {value!r}.") from None
+    except (TypeError, ValueError, OverflowError):
+        where = f" in {source}" if source else ""
+        kind = {"int": "int (a whole number)", "float": "float (a number)", "float | str": "a number", "bool": "true or false"}
+        raise UserError(f"Invalid {name}{where}: expected {kind.get(type_name, type_name)}, received {value!r}. "
+                        "Correct the value (see `imgclf train --help`).") from None
+
+
+def _check_one(name: str, value, source: str) -> None:
+    """The checks of `TrainConfig.validate` that concern one setting, naming the file it came from."""
+    if name in CHOICES and value not in CHOICES[name]:
+        raise _bad(name, f"one of {', '.join(CHOICES[name])}", value, source)
+    if name in INT_RANGES:
+        check_int(name, value, source)
+    elif isinstance(value, float):
+        check_finite(name, value, source)
+
+
+class FileSettings(dict):
+    """Settings read from a file (`load_yaml`), which remember the file for error messages."""
+
+    source = ""
 
 
 def make_config(*sources: dict | None) -> TrainConfig:
     """Merge setting dictionaries (later ones win) into a validated `TrainConfig`.
+
+    A bad value from a file (`load_yaml`) is reported with the file's path.
 
     Example:
         >>> make_config({"epochs": 2}, {"lr": 0.01}).lr
@@ -185,14 +311,17 @@ def make_config(*sources: dict | None) -> TrainConfig:
     types = {f.name: f.type for f in fields(TrainConfig)}
     merged: dict[str, Any] = {}
     for source in sources:
+        where = getattr(source, "source", "")
         for key, value in (source or {}).items():
-            key = key.replace("-", "_")
+            key = str(key).replace("-", "_")
             if key not in types:
                 raise UserError(
-                    f"Unknown setting {key!r}: expected one of the names listed by `imgclf train --help`."
-                    + did_you_mean(key, types)
+                    f"Unknown setting {key!r}{' in ' + where if where else ''}: expected one of the names "
+                    "listed by `imgclf train --help`." + did_you_mean(key, types)
                 )
-            merged[key] = _coerce(key, value, types[key])
+            merged[key] = _coerce(key, value, types[key], where)
+            if where and merged[key] is not None:
+                _check_one(key, merged[key], where)
     return TrainConfig(**merged).validate()
 
 
@@ -214,7 +343,9 @@ def load_yaml(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise UserError(f"Config file {str(path)!r} must hold a mapping of setting: value, received {type(data).__name__}.")
     data.pop("versions", None)
-    return data
+    settings = FileSettings(data)
+    settings.source = str(path)
+    return settings
 
 
 def to_dict(config: TrainConfig) -> dict:

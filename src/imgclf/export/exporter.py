@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgclf.core.config import check_preprocess
 from imgclf.core.errors import UserError, did_you_mean
 from imgclf.core.fs import atomic_write_json, free_name
 from imgclf.core.run import Run
@@ -258,7 +259,7 @@ def export(run, format: str = "tflite", out: str | os.PathLike | None = None, ov
     from imgclf.models.saving import load_keras_model
 
     keras_model = load_keras_model(run.model_path)
-    pre = run.preprocess
+    pre = check_preprocess(run.preprocess, run.file("preprocess.json"))
     calibration = np.zeros((0,))
     if format == "tflite-int8":
         calibration, _ = _decode_rows(_sample_rows(run, ("train",), calibration_images)[0], pre)

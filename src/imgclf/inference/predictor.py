@@ -20,6 +20,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from imgclf.core.config import check_preprocess
 from imgclf.core.errors import UserError
 from imgclf.core.run import Run
 from imgclf.data.decode import DecodeError, decode_image
@@ -46,7 +47,9 @@ class Predictor:
         self.backend: Backend = model if isinstance(model, Backend) else KerasBackend(model, source)
         self.model = self.backend.model  # the Keras model, where there is one (Grad-CAM needs it); else None
         self.classes = list(classes)
-        self.preprocess = dict(preprocess)
+        # Checked here, where every format's preprocessing enters (run, sidecar, TFLite/ONNX metadata).
+        self.preprocess = check_preprocess(preprocess, f"the preprocessing of {source or 'the model'!r} "
+                                                       "(preprocess.json or the exported metadata)")
         self.source = source
         # "none" or "flip": test-time augmentation applied by predict_arrays; "auto" takes
         # what training chose on its validation split (saved in preprocess.json), so a

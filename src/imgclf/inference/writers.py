@@ -46,9 +46,16 @@ def shown(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def _finite(p):
+    return None if isinstance(p, float) and not math.isfinite(p) else p
+
+
 def _clean(row: dict) -> dict:
-    p = row["probability"]
-    return {**row, "probability": None if isinstance(p, float) and math.isnan(p) else p}
+    # JSON has no NaN: a model that outputs NaN (e.g. trained into NaN weights) gives null.
+    clean = {**row, "probability": _finite(row["probability"])}
+    if row.get("top_k"):
+        clean["top_k"] = [[c, _finite(p)] for c, p in row["top_k"]]
+    return clean
 
 
 def table_columns(top_k: int) -> list[str]:

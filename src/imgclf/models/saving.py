@@ -1,16 +1,44 @@
-"""Load a saved imgclf ``.keras`` model: its custom layers are registered by importing them first."""
+"""Load a saved imgclf ``.keras`` model: its custom layers are registered by importing them first.
+
+Keras loads in safe mode: a Lambda layer (pickled Python code) is refused, not
+run, and the refusal is a `UserError` (one line, exit status 2), as is a file
+that is not a Keras model at all.
+"""
 
 from __future__ import annotations
+
+import os
+import zipfile
 
 import keras
 
 import imgclf.models.layers  # noqa: F401  (registers Preprocess with Keras' serialisation)
+from imgclf.core.errors import UserError
 
 
 def load_keras_model(path):
-    """Load a saved imgclf .keras model for inference (not compiled).
+    """Load a saved imgclf .keras model for inference (not compiled), in Keras' safe mode.
 
     Example:
         >>> model = load_keras_model("runs/leaves/model.keras")
+        >>> load_keras_model("my_cnn.yaml")
+        Traceback (most recent call last):
+        ...
+        imgclf.core.errors.UserError: Could not load 'my_cnn.yaml' as a Keras model: ...
     """
-    return keras.saving.load_model(path, compile=False)
+    shown = os.fspath(path)
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as e:
+        reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        if "Lambda" in str(e) or "safe_mode" in str(e):
+            raise UserError(
+                f"Refusing to load {shown!r}: it holds a Lambda layer, Python code that would run when the "
+                "model loads, and imgclf loads .keras files in Keras' safe mode. Expected a model of standard "
+                "layers (as every imgclf run saves). Rebuild the model without Lambda layers, or use a TFLite "
+                "or ONNX export of it."
+            ) from None
+        raise UserError(
+            f"Could not load {shown!r} as a Keras model: {reason}. Expected a .keras file saved by imgclf "
+            "(a run's model.keras or `imgclf export --format keras`)."
+        ) from None

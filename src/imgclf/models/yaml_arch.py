@@ -34,6 +34,7 @@ from pathlib import Path
 
 import yaml
 
+from imgclf.core.config import MAX_IMG_SIZE
 from imgclf.core.errors import UserError, did_you_mean
 from imgclf.models.registry import ModelSpec, register_file_resolver
 
@@ -56,8 +57,16 @@ def _where(path: str, node) -> str:
     return f"{path} line {node.start_mark.line + 1}"
 
 
-def _scalar(node):
-    return yaml.safe_load(yaml.serialize(node))
+def _scalar(node, where: str):
+    """The plain value of a node; a tag such as !!python/object is refused (safe_load never runs it)."""
+    try:
+        return yaml.safe_load(yaml.serialize(node))
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(
+            f"{where}: {problem}. Expected plain YAML values (numbers, strings, lists, mappings); "
+            "tags such as !!python/object are not allowed in an architecture file. Remove the tag."
+        ) from None
 
 
 def parse_layers(path: str, node) -> list[tuple[str, dict, str]]:
@@ -93,7 +102,7 @@ def parse_layers(path: str, node) -> list[tuple[str, dict, str]]:
             if not isinstance(args_node, yaml.MappingNode):
                 raise UserError(f"{_where(path, args_node)}: arguments of {cls} must be a mapping like {{filters: 32}}.")
             for k_node, v_node in args_node.value:
-                args[k_node.value] = (_scalar(v_node), _where(path, k_node))
+                args[k_node.value] = (_scalar(v_node, _where(path, v_node)), _where(path, k_node))
         out.append((cls, args, _where(path, key_node)))
     return out
 
@@ -141,15 +150,16 @@ def _load(path: str, mtime: float):
             )
         nodes[k_node.value] = v_node
         if k_node.value != "layers":
-            fields[k_node.value] = (_scalar(v_node), _where(path, v_node))
+            fields[k_node.value] = (_scalar(v_node, _where(path, v_node)), _where(path, v_node))
     if "layers" not in nodes:
         raise UserError(f"{path}: no 'layers:' list: say which layers the network has.")
     layers = parse_layers(path, nodes["layers"])
 
     def get(key, default, kind):
         value, where = fields.get(key, (default, path))
-        if kind is int and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise UserError(f"{where}: {key} must be a whole number of pixels, received {value!r}.")
+        if kind is int and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_IMG_SIZE):
+            raise UserError(f"{where}: {key} must be a whole number of pixels from 0 to {MAX_IMG_SIZE}, "
+                            f"received {value!r}.")
         return value
 
     preprocessing = get("preprocessing", "unit", str)
@@ -161,7 +171,7 @@ def _load(path: str, mtime: float):
     color_modes = get("color_modes", ["rgb", "grayscale"], list)
     if isinstance(color_modes, str):
         color_modes = [color_modes]
-    if not color_modes or any(c not in ("rgb", "grayscale") for c in color_modes):
+    if not isinstance(color_modes, list) or not color_modes or any(c not in ("rgb", "grayscale") for c in color_modes):
         raise UserError(f"{fields['color_modes'][1]}: color_modes must list rgb and/or grayscale, received {color_modes!r}.")
     name = str(get("name", Path(path).stem, str))
 

@@ -28,7 +28,7 @@ from dataclasses import fields, replace
 
 import numpy as np
 
-from imgclf.core.config import TrainConfig, make_config
+from imgclf.core.config import TrainConfig, check_preprocess, make_config
 from imgclf.core.errors import UserError
 from imgclf.core.fs import atomic_write_json, atomic_write_text
 from imgclf.core.manifest import is_skipped
@@ -166,7 +166,7 @@ def find_label_issues(run, method: str = "cv", data: str | os.PathLike | None = 
     run = run if isinstance(run, Run) else Run(run)
     if method not in ("cv", "holdout"):
         raise UserError(f"Unknown label-check method {method!r}: expected 'cv' (cross-validation) or 'holdout'.")
-    classes, pre = run.classes, run.preprocess
+    classes, pre = run.classes, check_preprocess(run.preprocess, run.file("preprocess.json"))
     index = {c: i for i, c in enumerate(classes)}
     if method == "holdout":
         # The predictions of the last `imgclf evaluate`, unless they were on other images than asked for.
