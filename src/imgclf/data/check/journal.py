@@ -55,6 +55,7 @@ class Journal:
         self.data = ""
         self.entries: dict[int, dict] = {}
         self._fd: int | None = None
+        self._next = 0  # the next move's id
         self._torn: int | None = None  # offset of a last line cut short by a kill, dropped before the next write
 
     @classmethod
@@ -110,6 +111,7 @@ class Journal:
             self.data = str(log.get("data", ""))
             for i, e in enumerate(log.get("entries", [])):
                 self.entries[i] = {**_record(e), "state": "quarantined"}
+            self._next = len(self.entries)
         except (OSError, ValueError, AttributeError, TypeError) as e:
             raise UserError(f"Cannot read {path}: {e}. It is the record of what was quarantined; restore it from a backup.") from None
 
@@ -119,6 +121,7 @@ class Journal:
             self.data = str(rec["data"])
         elif op == "move":
             self.entries[int(rec["id"])] = {**_record(rec), "state": "moving"}
+            self._next = max(self._next, int(rec["id"]) + 1)
         elif op in _STATE_AFTER:
             entry = self.entries[int(rec["id"])]
             entry["state"] = _STATE_AFTER[op]
@@ -128,7 +131,8 @@ class Journal:
             raise ValueError(f"unknown op {op!r}")
 
     def next_id(self) -> int:
-        return max(self.entries, default=-1) + 1
+        """The id of the next move (ids count up from 0). Example: ``journal.next_id()``."""
+        return self._next
 
     def append(self, rec: dict) -> None:
         """Write one record (one ``write`` call: a kill cannot leave half of it) and apply it."""
