@@ -76,7 +76,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj) -> Path:
     """Atomically write `obj` as indented JSON. Example: ``atomic_write_json("m.json", {"a": 1})``."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    return atomic_write_text(path, json_text(obj))
+
+
+def json_text(obj) -> str:
+    """`obj` as indented JSON text (NumPy numbers and arrays as plain ones). Example: ``json_text({"a": 1})``."""
+    return json.dumps(obj, indent=2, default=_json_default) + "\n"
 
 
 def _json_default(o):
@@ -147,13 +152,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temporaries(folder: str | os.PathLike, recursive: bool = False, keep=()) -> list[Path]:
+def clean_stale_temporaries(folder: str | os.PathLike, recursive: bool = False, keep=(), prefix: str = "") -> list[Path]:
     """Remove the temporary files (and SavedModel folders) that killed imgclf commands left in `folder`.
 
     A temporary is named ``.NAME.tmpPID...``; it is stale when no process
     PID runs any more, or when the process now holding that PID started
     after the file was last written (the PID was reused). A live writer's
-    temporary is never touched, nor a path in `keep`. Returns what was removed.
+    temporary is never touched, nor a path in `keep`, nor (given `prefix`) a
+    name that does not start with it. Returns what was removed.
 
     Example:
         >>> import tempfile
@@ -176,7 +182,7 @@ def clean_stale_temporaries(folder: str | os.PathLike, recursive: bool = False, 
         for name in names:
             m = TEMP_NAME.match(name)
             path = Path(dirpath) / name
-            if not m or path in keep:
+            if not m or path in keep or not name.startswith(prefix):
                 continue
             pid = int(m.group(1))
             try:
