@@ -28,7 +28,7 @@ from tests.conftest import make_image_folder
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 DEAD_PID = 4_000_000  # above Linux's pid_max: never a live process
-TRAIN = dict(model="small_cnn", img_size=16, batch_size=8, epochs=3, verbose=0, augment="none", val_fraction=0.2,
+TRAIN = dict(model="small_cnn", img_size=16, batch_size=8, epochs=2, verbose=0, augment="none", val_fraction=0.2,
              test_fraction=0.2)
 
 
@@ -37,6 +37,16 @@ def _killed(code: str, point: str, timeout: int = 120) -> subprocess.CompletedPr
                          env={**ENV, "IMGCLF_TEST_KILL_AT": point})
     assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
     return out
+
+
+def _start_killed(code: str, point: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**ENV, "IMGCLF_TEST_KILL_AT": point})
+
+
+def _wait_killed(proc: subprocess.Popen) -> None:
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == -signal.SIGKILL, err[-2000:]
 
 
 def _iterations(path: Path) -> int:
@@ -50,58 +60,74 @@ def _iterations(path: Path) -> int:
 
 @pytest.fixture(scope="module")
 def killed_run(tmp_path_factory):
-    """A run whose training was killed after epoch 2's checkpoint, before its state.json."""
+    """A run whose training was killed after epoch 1's checkpoint, before its state.json; evaluated once.
+
+    Then an evaluation and an export of it are started, each to be killed at its point, in the
+    background (TensorFlow takes seconds to import): ``killed_run.evaluating``, ``killed_run.exporting``.
+    """
     root = tmp_path_factory.mktemp("crash")
     data = make_image_folder(root / "data", per_class=8, size=16)
     out = root / "runs" / "r"
-    _killed(f"import imgclf; imgclf.train({data!r}, out={str(out)!r}, **{TRAIN!r})", "checkpoint.saved:2")
-    return out
+    _killed(f"import imgclf; imgclf.train({data!r}, out={str(out)!r}, **{TRAIN!r})", "checkpoint.saved:1")
+    first = imgclf.evaluate(str(out), plots=False, verbose=False)
+    procs = {"first_evaluation": first.metrics["evaluation_id"],
+             "evaluating": _start_killed(f"import imgclf; imgclf.evaluate({str(out)!r}, plots=False, verbose=False)",
+                                         "evaluate.predictions"),
+             "exporting": _start_killed("from imgclf.export.exporter import export; "
+                                        f"export({str(out)!r}, format='keras', parity_images=8)", "export.written")}
+    yield out, procs
+    for p in (procs["evaluating"], procs["exporting"]):
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 
 
 def test_train_killed_between_checkpoint_and_state_resumes_exactly(killed_run):
-    state_json = json.loads((killed_run / "checkpoints" / "state.json").read_text())
-    assert state_json["epoch"] == 1  # the kill came before epoch 2's state.json ...
-    assert read_state(killed_run)["epoch"] == 2  # ... but the checkpoint carries its own state
-    per_epoch = _iterations(killed_run / "checkpoints" / "last.keras") // 2
-    stale = killed_run / "checkpoints" / f".last.tmp{DEAD_PID}.keras"
+    run, _ = killed_run
+    assert not (run / "checkpoints" / "state.json").exists()  # the kill came before epoch 1's state.json ...
+    assert read_state(run)["epoch"] == 1  # ... but the checkpoint carries its own state
+    per_epoch = _iterations(run / "checkpoints" / "last.keras")
+    stale = run / "checkpoints" / f".last.tmp{DEAD_PID}.keras"
     stale.write_bytes(b"half a model from a killed save")
-    imgclf.train(out=str(killed_run), resume=True, verbose=0)
-    assert _iterations(killed_run / "checkpoints" / "last.keras") == 3 * per_epoch  # not 4: no epoch repeated
-    assert [h["epoch"] for h in read_state(killed_run)["history"]] == [1, 2, 3]
+    imgclf.train(out=str(run), resume=True, verbose=0)
+    assert _iterations(run / "checkpoints" / "last.keras") == 2 * per_epoch  # not 3: no epoch repeated
+    assert [h["epoch"] for h in read_state(run)["history"]] == [1, 2]
     assert not stale.exists()
 
 
 @pytest.mark.parametrize("change, name", [({"img_size": 24}, "img_size"), ({"model": "mobilenet_v2"}, "model")])
 def test_a_refused_resume_leaves_the_run_resumable(killed_run, change, name):
-    config = (killed_run / "config.yaml").read_bytes()
+    run, _ = killed_run
+    config = (run / "config.yaml").read_bytes()
     with pytest.raises(UserError, match=f"Cannot resume .*{name}"):
-        imgclf.train(out=str(killed_run), resume=True, verbose=0, **change)
-    assert (killed_run / "config.yaml").read_bytes() == config
+        imgclf.train(out=str(run), resume=True, verbose=0, **change)
+    assert (run / "config.yaml").read_bytes() == config
 
 
 def test_evaluate_killed_between_its_files_is_not_mixed(killed_run):
     from imgclf.evaluation.figures.run_figures import load_predictions, plot_run
     from imgclf.evaluation.results import same_evaluation
 
-    first = imgclf.evaluate(str(killed_run), plots=False, verbose=False)
-    _killed(f"import imgclf; imgclf.evaluate({str(killed_run)!r}, plots=False, verbose=False)", "evaluate.predictions")
-    metrics = json.loads((killed_run / "metrics.json").read_text())
-    assert metrics["evaluation_id"] == first.metrics["evaluation_id"]  # the old metrics beside new predictions
+    run, procs = killed_run
+    _wait_killed(procs["evaluating"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["evaluation_id"] == procs["first_evaluation"]  # the old metrics beside new predictions
     with pytest.raises(UserError, match="different evaluations"):
-        plot_run(killed_run)
-    again = imgclf.evaluate(str(killed_run), plots=False, verbose=False)
-    same_evaluation(json.loads((killed_run / "metrics.json").read_text()), load_predictions(imgclf.Run(killed_run)))
-    assert again.metrics["evaluation_id"] != first.metrics["evaluation_id"]
+        plot_run(run)
+    again = imgclf.evaluate(str(run), plots=False, verbose=False)
+    same_evaluation(json.loads((run / "metrics.json").read_text()), load_predictions(imgclf.Run(run)))
+    assert again.metrics["evaluation_id"] != procs["first_evaluation"]
 
 
 def test_export_killed_leaves_a_temporary_the_next_export_removes(killed_run):
     from imgclf.export.exporter import export
 
-    exports = killed_run / "exports"
-    _killed(f"from imgclf.export.exporter import export; export({str(killed_run)!r}, format='keras', parity_images=8)", "export.written")
+    run, procs = killed_run
+    _wait_killed(procs["exporting"])
+    exports = run / "exports"
     left = sorted(p.name for p in exports.iterdir())
     assert left and all(n.startswith(".model.tmp") for n in left)  # never renamed into place
-    result = export(str(killed_run), format="keras", parity_images=8)
+    result = export(str(run), format="keras", parity_images=8)
     assert sorted(p.name for p in exports.iterdir()) == ["model.json", "model.keras"] and result.path.name == "model.keras"
 
 
