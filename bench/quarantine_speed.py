@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from imgclf.data.check.quarantine import quarantine, restore
@@ -56,9 +57,10 @@ def count_fsyncs(fn):
 
 
 def machine(root: Path) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    with open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor())
     try:
-        fs = subprocess.run(["df", "-T", str(root)], capture_output=True, text=True).stdout.splitlines()[-1].split()
+        fs = subprocess.run(["df", "-T", str(root)], check=False, capture_output=True, text=True).stdout.splitlines()[-1].split()
         fs_desc = f"{fs[1]} on {fs[0]}"
     except (OSError, IndexError):
         fs_desc = "unknown file system"
@@ -82,11 +84,11 @@ def main() -> None:
                 data.mkdir()
                 moves = make_files(data, n)
                 t = time.perf_counter()
-                moved, q_syncs = count_fsyncs(lambda: quarantine(data, moves, dest))
+                moved, q_syncs = count_fsyncs(partial(quarantine, data, moves, dest))
                 q_rates.append(n / (time.perf_counter() - t))
                 assert len(moved) == n
                 t = time.perf_counter()
-                result, r_syncs = count_fsyncs(lambda: restore(dest))
+                result, r_syncs = count_fsyncs(partial(restore, dest))
                 r_rates.append(n / (time.perf_counter() - t))
                 assert len(result["restored"]) == n and not result["kept"]
             finally:

@@ -28,12 +28,12 @@ from tests.conftest import make_image_folder
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 DEAD_PID = 4_000_000  # above Linux's pid_max: never a live process
-TRAIN = dict(model="small_cnn", img_size=16, batch_size=8, epochs=2, verbose=0, augment="none", val_fraction=0.2,
-             test_fraction=0.2)
+TRAIN = {"model": "small_cnn", "img_size": 16, "batch_size": 8, "epochs": 2, "verbose": 0, "augment": "none",
+         "val_fraction": 0.2, "test_fraction": 0.2}
 
 
 def _killed(code: str, point: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=timeout,
                          env={**ENV, "IMGCLF_TEST_KILL_AT": point})
     assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
     return out
@@ -146,7 +146,7 @@ def test_check_quarantine_killed_loses_nothing(tmp_path, point):
     quarantine = ("from imgclf.cli import main; import sys; "
                   f"sys.exit(main(['check', {str(data)!r}, '--quarantine', {str(qdir)!r}, '--workers', '1']))")
     if point.startswith("restore"):
-        subprocess.run([sys.executable, "-c", quarantine], env=ENV, capture_output=True, timeout=60)
+        subprocess.run([sys.executable, "-c", quarantine], check=False, env=ENV, capture_output=True, timeout=60)
         _killed(f"from imgclf.data.check.quarantine import restore; restore({str(qdir)!r})", point, timeout=60)
     else:
         _killed(quarantine, point, timeout=60)

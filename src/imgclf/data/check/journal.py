@@ -59,7 +59,7 @@ class Journal:
         self._torn: int | None = None  # offset of a last line cut short by a kill, dropped before the next write
 
     @classmethod
-    def read(cls, folder: str | os.PathLike) -> "Journal":
+    def read(cls, folder: str | os.PathLike) -> Journal:
         """Replay DIR/quarantine.jsonl (or an old DIR/quarantine.json) without opening it for writing."""
         j = cls(Path(folder))
         if j.path.exists():
@@ -69,7 +69,7 @@ class Journal:
         return j
 
     @classmethod
-    def open(cls, folder: str | os.PathLike, data: str = "") -> "Journal":
+    def open(cls, folder: str | os.PathLike, data: str = "") -> Journal:
         """Replay the journal and open it for appending (created, naming `data`, if new); locks it."""
         j = cls.read(folder)
         j.folder.mkdir(parents=True, exist_ok=True)
