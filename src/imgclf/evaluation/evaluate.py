@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 
 import numpy as np
 
 from imgclf.core.errors import UserError
-from imgclf.core.fs import atomic_write_json
+from imgclf.core.fs import atomic_write_json, clean_stale_temporaries
+from imgclf.core.killpoint import kill_point
 from imgclf.core.manifest import is_skipped
 from imgclf.core.progress import log
 from imgclf.core.run import Run
@@ -22,7 +24,7 @@ from imgclf.data.scan import scan_folder
 from imgclf.data.shards.reader import decode_for_evaluation, shard_source
 from imgclf.evaluation.figures.run_figures import collect_visuals, plot_run, save_predictions
 from imgclf.evaluation.report import write_report
-from imgclf.evaluation.results import Evaluation
+from imgclf.evaluation.results import EVALUATION_ID, Evaluation
 from imgclf.inference.predictor import load
 
 
@@ -75,7 +77,7 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
     """
 
     run = run if isinstance(run, Run) else Run(run)
-
+    clean_stale_temporaries(run.path)
     shards = shard_source(run, data)  # packed TFRecords (`imgclf datasets pack`), given or trained on
     if not shards:
         rows, source = eval_rows(run, os.fspath(data) if data else None, split)
@@ -104,12 +106,15 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
     ev.metrics["tta"] = predictor.tta
     ev.metrics["skipped"] = [{"path": p, "reason": r} for p, r in decoded.skipped]
     ev.metrics["top_losses"] = ev.top_losses(16)
-    atomic_write_json(run.file("metrics.json"), ev.metrics)
-
-    visuals = None
+    # metrics.json and predictions.npz share an id (`same_evaluation`): predictions first, metrics last, so a
+    # kill between them leaves a pair that the figures refuse instead of mixing two evaluations.
+    ev.metrics["evaluation_id"] = uuid.uuid4().hex
+    visuals = {}
     if plots:
         visuals = collect_visuals(getattr(predictor, "model", None), decoded.images, ev.y_true, ev.probs, explain=explain)
-    save_predictions(run, ev.y_true, ev.probs, ev.paths, classes, visuals)
+    save_predictions(run, ev.y_true, ev.probs, ev.paths, classes, {**visuals, EVALUATION_ID: np.asarray(ev.metrics["evaluation_id"])})
+    kill_point("evaluate.predictions")
+    atomic_write_json(run.file("metrics.json"), ev.metrics)
     if plots:
         plot_run(run)
         write_report(run, ev)

@@ -9,7 +9,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from imgclf.core.errors import UserError
 from imgclf.evaluation.metrics import classification_metrics, most_confused
+
+EVALUATION_ID = "evaluation_id"  # in metrics.json and predictions.npz: the evaluation that wrote them
+
+
+def same_evaluation(metrics: dict, predictions: dict, run_path="the run") -> None:
+    """Raise `UserError` unless metrics.json and predictions.npz come from the same `evaluate` call.
+
+    Runs evaluated before the id existed have it in neither file and pass.
+
+    Example:
+        >>> same_evaluation({"evaluation_id": "a1"}, {"evaluation_id": np.asarray("a1")})
+    """
+    m, p = metrics.get(EVALUATION_ID), predictions.get(EVALUATION_ID)
+    p = None if p is None else str(p)
+    if m != p:
+        raise UserError(
+            f"metrics.json and predictions.npz in {str(run_path)!r} come from different evaluations (one was "
+            f"interrupted between writing them): metrics id {m!r}, predictions id {p!r}. "
+            f"Run `imgclf evaluate {run_path}` again to write both."
+        )
 
 
 class Evaluation:

@@ -29,7 +29,8 @@ import numpy as np
 
 from imgclf.core.config import check_preprocess
 from imgclf.core.errors import UserError, did_you_mean
-from imgclf.core.fs import atomic_write_json, free_name
+from imgclf.core.fs import atomic_write_json, clean_stale_temporaries, free_name
+from imgclf.core.killpoint import kill_point
 from imgclf.core.run import Run
 from imgclf.core.version import __version__
 from imgclf.data.decode import DecodeError, decode_image
@@ -269,9 +270,12 @@ def export(run, format: str = "tflite", out: str | os.PathLike | None = None, ov
         raise UserError(f"The run {str(run.path)!r} lists no readable images in manifest.csv to check the export against.")
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    # what killed exports left (their PID is gone): all of them in the run's exports/, this name's elsewhere
+    clean_stale_temporaries(path.parent, prefix="" if path.parent == run.file("exports") else f".{path.stem}.tmp")
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
         _write(serving_model(keras_model), format, tmp, _metadata(run, format), calibration)
+        kill_point("export.written")
         if format == "keras":
             exported = load(tmp)
         else:

@@ -50,8 +50,27 @@ def _resume(file_settings: dict | None, given: dict) -> Run:
             "that trained at least one epoch."
         )
     saved = load_yaml(run_dir / "config.yaml")
+    _refuse_changes(saved, {**(file_settings or {}), **given}, out)
     cfg = make_config(saved, file_settings, given)
     return Trainer(cfg, run_dir=run_dir).fit_resume()
+
+
+# What the checkpoint's weights or the run's split depend on: a resume cannot change them.
+FIXED_ON_RESUME = ("model", "weights", "img_size", "color_mode", "resize", "seed", "val_fraction", "test_fraction",
+                   "group_by", "max_images", "manifest")
+
+
+def _refuse_changes(saved: dict, asked: dict, out: str) -> None:
+    """Raise `UserError`, before anything is written, if `asked` changes a setting fixed by the run."""
+    changed = {k: v for k, v in asked.items() if k.replace("-", "_") in FIXED_ON_RESUME
+               and str(v) != str(saved.get(k.replace("-", "_"), ""))}
+    if changed:
+        listed = ", ".join(f"{k} {saved.get(k.replace('-', '_'))!r} (asked: {v!r})" for k, v in changed.items())
+        raise UserError(
+            f"Cannot resume {out!r} with other settings: the run was trained with {listed}, and its checkpoint "
+            "and split depend on them. Resume without these options (epochs, time budget, verbosity and the like "
+            "may change), or train a new run with them: `imgclf train DATA --out NEW_FOLDER ...`."
+        )
 
 
 def lr_find(data: str | os.PathLike, out: str | os.PathLike = "lr_find.png", steps: int = 100,

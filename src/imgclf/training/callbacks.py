@@ -8,11 +8,14 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 import keras
 
-from imgclf.core.fs import atomic_save_model, atomic_write_json, atomic_write_text
+from imgclf.core.fs import atomic_save_model, atomic_write_json, atomic_write_text, json_text, read_archive_file
+from imgclf.core.killpoint import kill_point
 
+STATE_IN_CHECKPOINT = "imgclf_state.json"  # the state, inside checkpoints/last.keras: one atomic unit with the weights
 HISTORY_FIELDS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "val_macro_f1", "val_balanced_accuracy",
                   "lr", "time_s", "images_per_s")
 
@@ -24,7 +27,10 @@ def current_lr(optimizer) -> float:
 
 class RunWriter(keras.callbacks.Callback):
     """After every epoch: append to history.csv, save model.keras when the monitored metric
-    improves, and save checkpoints/last.keras with state.json for --resume.
+    improves, and save checkpoints/last.keras for --resume. The training state (epoch,
+    phase, history, best) is stored inside last.keras, in the same atomic write, so
+    a kill can never pair a checkpoint with another epoch's state; state.json is a
+    readable copy written after it.
 
     Example:
         >>> model.fit(ds, callbacks=[RunWriter(run_dir, "train", state, n_train)])  # inside training: a model and a tf.data pipeline  # doctest: +SKIP
@@ -78,7 +84,9 @@ class RunWriter(keras.callbacks.Callback):
                 atomic_save_model(self.model, self.run_dir / "model.keras")
         self.state["epoch"] = epoch + 1
         self.state["phase"] = self.phase
-        atomic_save_model(self.model, self.run_dir / "checkpoints" / "last.keras")
+        atomic_save_model(self.model, self.run_dir / "checkpoints" / "last.keras",
+                          extra={STATE_IN_CHECKPOINT: json_text(self.state).encode("utf-8")})
+        kill_point("checkpoint.saved")
         if self.keep_epochs:
             atomic_save_model(self.model, self.run_dir / "checkpoints" / f"epoch-{epoch + 1:03d}.keras")
         atomic_write_json(self.run_dir / "checkpoints" / "state.json", self.state)
@@ -95,7 +103,17 @@ def history_csv(rows: list[dict]) -> str:
 
 
 def read_state(run_dir) -> dict:
-    """The state saved by `RunWriter`, or {} when there is none. Example: ``read_state(run.path)["epoch"]``."""
+    """The state saved by `RunWriter` with checkpoints/last.keras, or {} when there is none.
+
+    The copy inside last.keras belongs to those weights whatever happened
+    after; state.json is read only for runs made before it was stored there.
+
+    Example: ``read_state(run.path)["epoch"]``.
+    """
+    run_dir = Path(run_dir)
+    stored = read_archive_file(run_dir / "checkpoints" / "last.keras", STATE_IN_CHECKPOINT)
+    if stored is not None:
+        return json.loads(stored)
     path = run_dir / "checkpoints" / "state.json"
     if not path.exists():
         return {}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from imgclf.core.config import TrainConfig, to_yaml
 from imgclf.core.errors import UserError
-from imgclf.core.fs import atomic_write_json, atomic_write_text, new_run_dir
+from imgclf.core.fs import atomic_write_json, atomic_write_text, clean_stale_temporaries, new_run_dir
 from imgclf.core.hardware import choose_precision, gpu_details
 from imgclf.core.manifest import manifest_csv, read_manifest
 from imgclf.core.progress import log
@@ -281,7 +281,8 @@ class Trainer:
         self.source = make_source(cfg.data)
         self.plan = make_plan(cfg, get_spec(cfg.model), None, replicas=self.dist.plan.replicas,
                               in_memory=self.source.in_memory)
-        atomic_write_text(self.run_dir / "config.yaml", to_yaml(self.settings))
+        clean_stale_temporaries(self.run_dir)
+        clean_stale_temporaries(self.run_dir / "checkpoints")
         self._setup_backend()
         self._load_splits()
         # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
@@ -292,7 +293,10 @@ class Trainer:
 
         with self.dist.scope():
             model = keras.saving.load_model(self.run_dir / "checkpoints" / "last.keras", compile=True)
-        return run_phases(self, model, state)
+        run = run_phases(self, model, state)
+        # Only now: a resume that failed leaves the run's settings as they were, so it can be resumed again.
+        atomic_write_text(self.run_dir / "config.yaml", to_yaml(self.settings))
+        return run
 
 
 def _limit_train_rows(rows: list[dict], limit: int, seed: int) -> list[dict]:

@@ -30,7 +30,7 @@ from imgclf.evaluation.figures.charts import (
 )
 from imgclf.evaluation.figures.curves import plot_confusion_matrix, plot_training_curves
 from imgclf.evaluation.figures.grids import plot_gradcam, plot_sample_predictions, plot_top_losses
-from imgclf.evaluation.results import Evaluation
+from imgclf.evaluation.results import Evaluation, same_evaluation
 
 PREDICTIONS = "predictions.npz"
 GRID = 12  # images per picture grid
@@ -115,6 +115,7 @@ def plot_run(run) -> list[Path]:
         raise UserError(f"{str(run.path)!r} has no metrics.json: run `imgclf evaluate {run.path}` first.")
     metrics = json.loads(run.file("metrics.json").read_text())
     d = load_predictions(run)
+    same_evaluation(metrics, d, run.path)
     classes = [str(c) for c in d["classes"]]
     ev = Evaluation(d["y_true"], d["probs"], classes, [str(p) for p in d["paths"]])
     plots = run.file("plots")
