@@ -82,6 +82,7 @@ class TrainConfig:
     freeze_bn: bool = True  # pretrained backbones: BatchNorm stays in inference mode with its ImageNet statistics, also when fine-tuning
     feature_cache: str = "auto"  # auto (solve the head on backbone features computed once; fine-tune the top on cached activations of the frozen blocks where the inputs allow) | off (plain loops: the head by gradient steps)
     finetune_lr_scale: float = 0.1  # learning-rate multiplier for the fine-tuning phase
+    finetune_lr_spread: float = 1.0  # fine-tuning: the first unfrozen backbone layer's rate relative to the last's (geometric between; 1 = one rate)
     precision: str = "auto"  # auto (bfloat16 where the CPU has AVX512_BF16/AMX) | float32 | bfloat16 | float16
     cache: str = "auto"  # decoded-image cache: memory | disk (under the run) | auto
     workers: int = 0  # decoding threads; 0 = one per core
@@ -138,6 +139,9 @@ class TrainConfig:
                 raise UserError(f"Invalid label_smoothing: expected a number in [0, 1) or 'model', received {v!r}.")
             if not 0 <= v < 1:
                 raise UserError(f"Invalid {name}: expected a number in [0, 1), received {v!r}.")
+        if not 0 < self.finetune_lr_spread <= 1:
+            raise UserError(f"Invalid finetune_lr_spread: expected a number in (0, 1] (the first unfrozen layer's "
+                            f"rate relative to the last's; 1 = one rate), received {self.finetune_lr_spread!r}.")
         if not 0 < self.bn_momentum < 1:
             raise UserError(f"Invalid bn_momentum: expected a number in (0, 1), received {self.bn_momentum!r}.")
         parse_devices(self.devices)  # a clear error now, not after the data is decoded
