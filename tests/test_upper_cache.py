@@ -88,9 +88,9 @@ def test_map_augmentation_flips_and_shifts_whole_cells():
     maps = np.arange(4 * 10 * 10 * 2, dtype="float32").reshape(4, 10, 10, 2) + 1.0
     labels = np.array([0, 1, 2, 0])
     ds = _map_dataset(maps, labels, batch_size=4, augment="light", flip="horizontal", one_hot=3, seed=0, shuffle=True)
-    seen_shift = False
+    seen_shift, batches = False, iter(ds.repeat())
     for _ in range(8):
-        x, y = next(iter(ds))
+        x, y = next(batches)
         x = x.numpy()
         assert x.shape == maps.shape and y.shape == (4, 3)
         rows = {tuple(np.sort(v[v > 0])) for v in x}  # the values kept, whatever the flip
