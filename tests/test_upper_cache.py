@@ -79,3 +79,21 @@ def test_fine_tuning_on_the_cache_matches_plain_fine_tuning(tmp_path, capsys, mo
     assert moved  # fine-tuning did change the upper blocks
     np.testing.assert_allclose(a.get_layer("classifier").get_weights()[0], b.get_layer("classifier").get_weights()[0],
                                atol=1e-4, rtol=1e-3)
+
+
+def test_map_augmentation_flips_and_shifts_whole_cells():
+    """The 'light' preset on cached maps: each batch mirrored per image and shifted by whole cells, zero-filled."""
+    from imgclf.training.upper_cache import _map_dataset
+
+    maps = np.arange(4 * 10 * 10 * 2, dtype="float32").reshape(4, 10, 10, 2) + 1.0
+    labels = np.array([0, 1, 2, 0])
+    ds = _map_dataset(maps, labels, batch_size=4, augment="light", flip="horizontal", one_hot=3, seed=0, shuffle=True)
+    seen_shift, batches = False, iter(ds.repeat())
+    for _ in range(8):
+        x, y = next(batches)
+        x = x.numpy()
+        assert x.shape == maps.shape and y.shape == (4, 3)
+        rows = {tuple(np.sort(v[v > 0])) for v in x}  # the values kept, whatever the flip
+        assert all(len(r) >= 0.8 * 0.8 * maps[0].size for r in rows)  # at most one cell in ten shifted out per side
+        seen_shift |= bool((x == 0).any())
+    assert seen_shift

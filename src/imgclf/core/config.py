@@ -31,7 +31,7 @@ CHOICES = {
     "feature_cache": ("auto", "off"),
     "precision": ("auto", "float32", "bfloat16", "float16"),
     "cache": ("auto", "memory", "disk"),
-    "monitor": ("val_accuracy", "val_loss", "val_macro_f1", "val_balanced_accuracy"),
+    "monitor": ("auto", "val_accuracy", "val_loss", "val_macro_f1", "val_balanced_accuracy"),
     "class_weight": ("auto", "none"),
     "sampling": ("natural", "balanced"),
     "resize": ("squash", "crop", "pad"),
@@ -176,13 +176,14 @@ class TrainConfig:
     test_fraction: float = 0.1  # share held out for testing when DATA has no test/ (0 = none)
     group_by: str = ""  # regex on paths: files with the same match (e.g. a patient id) stay in one split
     patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
-    monitor: str = "val_accuracy"  # metric that picks the best checkpoint
+    monitor: str = "auto"  # metric that picks the best checkpoint: auto = val_loss when a pretrained backbone is fine-tuned (steadier on small validation sets), else val_accuracy
     finetune: str = "auto"  # pretrained backbones: auto (none for few images per class under --model auto, else top) | none (head only) | top | all layers
     finetune_fraction: float = 0.3  # share of backbone layers unfrozen by finetune=top
     head_epochs: int = 0  # epochs of head-only training by gradient steps first; 0 = solve the head on cached features in one step (shards or several replicas: about 150 steps)
     freeze_bn: bool = True  # pretrained backbones: BatchNorm stays in inference mode with its ImageNet statistics, also when fine-tuning
     feature_cache: str = "auto"  # auto (solve the head on backbone features computed once; fine-tune the top on cached activations of the frozen blocks where the inputs allow) | off (plain loops: the head by gradient steps)
-    finetune_lr_scale: float = 0.1  # learning-rate multiplier for the fine-tuning phase
+    finetune_lr_scale: float = 0.5  # learning-rate multiplier for the fine-tuning phase (its top layers and head)
+    finetune_lr_spread: float = 0.1  # fine-tuning: the first unfrozen backbone layer's rate relative to the last's (geometric between; 1 = one rate)
     precision: str = "auto"  # auto (bfloat16 where the CPU has AVX512_BF16/AMX) | float32 | bfloat16 | float16
     cache: str = "auto"  # decoded-image cache: memory | disk (under the run) | auto
     workers: int = 0  # decoding threads; 0 = one per core
@@ -241,6 +242,9 @@ class TrainConfig:
                 raise UserError(f"Invalid label_smoothing: expected a number in [0, 1) or 'model', received {v!r}.")
             if not 0 <= v < 1:
                 raise UserError(f"Invalid {name}: expected a number in [0, 1), received {v!r}.")
+        if not 0 < self.finetune_lr_spread <= 1:
+            raise UserError(f"Invalid finetune_lr_spread: expected a number in (0, 1] (the first unfrozen layer's "
+                            f"rate relative to the last's; 1 = one rate), received {self.finetune_lr_spread!r}.")
         if not 0 < self.bn_momentum < 1:
             raise UserError(f"Invalid bn_momentum: expected a number in (0, 1), received {self.bn_momentum!r}.")
         parse_devices(self.devices)  # a clear error now, not after the data is decoded

@@ -66,7 +66,7 @@ def run_phases(trainer, model, state: dict) -> Run:
     trainer.summary.update({
         "train_time_s": round(time.perf_counter() - start, 2),
         "best_epoch": state.get("best_epoch"),
-        f"best_{cfg.monitor}": state.get("best"),
+        f"best_{trainer.settings.monitor}": state.get("best"),
         "images": {s: len(d) for s, d in trainer.sets.items()},
         "class_counts": {s: _class_counts(d.labels, trainer.classes) for s, d in trainer.sets.items()},
         "epochs_run": state.get("epoch"),
@@ -77,7 +77,7 @@ def run_phases(trainer, model, state: dict) -> Run:
         step.after_fit(trainer)
     atomic_write_json(trainer.run_dir / "summary.json", trainer.summary)
     run = Run(trainer.run_dir)
-    log(f"Best {cfg.monitor}: {state.get('best', float('nan')):.4f} at epoch {state.get('best_epoch')}. "
+    log(f"Best {trainer.settings.monitor}: {state.get('best', float('nan')):.4f} at epoch {state.get('best_epoch')}. "
         f"Model saved to {run.path / 'model.keras'}")
     return run
 
@@ -97,7 +97,7 @@ def _report_kept(trainer, state: dict, head_end: int) -> None:
     best_epoch = state.get("best_epoch") or 0
     kept = "head" if best_epoch <= head_end else "finetune"
     trainer.summary["kept_phase"] = kept
-    monitor = trainer.cfg.monitor
+    monitor = trainer.settings.monitor
     if kept == "head":
         log(f"Kept the head (epoch {best_epoch}): fine-tuning did not improve {monitor} on validation "
             f"({state.get('best', float('nan')):.4f}), so model.keras is the head alone.")
@@ -116,7 +116,7 @@ def _callbacks(trainer, phase, val_ds, state, epochs, first_epoch, initial_epoch
     from imgclf.training.monitor import EXTRA_MONITORS, ValidationMetrics
     from imgclf.training.schedules import ProgressSchedule
 
-    cfg, dist = trainer.cfg, trainer.dist
+    cfg, dist = trainer.settings, trainer.dist  # settings: 'auto' values resolved (monitor)
     steps = steps or trainer.steps
     peak = trainer.plan.lr * dist.lr_scale * (cfg.finetune_lr_scale if phase == "finetune" else 1.0)
     spent = sum(h.get("time_s", 0) for h in state.get("history", []) if h.get("phase") == phase)
@@ -179,7 +179,7 @@ def fit_phase(trainer, model, phase, train_ds, val_ds, state, initial_epoch, epo
                   steps_per_epoch=steps if endless else None)
     if stopper is not None and stopper.stopped_epoch > 0:
         state["stopped_early"] = True
-        log(f"Early stopping: no improvement in {cfg.monitor} for {cfg.patience} epochs.")
+        log(f"Early stopping: no improvement in {trainer.settings.monitor} for {cfg.patience} epochs.")
 
 
 def _phase_done(state: dict, name: str) -> bool:

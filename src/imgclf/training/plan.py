@@ -77,6 +77,7 @@ class TrainingPlan:
     head_epochs: int = 0
     batch_size: int = 64
     head_solver: bool = False  # the head phase is solved on cached features (`training.head_solver`)
+    monitor: str = "val_accuracy"  # the metric that picks the best epoch ('auto' resolved)
     split: dict = field(default_factory=dict)  # split settings the data fixed (packed shards): recorded, not chosen
 
     def phases(self, n_train: int | None = None) -> list[tuple[str, int, float]]:
@@ -194,7 +195,8 @@ class TrainingPlan:
         """
         return dataclasses.replace(cfg, lr=self.lr, label_smoothing=self.label_smoothing, color_mode=self.color_mode,
                                    img_size=self.img_size, augment=self.augment, feature_cache=self.feature_cache,
-                                   precision=self.precision, weights=self.weights, finetune=self.finetune, **self.split)
+                                   precision=self.precision, weights=self.weights, finetune=self.finetune,
+                                   monitor=self.monitor, **self.split)
 
 
 def make_plan(cfg, spec, probe: dict | None, replicas: int = 1, split: dict | None = None,
@@ -233,18 +235,24 @@ def make_plan(cfg, spec, probe: dict | None, replicas: int = 1, split: dict | No
         # stages still have room; large ones are shrunk to keep a CPU epoch short.
         img_size = spec.default_size or int(min(max(probe["median_side"], 28), 96))
     img_size = max(img_size, spec.min_size)
+    weights = weights_of(cfg)
+    finetune = "top" if cfg.finetune == "auto" else cfg.finetune
+    fine_tunes = weights != "none" and finetune != "none"
     augment = cfg.augment
     if augment == "auto":
         # Augmentation pays off only once the model has seen the data a few
-        # times; in short runs it costs accuracy (measured in bench/).
-        augment = "light" if (cfg.epochs >= 15 or cfg.time_budget >= 10) else "none"
+        # times; in short runs from scratch it costs accuracy (measured in
+        # bench/). Fine-tuning a pretrained backbone overfits a small set within
+        # epochs, and flips/shifts of cached maps cost nothing: 'light' there.
+        augment = "light" if (cfg.epochs >= 15 or cfg.time_budget >= 10 or fine_tunes) else "none"
+    # The best epoch by validation loss when fine-tuning: on a few hundred validation images accuracy
+    # moves by whole images from epoch to epoch, and picked early lucky epochs (bench/RESULTS.md).
+    monitor = cfg.monitor if cfg.monitor != "auto" else ("val_loss" if fine_tunes else "val_accuracy")
     # The head-on-features shortcut trains a separate small model outside the strategy.
     feature_cache = "off" if replicas > 1 and cfg.feature_cache == "auto" else cfg.feature_cache
     one_hot = smoothing > 0 or cfg.mixup > 0 or cfg.cutmix > 0
-    weights = weights_of(cfg)
-    finetune = "top" if cfg.finetune == "auto" else cfg.finetune
     head_solver = weights != "none" and in_memory and feature_cache == "auto" and not cfg.head_epochs
     return TrainingPlan(lr=lr, label_smoothing=smoothing, color_mode=color_mode, img_size=img_size, augment=augment,
                         one_hot=one_hot, feature_cache=feature_cache, precision=cfg.precision, weights=weights,
                         epochs=cfg.epochs, time_budget=cfg.time_budget, finetune=finetune, head_epochs=cfg.head_epochs,
-                        batch_size=cfg.batch_size, head_solver=head_solver, split=dict(split or {}))
+                        batch_size=cfg.batch_size, head_solver=head_solver, monitor=monitor, split=dict(split or {}))

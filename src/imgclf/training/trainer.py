@@ -225,7 +225,7 @@ class Trainer:
         """
         with self.dist.scope() if self.dist else contextlib.nullcontext():  # the optimizer's variables are mirrored too
             freeze_for_phase(model, name, self.settings)
-            compile_for_training(model, self.settings, one_hot=self.plan.one_hot)
+            compile_for_training(model, self.settings, one_hot=self.plan.one_hot, phase=name)
 
     # ---------------------------------------------------------------- fit
     def fit_new(self) -> Run:

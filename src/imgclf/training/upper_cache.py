@@ -115,7 +115,8 @@ def _map_dataset(maps, labels, batch_size: int, augment: str, flip: str, one_hot
             mirrored = tf.random.uniform((tf.shape(x)[0], 1, 1, 1), seed=seed) < 0.5
             x = tf.where(mirrored, tf.reverse(x, axis=[2]), x)
         if shift:  # one whole-cell shift per batch, zero-filled: 10% of the side, like RandomTranslation
-            dy, dx = tf.random.uniform((2,), -shift, shift + 1, dtype=tf.int32, seed=seed + 1)
+            offsets = tf.random.uniform((2,), -shift, shift + 1, dtype=tf.int32, seed=seed + 1)
+            dy, dx = offsets[0], offsets[1]  # indexed: a graph tensor cannot be unpacked
             x = tf.pad(x, [[0, 0], [shift, shift], [shift, shift], [0, 0]])
             x = x[:, shift + dy:shift + dy + h, shift + dx:shift + dx + w, :]
         if one_hot:
