@@ -10,6 +10,8 @@ value: `schedules.ProgressSchedule` sets it before every step.
 
 from __future__ import annotations
 
+import functools
+
 
 def freeze_for_phase(model, phase: str, cfg) -> None:
     """Set `trainable` on the 'backbone' sub-model for a phase ('train', 'head' or 'finetune').
@@ -60,6 +62,7 @@ def layer_lr_multipliers(model, spread: float) -> dict[str, float]:
     return out
 
 
+@functools.cache  # one class per optimizer, registered once: a saved model names it, loading finds it
 def _scaled(optimizer_class):
     """`optimizer_class` whose update of each variable uses the rate times its multiplier (by variable path)."""
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
