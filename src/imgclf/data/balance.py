@@ -1,8 +1,8 @@
 """Class imbalance: how uneven the classes are, class weights, and balanced sampling through tf.data.
 
 Two remedies, not to be combined: weighting the loss (each class's weight
-inversely proportional to its size, scikit-learn's "balanced" formula) keeps
-every image once per epoch; balanced sampling draws each class equally often,
+inversely proportional to its size, scikit-learn's "balanced" formula, or to
+its square root) keeps every image once per epoch; balanced sampling draws each class equally often,
 repeating the small classes' images and showing fewer of the large ones.
 """
 
@@ -12,7 +12,9 @@ import numpy as np
 
 from imgclf.core.progress import log
 
-AUTO_THRESHOLD = 1.5  # class_weight=auto weights the loss above this imbalance ratio
+AUTO_THRESHOLD = 1.5  # class_weight=auto considers weighting only above this imbalance ratio
+WEIGHTINGS = ("none", "sqrt", "balanced")  # the loss weightings, mildest first
+BALANCED_METRICS = ("val_balanced_accuracy", "val_macro_f1")  # monitors a model ignoring a small class cannot game
 
 
 def imbalance_ratio(labels, num_classes: int) -> float:
@@ -27,26 +29,85 @@ def imbalance_ratio(labels, num_classes: int) -> float:
     return float(present.max() / present.min()) if present.size else 1.0
 
 
-def class_weights(labels, num_classes: int, mode: str = "auto", sampling: str = "natural") -> dict[int, float] | None:
-    """Keras ``class_weight`` for the training labels, or None when no weighting applies.
+def class_weights(labels, num_classes: int, mode: str = "balanced") -> dict[int, float] | None:
+    """Keras ``class_weight`` for the training labels under one weighting (None for 'none').
 
-    ``mode='auto'`` weights only when the imbalance ratio exceeds
-    `AUTO_THRESHOLD` and sampling is natural (balanced sampling already
-    evens the classes out); ``mode='always'`` weights whatever the ratio.
-    Weights average to 1 over the images.
+    'balanced' weighs each class by the inverse of its size (scikit-learn's
+    "balanced"), 'sqrt' by the inverse square root (a milder remedy: a 16x
+    smaller class weighs 4x, not 16x). Weights average to 1 over the images,
+    so the loss keeps its scale.
 
     Example:
         >>> class_weights([0, 0, 0, 1], 2)
         {0: 0.6667, 1: 2.0}
+        >>> class_weights([0] * 16 + [1], 2, "sqrt")
+        {0: 0.85, 1: 3.4}
     """
-    if mode == "none" or sampling == "balanced":
+    if mode == "none":
         return None
-    if mode == "auto" and imbalance_ratio(labels, num_classes) <= AUTO_THRESHOLD:
-        return None
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
-    n = counts.sum()
-    present = int((counts > 0).sum())
-    return {i: round(float(n / (present * c)), 4) if c else 0.0 for i, c in enumerate(counts)}
+    power = 0.5 if mode == "sqrt" else 1.0
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    scale = counts.sum() / (counts[present] ** (1.0 - power)).sum()
+    return {i: round(float(scale / c ** power), 4) if c else 0.0 for i, c in enumerate(counts)}
+
+
+def rule_weighting(monitor: str) -> tuple[str, str]:
+    """(weighting, why) for an imbalanced set when no head solve can compare the weightings on validation.
+
+    Weighting the loss trades overall accuracy for the small classes'
+    recall, so it pays only when the monitored metric values the small
+    classes as much as the large ones; then square-root weights, the milder
+    remedy (inverse-size weights made validation accuracy swing between
+    epochs, issue 20).
+
+    Example:
+        >>> rule_weighting("val_accuracy")[0], rule_weighting("val_macro_f1")[0]
+        ('none', 'sqrt')
+    """
+    if monitor in BALANCED_METRICS:
+        return "sqrt", f"{monitor} counts every class alike; square-root weights are the milder remedy"
+    return "none", f"the monitored {monitor} counts images, and weighting the loss lowers it"
+
+
+def resolve_balance(labels, classes: list[str], mode: str, sampling: str, summary: dict | None = None,
+                    monitor: str = "val_accuracy", compare: bool = False) -> dict | None:
+    """Class weights for training (or None), logged and recorded in the run `summary`.
+
+    `mode` 'none', 'sqrt' or 'balanced' is applied as asked; 'auto' leaves a
+    set whose imbalance ratio is at most `AUTO_THRESHOLD` alone, defers to the
+    head solve when `compare` (it compares the weightings on validation,
+    `training.imbalance`), and otherwise follows `rule_weighting`. Balanced
+    sampling is never combined with weights.
+
+    Example:
+        >>> resolve_balance([0, 0, 0, 1], ["a", "b"], "balanced", "natural")
+        {0: 0.6667, 1: 2.0}
+        >>> resolve_balance([0] * 9 + [1], ["a", "b"], "auto", "natural", monitor="val_accuracy") is None
+        True
+    """
+    ratio = imbalance_ratio(labels, len(classes))
+    chosen, why = mode, "as asked (--class-weight)"
+    if sampling == "balanced":
+        chosen, why = "none", "balanced sampling evens the classes out instead"
+    elif mode == "auto" and ratio <= AUTO_THRESHOLD:
+        chosen, why = "none", f"the classes are nearly balanced (ratio {ratio:.1f} <= {AUTO_THRESHOLD})"
+    elif mode == "auto" and compare:
+        chosen, why = "auto", "compared on validation in the head solve"
+    elif mode == "auto":
+        chosen, why = rule_weighting(monitor)
+    weights = None if chosen == "auto" else class_weights(labels, len(classes), chosen)
+    if summary is not None:
+        summary["imbalance_ratio"] = round(ratio, 3)
+        summary["sampling"] = sampling
+        summary["class_weight"] = {c: weights[i] for i, c in enumerate(classes)} if weights else None
+        summary["class_weighting"] = {"weighting": chosen, "why": why}
+    if sampling == "balanced":
+        log(f"Balanced sampling: each class drawn equally often per epoch (imbalance ratio {ratio:.1f})")
+    elif ratio > AUTO_THRESHOLD and chosen != "auto":
+        log(f"Classes are imbalanced (largest / smallest = {ratio:.1f}): loss weighting {chosen}: {why} "
+            "(--class-weight none|sqrt|balanced or --sampling balanced sets it)")
+    return weights
 
 
 def balanced_index_dataset(labels, epoch_size: int, seed: int = 0):
@@ -79,24 +140,3 @@ def balanced_index_dataset(labels, epoch_size: int, seed: int = 0):
                                                  rerandomize_each_iteration=True)
     return mixed.take(epoch_size)
 
-
-def resolve_balance(labels, classes: list[str], mode: str, sampling: str, summary: dict | None = None) -> dict | None:
-    """Class weights for training (or None), logged and recorded in the run `summary`.
-
-    Example:
-        >>> resolve_balance([0, 0, 0, 1], ["a", "b"], "auto", "natural")
-        {0: 0.6667, 1: 2.0}
-    """
-
-    ratio = imbalance_ratio(labels, len(classes))
-    weights = class_weights(labels, len(classes), mode, sampling)
-    if summary is not None:
-        summary["imbalance_ratio"] = round(ratio, 3)
-        summary["sampling"] = sampling
-        summary["class_weight"] = {c: weights[i] for i, c in enumerate(classes)} if weights else None
-    if weights:
-        log(f"Classes are imbalanced (largest / smallest = {ratio:.1f}): weighting the loss by inverse class size "
-            "(--class-weight none turns this off; --sampling balanced resamples instead)")
-    elif sampling == "balanced":
-        log(f"Balanced sampling: each class drawn equally often per epoch (imbalance ratio {ratio:.1f})")
-    return weights

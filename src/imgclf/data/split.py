@@ -262,3 +262,21 @@ def training_rows(data: str | os.PathLike = "", manifest: str | os.PathLike = ""
     rows = split_rows(rows, val_fraction, test_fraction, seed, root=scan.root, group_by=group_by,
                       workers=workers, verbose=verbose, max_pixels=max_pixels)
     return rows, scan.classes
+
+
+def split_sizes_line(rows: list[dict], carved_test: float = 0.0) -> str:
+    """The line `imgclf train` starts with: images per split, and, when `carved_test` (the test share taken
+    from the user's training images) is set, what that test split is for and how to train on it instead.
+
+    Example:
+        >>> rows = [{"split": s} for s in ["train"] * 8 + ["val", "test"]]
+        >>> print(split_sizes_line(rows, carved_test=0.1))
+        Split: 8 training, 1 validation, 1 test image(s). The test images (10% of DATA) are held out for `imgclf evaluate RUN`; evaluating on a separate folder? --test-fraction 0 trains on them too.
+    """
+    n = {s: sum(1 for r in rows if r["split"] == s) for s in ("train", "val", "test", "excluded")}
+    line = f"Split: {n['train']} training, {n['val']} validation, {n['test']} test image(s)"
+    line += f", {n['excluded']} left out" if n["excluded"] else ""
+    if carved_test and n["test"]:
+        line += (f". The test images ({carved_test:.0%} of DATA) are held out for `imgclf evaluate RUN`; "
+                 "evaluating on a separate folder? --test-fraction 0 trains on them too")
+    return line + "."

@@ -16,8 +16,10 @@ Example:
 
 from __future__ import annotations
 
+from imgclf.core.config import to_yaml
+from imgclf.core.fs import atomic_write_text
 from imgclf.data.augment import augmentation_layers, resolve_flip
-from imgclf.data.balance import class_weights
+from imgclf.data.balance import WEIGHTINGS, class_weights
 from imgclf.training.head_solver import CV_BELOW, extra_views, solve_head
 
 
@@ -26,7 +28,26 @@ def _solver_weights(trainer) -> dict | None:
     draw) becomes the inverse-frequency weights it stands for."""
     if trainer.class_weight or trainer.cfg.sampling != "balanced":
         return trainer.class_weight
-    return class_weights(trainer.sets["train"].labels, len(trainer.classes), mode="always")
+    return class_weights(trainer.sets["train"].labels, len(trainer.classes), mode="balanced")
+
+
+def _weightings(trainer) -> dict | None:
+    """The candidate class weights when `--class-weight auto` left the choice to the solve (else None)."""
+    if (trainer.summary.get("class_weighting") or {}).get("weighting") != "auto":
+        return None
+    labels, n = trainer.sets["train"].labels, len(trainer.classes)
+    return {name: class_weights(labels, n, name) for name in WEIGHTINGS}
+
+
+def _adopt_weighting(trainer, choice: dict) -> None:
+    """Fine-tuning uses the weighting the solve chose; config.yaml records it (a resumed run keeps it)."""
+    trainer.class_weight = class_weights(trainer.sets["train"].labels, len(trainer.classes), choice["chosen"])
+    trainer.cfg.class_weight = choice["chosen"]
+    weights = trainer.class_weight
+    trainer.summary["class_weight"] = {c: weights[i] for i, c in enumerate(trainer.classes)} if weights else None
+    trainer.summary["class_weighting"] = {"weighting": choice["chosen"], "why": choice["why"],
+                                          "candidates": choice["candidates"]}
+    atomic_write_text(trainer.run_dir / "config.yaml", to_yaml(trainer.settings))
 
 
 def solve_head_epoch(trainer, model, callbacks: list, val_ds, epoch: int) -> dict:
@@ -51,8 +72,11 @@ def solve_head_epoch(trainer, model, callbacks: list, val_ds, epoch: int) -> dic
     use_val = plan.finetune == "none" and len(trainer.sets["val"]) < CV_BELOW
     # With fine-tuning to follow, the head is scaled to the loss it will use (label smoothing).
     smoothing = 0.0 if plan.finetune == "none" else float(plan.label_smoothing or 0.0)
+    weightings = _weightings(trainer)
     fit = solve_head(model, trainer.sets, augment_layers=layers, views=views, class_weight=_solver_weights(trainer),
-                     use_val=use_val, label_smoothing=smoothing)
+                     use_val=use_val, label_smoothing=smoothing, weightings=weightings, monitor=trainer.settings.monitor)
+    if weightings:
+        _adopt_weighting(trainer, fit["weighting"])
     if use_val:
         logs = {"val_loss": fit["held_out_loss"], "val_accuracy": fit["held_out_accuracy"]}
     else:

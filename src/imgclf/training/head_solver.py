@@ -29,6 +29,7 @@ import numpy as np
 
 from imgclf.core.progress import log
 from imgclf.training.feature_cache import compute_features
+from imgclf.training.imbalance import choose_weighting
 
 # Inverse L2 strengths tried (scikit-learn's C: the summed log loss is weighed against ||w||^2 / 2).
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -103,11 +104,11 @@ def fit_softmax_regression(x_train, y_train, x_val, y_val, n_classes: int, sampl
     folds = _folds(y_train[:clean_rows]) if force_cv or len(y_val) < CV_BELOW else 0
     if folds >= 2:
         w = None if sample_weight is None else sample_weight[:clean_rows]
-        tried = _cross_validated_losses(xs_train[:clean_rows], y_train[:clean_rows], w, grid, folds, n_classes)
+        tried, oof = _cross_validated_losses(xs_train[:clean_rows], y_train[:clean_rows], w, grid, folds, n_classes)
         selected_by = f"{folds}-fold cross-validation"
     else:
         tried = _validation_losses(xs_train, y_train, xs_val, y_val, sample_weight, grid, n_classes)
-        selected_by = "validation"
+        selected_by, oof = "validation", None
     c, held_out_loss, held_out_accuracy = min(tried, key=lambda t: t[1])
     clf = _logistic(c).fit(xs_train, y_train, sample_weight=sample_weight)
     coef, intercept = _softmax_parameters(clf.coef_, clf.intercept_, present, n_classes)
@@ -118,7 +119,10 @@ def fit_softmax_regression(x_train, y_train, x_val, y_val, n_classes: int, sampl
             "held_out_loss": held_out_loss, "held_out_accuracy": held_out_accuracy,
             "val_loss": _log_loss(val_probs, y_val), "val_accuracy": float((val_probs.argmax(1) == y_val).mean()),
             "train_loss": _log_loss(train_probs, y_train), "train_accuracy": float((train_probs.argmax(1) == y_train).mean()),
-            "tried": [(g, round(loss, 5)) for g, loss, _ in tried]}
+            "tried": [(g, round(loss, 5)) for g, loss, _ in tried],
+            # The held-out labels and answers of the chosen strength (out of fold, or validation), for other metrics.
+            "held_out": ((y_train[:clean_rows], oof[grid.index(c)]) if oof is not None
+                         else (y_val, val_probs.argmax(1)))}
 
 
 def _logistic(c: float):
@@ -144,11 +148,11 @@ def _folds(y) -> int:
     return int(min(5, counts[counts > 0].min())) if len(counts) else 0
 
 
-def _cross_validated_losses(xs, y, sample_weight, grid, folds: int, n_classes: int) -> list:
+def _cross_validated_losses(xs, y, sample_weight, grid, folds: int, n_classes: int) -> tuple[list, np.ndarray]:
     # lazy: scikit-learn takes a second to import; only the head phase needs it
     from sklearn.model_selection import StratifiedKFold
 
-    losses, hits = np.zeros(len(grid)), np.zeros(len(grid))
+    losses, hits, answers = np.zeros(len(grid)), np.zeros(len(grid)), np.zeros((len(grid), len(y)), dtype=np.int64)
     for train_idx, held_idx in StratifiedKFold(folds, shuffle=True, random_state=0).split(xs, y):
         present, clf = np.unique(y[train_idx]), _logistic(grid[0])
         w = None if sample_weight is None else sample_weight[train_idx]
@@ -158,7 +162,8 @@ def _cross_validated_losses(xs, y, sample_weight, grid, folds: int, n_classes: i
             probs = _full_probs(clf.predict_proba(xs[held_idx]), present, n_classes)
             losses[i] += _log_loss(probs, y[held_idx]) * len(held_idx) / len(y)
             hits[i] += (probs.argmax(1) == y[held_idx]).sum()
-    return [(c, loss, hit / len(y)) for c, loss, hit in zip(grid, losses.tolist(), hits.tolist())]
+            answers[i, held_idx] = probs.argmax(1)
+    return [(c, loss, hit / len(y)) for c, loss, hit in zip(grid, losses.tolist(), hits.tolist())], answers
 
 
 def smoothing_scale(logits, labels, label_smoothing: float) -> float:
@@ -224,7 +229,8 @@ def _log_loss(probs, labels) -> float:
 
 
 def solve_head(model, sets: dict, *, augment_layers: list | None = None, views: int = 0,
-               class_weight: dict | None = None, use_val: bool = False, label_smoothing: float = 0.0) -> dict:
+               class_weight: dict | None = None, use_val: bool = False, label_smoothing: float = 0.0,
+               weightings: dict | None = None, monitor: str = "val_loss") -> dict:
     """Fit `model`'s classifier by softmax regression on its frozen backbone's features, in place.
 
     `sets` holds in-memory "train" and "val" sets (`.images`, `.labels`);
@@ -236,7 +242,10 @@ def solve_head(model, sets: dict, *, augment_layers: list | None = None, views: 
     out-of-fold estimates, the honest ones. With `label_smoothing` (the loss
     fine-tuning will use) the logits are scaled to minimise that loss (see
     `smoothing_scale`). Returns the fit's figures (see
-    `fit_softmax_regression`) and its timings.
+    `fit_softmax_regression`) and its timings. With `weightings` ({name:
+    class weights or None}) each is solved and the best by `monitor` on the
+    held-out images is kept (`training.imbalance.choose_weighting`); the
+    result's "weighting" says which and why.
 
     Example:
         >>> solve_head(model, trainer.sets)["val_accuracy"]  # a model with a frozen backbone (tests/test_head_solver.py)  # doctest: +SKIP
@@ -253,14 +262,17 @@ def solve_head(model, sets: dict, *, augment_layers: list | None = None, views: 
         y_fit = np.concatenate([y_fit, np.tile(y_train, views)])
     features_s = time.perf_counter() - t0
     n_classes = model.output_shape[-1]
-    weights = None if not class_weight else np.asarray([class_weight[int(c)] for c in y_fit], dtype="float64")
     # lazy: threadpoolctl comes with scikit-learn; only the solve needs it
     from threadpoolctl import threadpool_limits
 
+    def fit_with(cw):
+        weights = None if not cw else np.asarray([cw[int(c)] for c in y_fit], dtype="float64")
+        return fit_softmax_regression(x_fit.astype("float64"), y_fit, x_val.astype("float64"), y_val, n_classes, weights,
+                                      clean_rows=clean, force_cv=use_val)
+
     # One BLAS thread: beside TensorFlow's thread pools, OpenBLAS' own threads made the solve 30x slower (63 s vs 2 s).
     with threadpool_limits(1):
-        fit = fit_softmax_regression(x_fit.astype("float64"), y_fit, x_val.astype("float64"), y_val, n_classes, weights,
-                                     clean_rows=clean, force_cv=use_val)
+        fit = choose_weighting(weightings, fit_with, monitor, n_classes) if weightings else fit_with(class_weight)
     fit["scale"] = 1.0
     if label_smoothing:
         fit["scale"] = smoothing_scale(x_fit[:clean] @ fit["kernel"] + fit["bias"], y_fit[:clean], label_smoothing)

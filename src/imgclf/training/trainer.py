@@ -31,6 +31,7 @@ from imgclf.core.run import Run
 from imgclf.data.augment import make_train_map, resolve_flip
 from imgclf.data.balance import resolve_balance
 from imgclf.data.sources import DataSource, make_source
+from imgclf.data.split import split_sizes_line
 from imgclf.models.registry import get_spec
 from imgclf.training.auto_model import choose_model
 from imgclf.training.distributed.strategy import Distribution
@@ -75,6 +76,8 @@ class Trainer:
         if cfg.max_images:
             rows = _limit_train_rows(rows, cfg.max_images, cfg.seed)
         self.rows = rows
+        carved = cfg.test_fraction if not cfg.manifest and not (Path(cfg.data) / "test").is_dir() else 0.0
+        log(split_sizes_line(rows, carved_test=carved if self.source.in_memory else 0.0))
         excluded = [r for r in rows if r["split"] == "excluded"]
         self.summary["excluded"] = [{"path": r["path"], "reason": r.get("status", "")} for r in excluded]
         if excluded:
@@ -93,7 +96,8 @@ class Trainer:
         self.source.check(self.sets, self.classes)
         self.summary["skipped"] = [{"path": p, "reason": r} for p, r in skipped]
         self.class_weight = resolve_balance(self.sets["train"].labels, self.classes, self.cfg.class_weight,
-                                           self.cfg.sampling, self.summary)
+                                           self.cfg.sampling, self.summary, monitor=self.settings.monitor,
+                                           compare=self.plan.head_solver)
 
     def _write_manifest(self):
         atomic_write_text(self.run_dir / "manifest.csv", manifest_csv(self.rows))

@@ -43,7 +43,7 @@ def format_report(report: dict, limit: int = 10) -> str:
         extra = f"  ({info['files'] - info['images']} unusable)" if info["files"] != info["images"] else ""
         out.append(f"  {c:<{width}} {info['images']:>7}  {100 * info['share']:5.1f}%{extra}")
     ratio = report["imbalance_ratio"]
-    note = " (imbalanced: training weights classes automatically; see --class-weight, --sampling)" if ratio > 1.5 else ""
+    note = " (imbalanced: training chooses a class weighting and says which; see --class-weight, --sampling)" if ratio > 1.5 else ""
     out.append(f"  imbalance ratio (largest / smallest class): {ratio:g}{note}")
     if report["splits"]:
         out.append("  files per split: " + ", ".join(f"{s}: {n}" for s, n in report["splits"].items()))
