@@ -122,3 +122,23 @@ def test_run_records_its_tta_choice_and_predictors_follow_it(trained_run, tmp_pa
     (copy / "preprocess.json").write_text(json.dumps({**preprocess, "tta": "flip"}))
     assert imgclf.load(copy).tta == "flip"
     assert imgclf.load(copy, tta="none").tta == "none"
+
+
+def test_a_small_gain_on_few_images_is_not_adopted():
+    """Issue 20: 4 images better of 177 made every later evaluate 5-10x slower; McNemar says p = 0.06."""
+    from imgclf.inference.tta import choose_tta, paired_gain
+
+    x = np.zeros((177, 8, 8, 1), dtype=np.uint8)
+    x[:, 0, 0] = 255  # off centre in every view: the model is right on all ...
+    labels = np.ones(177, dtype=int)
+    for i in range(4):  # ... except four centred images, which the shifts get right
+        x[i, 0, 0], x[i, 4, 4] = 0, 255
+    for i in range(4, 11):  # and seven it gets wrong whatever the view
+        labels[i] = 0
+    choice = choose_tta(x, labels, _centre_shy_model, trained_with_flips=False)
+    assert choice["tta"] == "none" and choice["tests"]["shift"]["better"] == 4
+    assert choice["tests"]["shift"]["p_value"] > 0.05
+    real = paired_gain(np.zeros(400, bool), np.r_[np.ones(40, bool), np.zeros(360, bool)], extra_calls=9)
+    assert real["adopt"] and real["p_value"] < 1e-6
+    cheap_gain = paired_gain(np.zeros(10000, bool), np.r_[np.ones(50, bool), np.zeros(9950, bool)], extra_calls=9)
+    assert not cheap_gain["adopt"]  # real (p tiny) but half a point is not worth nine more calls per image

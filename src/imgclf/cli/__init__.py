@@ -16,18 +16,21 @@ import sys
 from imgclf.cli.parser import build_parser
 from imgclf.cli.verbs import VERBS
 from imgclf.core.errors import UserError
-from imgclf.core.quiet_stderr import filter_native_stderr
+from imgclf.core.quiet_stderr import filter_native_stderr, quiet_python_libraries
 
 __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `imgclf` command. Example: ``main(["models"])``."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the user's way
-    filter_native_stderr()  # and the lines that ignore that setting (on a terminal only)
     _print_names_as_bytes()
     parser = build_parser()
     args = parser.parse_args(argv)
+    loud = vars(args).pop("library_messages", False)  # imgclf --verbose COMMAND; not a setting of the command
+    if not (loud or os.environ.get("IMGCLF_RAW_STDERR")):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the user's way
+        filter_native_stderr()  # and the lines that ignore that setting
+        quiet_python_libraries()  # other packages' Python warnings (Keras, tf2onnx, UMAP)
     if not args.command:
         parser.print_help()
         return 2

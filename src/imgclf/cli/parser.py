@@ -141,12 +141,18 @@ def _field_help() -> dict[str, str]:
     return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+): [^=]+= .*?  # (.*)$", source, re.M)}
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
+# Settings of a whole training run that the range test never reads: not offered by `imgclf lr-find`.
+NOT_LR_FIND = frozenset({"out", "epochs", "time_budget", "schedule", "ema", "patience", "monitor", "resume", "keep_epochs",
+                         "distributed", "backup_dir", "scale_lr", "head_epochs", "finetune_lr_scale", "finetune_lr_spread",
+                         "verbose", "class_weight", "feature_cache", "lr"})
+
+
+def _add_train_args(p: argparse.ArgumentParser, skip: frozenset = frozenset()) -> None:
     helps = _field_help()
     p.add_argument("data", nargs="?", default=argparse.SUPPRESS, help=helps.get("data"))
     p.add_argument("--config", default=None, help="YAML file of settings (flags given here win)")
     for f in fields(TrainConfig):
-        if f.name in ("data", "auto_choice"):  # auto_choice is recorded by training, not set
+        if f.name in ("data", "auto_choice") or f.name in skip:  # auto_choice is recorded by training, not set
             continue
         flag = "--" + f.name.replace("_", "-")
         kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": f"{helps.get(f.name, '')} (default: {f.default!r})"}
@@ -190,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with `imgclf demo`, or `imgclf train data/ --out runs/first`. Each command has --help.",
     )
     parser.add_argument("--version", action="version", version=f"imgclf {__version__}")
+    parser.add_argument("--verbose", dest="library_messages", action="store_true",
+                        help="also show the notices and warnings of TensorFlow and other libraries (hidden by default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     fmt = argparse.RawDescriptionHelpFormatter
 
@@ -247,7 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "  imgclf export runs/leaves --format tflite-int8\n"
                               "  imgclf export runs/leaves --format onnx --out leaves.onnx\n")
     p.add_argument("run", help="run folder written by `imgclf train`")
-    p.add_argument("--format", required=True, choices=("keras", "savedmodel", "tflite", "tflite-fp16", "tflite-int8", "onnx"))
+    p.add_argument("--format", required=True, choices=("keras", "savedmodel", "tflite", "tflite-fp16", "tflite-int8", "onnx"),
+                   help="keras: a .keras file; savedmodel: a TensorFlow SavedModel folder (TF Serving); tflite: LiteRT, "
+                        "float32; tflite-fp16: half the size; tflite-int8: 8-bit integers, a quarter of the size, "
+                        "calibrated on training images and refused past --max-int8-drop; onnx: ONNX Runtime")
     p.add_argument("--out", help="output file or folder (default: RUN/exports/model.<format>, suffixed if taken)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--max-int8-drop", type=finite(0, 1, "an accuracy drop"), default=0.05, help="largest accuracy drop accepted for int8 (default: 0.05)")
@@ -293,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lr-find", help="learning-rate range test: a plot and a suggested --lr", formatter_class=fmt,
                        epilog="examples:\n  imgclf lr-find data/ --model small_cnn\n  imgclf lr-find data/ --batch-size 32 --plot lr.png\n")
-    _add_train_args(p)
+    _add_train_args(p, skip=NOT_LR_FIND)
     p.add_argument("--plot", default="lr_find.png", help="where to write the plot (default: lr_find.png)")
     p.add_argument("--steps", type=whole(2, None, "a number of steps"), default=100, help="steps of the range test (default: 100)")
 
@@ -305,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixup", type=finite(0, None, "an alpha"), default=0.0, help="MixUp alpha (default: 0 = off)")
     p.add_argument("--cutmix", type=finite(0, None, "an alpha"), default=0.0, help="CutMix alpha (default: 0 = off)")
     p.add_argument("--img-size", type=img_size, default=0, help="side in pixels (default: from the data)")
-    p.add_argument("--samples", type=COUNT, default=8, help="rows: how many images")
+    p.add_argument("--samples", type=COUNT, default=8, help="rows: how many images (default: 8)")
     p.add_argument("--seed", type=SEED, default=0, help="which images and which random draws (default: 0)")
     p.add_argument("--out", default="augment_preview.png", help="PNG to write (default: augment_preview.png)")
 

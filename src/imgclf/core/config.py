@@ -150,7 +150,7 @@ class TrainConfig:
     out: str = ""  # run folder; empty means runs/<model>, with a suffix if taken
     model: str = "auto"  # auto (chosen from the data and the installed weights: a pretrained EfficientNet-Lite for photos, small_cnn for tiny images or without weights) | a name from `imgclf models` | a YAML architecture file
     weights: str = "auto"  # auto (imagenet when --model auto picks a pretrained backbone, else none) | none | imagenet | path to a .weights.h5 file or a .keras model
-    img_size: int = 0  # square input side in pixels, 8 to 2048 (larger only runs out of memory); 0 = the model's default (small_cnn: from the data)
+    img_size: int = 0  # square input side in pixels, 8 to 2048 (larger only runs out of memory); 0 = the model's default (pretrained models: their own, e.g. 224; small_cnn: the data's median side within 28-96 px, so 300 px photos are shrunk to 96; printed at the start)
     color_mode: str = "auto"  # auto (grayscale if every image is) | rgb | grayscale
     resize: str = "squash"  # squash (ignore aspect) | crop (centre crop) | pad (letterbox)
     max_pixels: int = 100_000_000  # images with more pixels are skipped (decompression-bomb guard)

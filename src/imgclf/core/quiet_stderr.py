@@ -1,4 +1,4 @@
-"""Keep TensorFlow's import-time notices off the user's terminal.
+"""Keep library notices (TensorFlow's, LiteRT's, Python warnings of other packages) out of imgclf's output.
 
 TensorFlow 2.21 writes these lines from C++ straight to file descriptor 2 when
 it is imported, whatever TF_CPP_MIN_LOG_LEVEL says:
@@ -6,28 +6,36 @@ it is imported, whatever TF_CPP_MIN_LOG_LEVEL says:
     WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
     I0000 00:00:1795658107.598340   31367 port.cc:153] oneDNN custom operations are on. ...
 
-They say nothing a user can act on, yet open every `imgclf train`. When
-standard error is a terminal, `filter_native_stderr` routes descriptor 2
-through a pipe and a thread that drops exactly these lines and passes every
-other byte on; Python's own `sys.stderr` (progress bars, messages, tracebacks)
-keeps writing to the terminal directly, so it still knows it is on one. Logs
-and pipes (CI, `2> file`) are left alone: there the lines are harmless and
-nothing should come between the program and its output. `IMGCLF_RAW_STDERR=1`
-turns the filter off.
+They say nothing a user can act on, yet open every `imgclf train`, and
+LiteRT adds "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to each
+model it loads. `filter_native_stderr` routes descriptor 2 through a pipe and
+a thread that drops exactly these lines (glog-style info and warning lines,
+LiteRT's INFO lines) and passes every other byte on, on a terminal and in
+logs, CI and notebooks alike (issue 20: a log is read by people too); Python's
+own `sys.stderr` (progress bars, messages, tracebacks) keeps writing to the
+real descriptor directly, so it still knows whether it is on a terminal.
+`quiet_python_libraries` hides other packages' Python warnings (Keras,
+tf2onnx, UMAP) and their loggers below ERROR; imgclf's own warnings still
+show. `imgclf --verbose COMMAND` (or `IMGCLF_RAW_STDERR=1`) shows everything.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import re
 import sys
 import threading
+import warnings
 
 NOISE = (
     re.compile(rb"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\s*$"),
     re.compile(rb"^I0000 [\d:. ]+\d+ port\.cc:\d+\] oneDNN custom operations are on\."),
+    re.compile(rb"^[IW]\d{4} [\d:.]+ +\d+ [\w.-]+:\d+\] "),  # glog-style info and warning lines (errors are kept)
+    re.compile(rb"^INFO: Created TensorFlow Lite [\w ]*delegate for CPU\.\s*$"),
 )
+LIBRARY_LOGGERS = ("absl", "tensorflow", "tf2onnx", "keras", "onnx", "onnxruntime", "umap", "numba", "h5py", "PIL")
 
 _state: dict = {}
 
@@ -63,17 +71,33 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
+def quiet_python_libraries() -> None:
+    """Hide other packages' Python warnings and their loggers' messages below ERROR; imgclf's own warnings stay.
+
+    Call from the command-line entry point only (a program that imports imgclf owns its warnings).
+
+    Example:
+        >>> quiet_python_libraries()  # changes this process's warning filters  # doctest: +SKIP
+    """
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"imgclf(\.|$)")
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def filter_native_stderr() -> bool:
-    """Drop TensorFlow's start-up notices from descriptor 2 when it is a terminal; True if installed.
+    """Drop library notices (`is_noise`) from descriptor 2; True if installed.
 
     Call once, early, from the command-line entry point (not from library code:
-    a program that imports imgclf owns its own descriptors).
+    a program that imports imgclf owns its own descriptors). Nothing is done
+    when `sys.stderr` was already replaced (a test's capture, a notebook's
+    stream): whoever replaced it owns it.
 
     Example:
         >>> filter_native_stderr()  # replaces this process's stderr file descriptor  # doctest: +SKIP
         True
     """
-    if _state or os.environ.get("IMGCLF_RAW_STDERR") or not os.isatty(2):
+    if _state or os.environ.get("IMGCLF_RAW_STDERR") or sys.stderr is not sys.__stderr__:
         return False
     try:
         sys.stderr.flush()

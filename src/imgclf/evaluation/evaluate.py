@@ -17,7 +17,7 @@ from imgclf.core.errors import UserError
 from imgclf.core.fs import atomic_write_json, clean_stale_temporaries
 from imgclf.core.killpoint import kill_point
 from imgclf.core.manifest import is_skipped
-from imgclf.core.progress import log
+from imgclf.core.progress import Progress, log
 from imgclf.core.run import Run
 from imgclf.data.pipeline import decode_all
 from imgclf.data.scan import scan_folder
@@ -98,8 +98,12 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
     # One untimed call first: images/s should measure the model, not TensorFlow's one-off graph tracing.
     predictor.predict_arrays(decoded.images[:batch_size])
     start = time.perf_counter()
-    probs = np.concatenate([predictor.predict_arrays(decoded.images[i:i + batch_size])
-                            for i in range(0, len(decoded), batch_size)])
+    chunks = []
+    with Progress(len(decoded), "Predicting", enabled=verbose) as bar:  # TTA makes this the long part (issue 20)
+        for i in range(0, len(decoded), batch_size):
+            chunks.append(predictor.predict_arrays(decoded.images[i:i + batch_size]))
+            bar.update(len(chunks[-1]))
+    probs = np.concatenate(chunks)
     elapsed = time.perf_counter() - start
     ev = Evaluation(decoded.labels, probs, classes, decoded.paths, source=source)
     ev.metrics["images_per_s"] = round(len(decoded) / max(elapsed, 1e-9), 1)
@@ -111,6 +115,8 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
     ev.metrics["evaluation_id"] = uuid.uuid4().hex
     visuals = {}
     if plots:
+        if verbose:
+            log("Explaining and drawing: Grad-CAM, embeddings, figures, report.html" if explain else "Drawing figures and report.html")
         visuals = collect_visuals(getattr(predictor, "model", None), decoded.images, ev.y_true, ev.probs, explain=explain)
     save_predictions(run, ev.y_true, ev.probs, ev.paths, classes, {**visuals, EVALUATION_ID: np.asarray(ev.metrics["evaluation_id"])})
     kill_point("evaluate.predictions")

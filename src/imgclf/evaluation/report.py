@@ -20,6 +20,7 @@ from PIL import Image
 
 from imgclf.core.fs import atomic_write_text
 from imgclf.core.run import Run
+from imgclf.evaluation.baseline import majority_baseline, relative_to, run_facts
 
 STYLE = """
 :root{--fg:#1f2328;--muted:#656d76;--line:#d0d7de;--soft:#f6f8fa;--accent:#0969da}
@@ -61,7 +62,8 @@ PICTURES = [
     ("embedding.png", "Feature space", "Penultimate-layer features in 2-D, coloured by true class; rings mark mistakes."),
     ("sample_predictions.png", "Sample predictions", "A random sample of the evaluated images."),
     ("label_issues.png", "Possible label errors", "Images whose given label the model confidently disputes."),
-    ("training_curves.png", "Training curves", "Loss, accuracy and learning rate per epoch; dashed lines mark phases."),
+    ("training_curves.png", "Training curves", "Loss, accuracy and learning rate per epoch; the dotted red line marks the kept epoch (model.keras), "
+     "a dashed grey line where a new phase began (head, then fine-tuning)."),
 ]
 
 
@@ -88,9 +90,9 @@ def _table(header: list[str], rows: list[list]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _file_link(path: str) -> str:
+def _file_link(path: str, root: str | None = None) -> str:
     uri = Path(os.path.abspath(path)).as_uri()
-    return f'<a href="{html.escape(uri)}">{html.escape(path)}</a>'
+    return f'<a href="{html.escape(uri)}">{html.escape(relative_to(path, root))}</a>'
 
 
 def _metrics_section(m: dict, classes: list[str]) -> list[str]:
@@ -175,11 +177,34 @@ def _top_loss_thumbnails(run, m: dict) -> str:
             "(red frame: wrong). Each one links to its file.</figcaption></figure>")
 
 
-def _top_losses_table(m: dict) -> str:
-    rows = "".join(f"<tr><td>{_file_link(t['path'])}</td><td>{html.escape(t['true'])}</td><td>{html.escape(t['predicted'])}</td>"
+def _top_losses_table(m: dict, root: str | None = None) -> str:
+    rows = "".join(f"<tr><td>{_file_link(t['path'], root)}</td><td>{html.escape(t['true'])}</td><td>{html.escape(t['predicted'])}</td>"
                    f"<td>{t['probability']:.3f}</td><td>{t['loss']:.3f}</td></tr>" for t in m.get("top_losses", []))
     return ("<h3>Top-loss files</h3><table><tr><th>file</th><th>true</th><th>predicted</th><th>probability</th><th>loss</th></tr>"
             + rows + "</table>") if rows else ""
+
+
+def _config_value(config_text: str, key: str) -> str | None:
+    """One top-level value of config.yaml's text (the report reads no YAML library)."""
+    for line in config_text.splitlines():
+        if line.startswith(f"{key}:"):
+            return line.split(":", 1)[1].strip().strip("'\"") or None
+    return None
+
+
+def _run_summary(run, m: dict, summary: dict, config_text: str) -> str:
+    """The run in one table (model, input, time, data, imbalance) and the majority-class baseline, with its warning."""
+    config = {k: _config_value(config_text, k) for k in ("model", "weights", "monitor")}
+    preprocess = run.read_json("preprocess.json") if run.file("preprocess.json").exists() else {}
+    base = majority_baseline(m)
+    facts = run_facts(config, summary, preprocess)
+    if base["accuracy"] is not None:
+        facts.append(("majority-class baseline", f"{base['accuracy']:.4f}: always answering {base['class']!r}; "
+                                                 f"the model is {100 * base['gap']:+.1f} points above it"))
+    out = _table(["run", ""], [[k, v] for k, v in facts]) if facts else ""
+    if base["warning"]:
+        out += f'<p id="baseline-warning" style="color:#c62828;font-weight:600">{html.escape(base["warning"])}</p>'
+    return out
 
 
 def _label_issues_section(run) -> list[str]:
@@ -220,12 +245,14 @@ def write_report(run, evaluation=None) -> str:
     cards = [("accuracy", m["accuracy"]), ("balanced accuracy", m["balanced_accuracy"]), ("macro F1", m["macro_avg"]["f1"])]
     cards += [(f"top-{k} accuracy", m[f"top{k}_accuracy"]) for k in (3, 5) if f"top{k}_accuracy" in m]
     cards += [(n, m.get(k)) for n, k in (("ROC-AUC", "roc_auc_macro"), ("ECE", "expected_calibration_error")) if m.get(k) is not None]
+    cards.insert(1, ("majority-class baseline", majority_baseline(m)["accuracy"]))
     plots = run.file("plots")
     shown = {name for name, _, _ in PICTURES}
     thumbs = _top_loss_thumbnails(run, m)
     pictures = [(thumbs if name == "top_losses.png" and thumbs else _img(plots / name, title, cap))
                 for name, title, cap in PICTURES if name != "label_issues.png"]
-    pictures.insert(5, _top_losses_table(m))
+    root = m.get("evaluated_on") if os.path.isdir(m.get("evaluated_on") or "") else _config_value(config, "data")
+    pictures.insert(5, _top_losses_table(m, root))
     # Pictures drawn by other commands (augmentation preview, lr-find, ...) go at the end.
     others = sorted(p for p in plots.glob("*.png") if p.name not in shown) if plots.exists() else []
     pictures += [_img(p, p.stem.replace("_", " ").capitalize()) for p in others]
@@ -241,7 +268,7 @@ def write_report(run, evaluation=None) -> str:
         f"{m['num_samples']} images</p></header>", nav, "<main>",
         '<section id="summary"><h2>Summary</h2><div class="cards">'
         + "".join(f'<div class="card"><div class="k">{html.escape(n)}</div><div class="v">{_fmt(v)}</div></div>' for n, v in cards)
-        + "</div></section>",
+        + "</div>" + _run_summary(run, m, summary, config) + "</section>",
         *_metrics_section(m, classes),
         '<section id="pictures"><h2>Pictures</h2>', *pictures, "</section>",
         *label_parts,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from imgclf.core.errors import UserError
+from imgclf.evaluation.baseline import majority_baseline
 from imgclf.evaluation.metrics import classification_metrics, most_confused
 
 EVALUATION_ID = "evaluation_id"  # in metrics.json and predictions.npz: the evaluation that wrote them
@@ -95,6 +96,10 @@ class Evaluation:
         for k in (3, 5):
             if f"top{k}_accuracy" in m:
                 lines[-1] += f"   top-{k} {m[f'top{k}_accuracy']:.4f}"
+        base = majority_baseline(m)
+        if base["accuracy"] is not None:
+            lines.append(f"majority-class baseline {base['accuracy']:.4f} (always {base['class']!r})"
+                         + (f"   warning: {base['warning']}" if base["warning"] else ""))
         extra = [(name, m.get(key)) for name, key in (("kappa", "cohen_kappa"), ("ROC-AUC", "roc_auc_macro"),
                                                       ("PR-AUC", "pr_auc_macro"), ("ECE", "expected_calibration_error"))]
         lines.append("   ".join(f"{name} {v:.4f}" for name, v in extra if v is not None))

@@ -31,6 +31,8 @@ from imgclf.core.errors import UserError
 TTA_MODES = ("none", "flip", "shift", "flip-shift")  # "auto" (a Predictor's default) resolves to one of these
 TTA_COST = {"none": 1, "flip": 2, "shift": 5, "flip-shift": 10}  # model calls per image
 MIN_GAIN = 0.001  # a costlier mode must beat a cheaper one by this much validation accuracy (and by 2 images)
+GAIN_PER_CALL = 0.001  # ... and by this much per extra model call per image: flip 0.1 points, flip-shift 0.9
+ALPHA = 0.05  # ... and McNemar's exact test (one-sided) must find the gain real at this level
 
 
 def shift_pixels(size: int) -> int:
@@ -107,14 +109,42 @@ def tta_predict(images: np.ndarray, predict: Callable[[np.ndarray], np.ndarray],
     return (total / n).astype(np.float32)
 
 
+def paired_gain(right_before, right_after, extra_calls: int) -> dict:
+    """Is the accuracy gain of a costlier mode real and worth `extra_calls` more model calls per image?
+
+    McNemar's exact test: of the images the two modes disagree about, the
+    costlier one must win more than a fair coin would (one-sided binomial test,
+    p < ALPHA); the gain must also reach MIN_GAIN, two images, and
+    GAIN_PER_CALL per extra call.
+
+    Example:
+        >>> before = np.array([True] * 170 + [False] * 7); after = before.copy(); after[170:174] = True
+        >>> result = paired_gain(before, after, extra_calls=4)
+        >>> result["better"], result["worse"], round(result["p_value"], 3), result["adopt"]  # 4 of 177: not enough
+        (4, 0, 0.062, False)
+    """
+    # lazy: SciPy comes with scikit-learn; only the end of training decides on TTA
+    from scipy.stats import binomtest
+
+    before, after = np.asarray(right_before, bool), np.asarray(right_after, bool)
+    better, worse = int((after & ~before).sum()), int((before & ~after).sum())
+    p = float(binomtest(better, better + worse, 0.5, alternative="greater").pvalue) if better + worse else 1.0
+    gain = (better - worse) / max(len(before), 1)
+    need = max(MIN_GAIN, 2 / max(len(before), 1), GAIN_PER_CALL * extra_calls)
+    return {"gain": round(gain, 5), "better": better, "worse": worse, "p_value": round(p, 5),
+            "adopt": bool(gain >= need - 1e-9 and p < ALPHA)}
+
+
 def choose_tta(images: np.ndarray, labels: np.ndarray, predict: Callable[[np.ndarray], np.ndarray],
                trained_with_flips: bool) -> dict:
     """Decide on the validation split which test-time augmentation should be this run's default.
 
     Each mode costs more model calls per image (TTA_COST), so a costlier mode
     is chosen only when it beats the best cheaper one on validation by at least
-    0.1 percentage points and two images: a gain that small samples cannot
-    fake. Mirrored views are tried only for a model that saw mirrored images in
+    0.1 percentage points and two images, by GAIN_PER_CALL for each extra call
+    (worth its cost), and when McNemar's exact test on the images the two
+    modes disagree about finds the gain real (p < ALPHA): 4 images better and
+    none worse of 177 is p = 0.06, luck as often as not (issue 20). Mirrored views are tried only for a model that saw mirrored images in
     training. All views are predicted once and shared between the modes. The
     evidence is returned (and saved in the run) so the choice can be checked;
     `evaluate`, `predict` and `serve` apply it unless told ``--tta none``.
@@ -139,16 +169,20 @@ def choose_tta(images: np.ndarray, labels: np.ndarray, predict: Callable[[np.nda
     members = {"none": [0], "shift": [0, 1, 2, 3, 4]}
     if trained_with_flips:
         members.update({"flip": [0, 5], "flip-shift": list(range(10))})
-    accuracy = {m: round(float((sum(views[i] for i in members[m]).argmax(1) == labels).mean()), 5)
-                for m in sorted(members, key=TTA_COST.get)}
-    need = max(MIN_GAIN, 2 / max(len(labels), 1))
-    chosen = "none"
+    right = {m: sum(views[i] for i in members[m]).argmax(1) == labels for m in sorted(members, key=TTA_COST.get)}
+    accuracy = {m: round(float(r.mean()), 5) for m, r in right.items()}
+    chosen, tests = "none", {}
     for mode in accuracy:  # cheapest first
-        if accuracy[mode] >= accuracy[chosen] + need - 1e-9:
+        if mode == "none":
+            continue
+        tests[mode] = paired_gain(right[chosen], right[mode], TTA_COST[mode] - TTA_COST[chosen])
+        tests[mode]["against"] = chosen
+        if tests[mode]["adopt"]:
             chosen = mode
-    reason = ("no costlier view raised validation accuracy enough" if chosen == "none" else
-              f"raised validation accuracy {accuracy['none']:.4f} -> {accuracy[chosen]:.4f} for {TTA_COST[chosen]} model calls per image")
-    out = {"tta": chosen, "val_accuracy": accuracy, "calls_per_image": TTA_COST[chosen], "reason": reason}
+    reason = ("no costlier view raised validation accuracy enough, and surely, for its cost" if chosen == "none" else
+              f"raised validation accuracy {accuracy['none']:.4f} -> {accuracy[chosen]:.4f} for {TTA_COST[chosen]} model calls "
+              f"per image (McNemar p = {tests[chosen]['p_value']:.3g})")
+    out = {"tta": chosen, "val_accuracy": accuracy, "calls_per_image": TTA_COST[chosen], "reason": reason, "tests": tests}
     if not trained_with_flips:
         out["note"] = "mirrored views not tried: the model was not trained on mirrored images"
     return out

@@ -93,9 +93,16 @@ class RunWriter(keras.callbacks.Callback):
 
 
 def history_csv(rows: list[dict]) -> str:
-    """History rows as CSV text. Example: ``history_csv([{"epoch": 1, "loss": 0.5}])``."""
+    """History rows as CSV text, with only the columns some row fills (no empty val_macro_f1 column, issue 20).
+
+    Example:
+        >>> print(history_csv([{"epoch": 1, "phase": "train", "loss": 0.5}]), end="")
+        epoch,phase,loss
+        1,train,0.5
+    """
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
+    filled = [f for f in HISTORY_FIELDS if f in ("epoch", "phase") or any(r.get(f) is not None for r in rows)]
+    writer = csv.DictWriter(buf, fieldnames=filled, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items() if k in HISTORY_FIELDS})

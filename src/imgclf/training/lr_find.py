@@ -14,13 +14,28 @@ import os
 import numpy as np
 
 from imgclf.core.errors import UserError
-from imgclf.core.progress import log
+from imgclf.core.progress import Progress, log
 from imgclf.evaluation.figures.curves import plot_lr_find
 from imgclf.models.registry import default_lr
 
 
-def suggest_lr(lrs, losses, beta: float = 0.9) -> tuple[float, list[float]]:
-    """The suggested rate and the smoothed losses (bias-corrected exponential average).
+TURN_UP = 0.05  # the loss "turned up" once it rose past its minimum by this share of its fall from the start
+
+
+def smooth_losses(losses, window: int = 0) -> list[float]:
+    """Centred moving average of the step losses (window: about 5% of the steps, at least 3; no lag).
+
+    Example:
+        >>> smooth_losses([1.0, 3.0, 2.0, 4.0, 3.0])
+        [2.0, 2.0, 3.0, 3.0, 3.5]
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    half = max(1, (window or max(3, len(losses) // 20)) // 2)
+    return [float(np.nanmean(losses[max(0, i - half):i + half + 1])) for i in range(len(losses))]
+
+
+def suggest_lr(lrs, losses) -> tuple[float, list[float]]:
+    """The suggested rate (a tenth of the rate at the smoothed minimum) and the smoothed losses.
 
     Example:
         >>> lrs = np.geomspace(1e-5, 1, 50)
@@ -28,12 +43,22 @@ def suggest_lr(lrs, losses, beta: float = 0.9) -> tuple[float, list[float]]:
         >>> round(suggest_lr(lrs, losses)[0], 5) < 1e-2
         True
     """
-    smooth, avg = [], 0.0
-    for i, loss in enumerate(losses):
-        avg = beta * avg + (1 - beta) * loss
-        smooth.append(avg / (1 - beta ** (i + 1)))
+    smooth = smooth_losses(losses)
     best = int(np.nanargmin(smooth))
     return float(lrs[best]) / 10, smooth
+
+
+def turned_up(smooth) -> bool:
+    """Whether the smoothed loss rose clearly after its minimum (else the sweep says nothing about divergence).
+
+    Example:
+        >>> turned_up([3.0, 2.0, 1.0, 0.9, 1.5]), turned_up([3.0, 2.0, 1.0, 0.9, 0.8])
+        (True, False)
+    """
+    smooth = np.asarray(smooth, dtype=np.float64)
+    best = int(np.nanargmin(smooth))
+    fall = max(float(smooth[0] - smooth[best]), 1e-12)
+    return best < len(smooth) - 1 and float(np.nanmax(smooth[best:])) > smooth[best] + TURN_UP * fall
 
 
 def range_test(model, dataset, steps: int, start: float, end: float):
@@ -41,6 +66,7 @@ def range_test(model, dataset, steps: int, start: float, end: float):
     import keras
 
     lrs, losses = [], []
+    bar = Progress(steps, "Range test", unit="step")
 
     class Sweep(keras.callbacks.Callback):
         prev_mean = 0.0  # Keras' running mean of the loss after the previous step
@@ -56,11 +82,13 @@ def range_test(model, dataset, steps: int, start: float, end: float):
             step_loss = mean * (batch + 1) - (self.prev_mean * batch if batch else 0.0)
             self.prev_mean = mean
             losses.append(step_loss)
+            bar.update(1)
             finite = [l for l in losses if math.isfinite(l)]
             if not math.isfinite(step_loss) or (len(finite) > 10 and step_loss > 4 * min(finite)):
                 self.model.stop_training = True
 
-    model.fit(dataset.repeat().take(steps), epochs=1, verbose=0, callbacks=[Sweep()])
+    with bar:
+        model.fit(dataset.repeat().take(steps), epochs=1, verbose=0, callbacks=[Sweep()], shuffle=False)  # tf.data shuffles
     n = min(len(lrs), len(losses))
     return np.array(lrs[:n]), np.array(losses[:n])
 
@@ -85,7 +113,7 @@ def find_lr(trainer, out: str | os.PathLike = "lr_find.png", steps: int = 100, s
     # If the loss was still falling when the sweep ended (tiny data is memorised
     # at any rate), the test says nothing about where training diverges: keep
     # the default rate instead of a tenth of the sweep's end.
-    conclusive = int(np.nanargmin(smooth)) < 0.9 * (len(smooth) - 1)
+    conclusive = turned_up(smooth)
     if not conclusive:
         suggested = default_lr(trainer.cfg.model, trainer.plan.weights)
         log("The loss never turned up during the range test (too little data to tell); "

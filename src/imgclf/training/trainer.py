@@ -137,6 +137,7 @@ class Trainer:
         self._setup_distribution()
         self.plan = make_plan(cfg, get_spec(cfg.model), probe, replicas=self.dist.plan.replicas,
                               split=self.source.split_settings(), in_memory=self.source.in_memory)
+        log(_input_line(self.plan, probe, cfg.resize))
         if run_dir is None and self.dist.multi_worker:
             cfg.out = str(Path(cfg.out or Path("runs") / cfg.model).absolute())
             self.run_dir = self.dist.run_dir(cfg.out)  # the chief's exact folder, or a worker's scratch folder
@@ -301,6 +302,20 @@ class Trainer:
         # Only now: a resume that failed leaves the run's settings as they were, so it can be resumed again.
         atomic_write_text(self.run_dir / "config.yaml", to_yaml(self.settings))
         return run
+
+
+def _input_line(plan, probe: dict | None, resize: str) -> str:
+    """What the model sees, said once: 300 px photos shrunk to 96 px surprise no one who reads it.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> _input_line(SimpleNamespace(img_size=96, color_mode="rgb"), {"median_side": 300}, "squash")
+        'Input: 96x96 px rgb; images (median side 300 px) are resized to it (--resize squash; --img-size sets the side)'
+    """
+    side = (probe or {}).get("median_side")
+    seen = f"images (median side {side:g} px)" if side else "images"
+    return (f"Input: {plan.img_size}x{plan.img_size} px {plan.color_mode}; {seen} are resized to it "
+            f"(--resize {resize}; --img-size sets the side)")
 
 
 def _limit_train_rows(rows: list[dict], limit: int, seed: int) -> list[dict]:

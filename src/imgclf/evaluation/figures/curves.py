@@ -103,8 +103,8 @@ def read_history(path) -> list[dict]:
     return rows
 
 
-def plot_training_curves(history_path, path) -> Path:
-    """Loss, accuracy and learning rate per epoch, train vs validation, phases marked.
+def plot_training_curves(history_path, path, kept_epoch: int | None = None) -> Path:
+    """Loss, accuracy and learning rate per epoch, train vs validation; phases (dashed) and the kept epoch (dotted) marked.
 
     Example:
         >>> plot_training_curves("runs/leaves/history.csv", "curves.png")
@@ -135,6 +135,10 @@ def plot_training_curves(history_path, path) -> Path:
             for ax in axes:
                 ax.axvline(epochs[i] - 0.5, color="grey", ls="--", lw=1)
                 ax.text(epochs[i] - 0.45, ax.get_ylim()[1], rows[i]["phase"], va="top", fontsize=8, color="grey")
+    if kept_epoch:  # the epoch model.keras holds: the best by the monitored metric
+        for ax in axes:
+            ax.axvline(kept_epoch, color="tab:red", ls=":", lw=1.5)
+        axes[0].text(kept_epoch, axes[0].get_ylim()[1], f" kept: epoch {kept_epoch}", va="top", fontsize=8, color="tab:red")
     return _save(fig, path)
 
 

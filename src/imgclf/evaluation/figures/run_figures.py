@@ -140,7 +140,9 @@ def plot_run(run) -> list[Path]:
     if len(projections) > 1:
         done.append(plot_embedding(projections, ev.y_true, pred, classes, plots / "embedding.png"))
     if run.file("history.csv").exists():
-        done.append(plot_training_curves(run.file("history.csv"), plots / "training_curves.png"))
+        summary = run.read_json("summary.json") if run.file("summary.json").exists() else {}
+        done.append(plot_training_curves(run.file("history.csv"), plots / "training_curves.png",
+                                         kept_epoch=(summary or {}).get("best_epoch")))
     # Pictures this evaluation could not draw (say Grad-CAM after --no-explain) must not
     # survive from an earlier evaluation into this report as if they belonged to it.
     for name in EVALUATION_PICTURES:
