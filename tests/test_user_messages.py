@@ -106,3 +106,40 @@ def test_history_has_no_empty_columns():
 
     text = history_csv([{"epoch": 1, "phase": "train", "loss": 0.5, "val_accuracy": 0.5, "lr": 0.01}])
     assert "val_macro_f1" not in text.splitlines()[0] and "val_accuracy" in text.splitlines()[0]
+
+
+def test_predict_labels_top_k_and_writes_every_probability(trained_run, image_folder, tmp_path, capsys):
+    """Item 9: the table says what the extra answers are; --probabilities gives one CSV column per class."""
+    import csv
+
+    from imgclf.cli import main
+
+    assert main(["predict", str(trained_run.path), image_folder, "--top-k", "2", "--no-progress"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "(top-2)" in table[0] and all("(top-2: " in line for line in table[1:])
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(trained_run.path), image_folder, "--format", "csv", "--probabilities",
+                 "--output", str(out), "--no-progress"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    columns = [f"p_{c}" for c in trained_run.classes]
+    assert set(columns) <= set(rows[0]) and "class_2" not in rows[0]
+    for r in rows:
+        assert abs(sum(float(r[c]) for c in columns) - 1) < 1e-3
+        assert max(columns, key=lambda c: float(r[c])) == f"p_{r['class']}"
+
+
+def test_positive_class_sets_the_binary_threshold_class():
+    from imgclf.core.errors import UserError
+    from imgclf.evaluation.results import Evaluation
+
+    ev = Evaluation([0, 0, 1, 1], [[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]], ["defect", "ok"], list("abcd"))
+    assert ev.metrics["binary"]["positive_class"] == "ok"  # the second class unless told
+    ev.set_positive_class("defect")
+    assert ev.metrics["binary"]["positive_class"] == "defect" and "P(defect)" in ev.summary()
+    try:
+        ev.set_positive_class("defekt")
+    except UserError as e:
+        assert "Did you mean 'defect'" in str(e)
+    else:
+        raise AssertionError("a mistyped class must be refused")
+    assert build_parser().parse_args(["evaluate", "r", "--positive-class", "x"]).positive_class == "x"

@@ -213,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=COUNT, default=128, help="images per model call (default: 128)")
     p.add_argument("--tta", choices=TTA_CHOICES, default="auto", help=TTA_HELP)
     p.add_argument("--no-explain", dest="explain", action="store_false", help="skip Grad-CAM and the embedding pictures (faster)")
+    p.add_argument("--positive-class", metavar="CLASS", help="two classes: the class whose probability the best-F1 "
+                   "threshold is set on, e.g. the defect class (default: the second class in alphabetical order)")
     p.add_argument("--find-label-issues", action="store_true", help="also list images whose label the model confidently disputes")
     p.add_argument("--label-method", choices=("cv", "holdout"), default="cv",
                    help="label check: cv = k-fold copies of the model over all the run's images (default); holdout = the evaluated images only")
@@ -235,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--top-k", type=COUNT, default=1, help="how many classes to show per image (default: 1)")
     p.add_argument("--format", choices=("table", "csv", "json", "jsonl"), default="table", help="output format (default: table)")
+    p.add_argument("--probabilities", action="store_true",
+                   help="every class's probability: CSV columns p_<class>, a 'probabilities' object in JSON")
     p.add_argument("--output", help="write to this file instead of standard output (an existing file needs --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="allow --output to replace an existing file")
     p.add_argument("--batch-size", type=COUNT, default=64, help="images per model call (default: 64)")

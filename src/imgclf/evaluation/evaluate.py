@@ -24,7 +24,7 @@ from imgclf.data.scan import scan_folder
 from imgclf.data.shards.reader import decode_for_evaluation, shard_source
 from imgclf.evaluation.figures.run_figures import collect_visuals, plot_run, save_predictions
 from imgclf.evaluation.report import write_report
-from imgclf.evaluation.results import EVALUATION_ID, Evaluation
+from imgclf.evaluation.results import EVALUATION_ID, Evaluation, check_positive_class
 from imgclf.inference.predictor import load
 
 
@@ -64,7 +64,8 @@ def eval_rows(run: Run, data: str | None, split: str | None) -> tuple[list[dict]
 
 
 def evaluate(run, data: str | os.PathLike | None = None, split: str | None = None, batch_size: int = 128,
-             plots: bool = True, verbose: bool = True, tta: str = "auto", explain: bool = True) -> Evaluation:
+             plots: bool = True, verbose: bool = True, tta: str = "auto", explain: bool = True,
+             positive_class: str | None = None) -> Evaluation:
     """Evaluate a run on its test split (or `data`), write metrics.json, predictions.npz, plots/ and report.html.
 
     `tta="flip"` averages each prediction with the mirrored image's (see
@@ -81,6 +82,8 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
     shards = shard_source(run, data)  # packed TFRecords (`imgclf datasets pack`), given or trained on
     if not shards:
         rows, source = eval_rows(run, os.fspath(data) if data else None, split)
+    if positive_class:  # a mistyped name fails before any image is decoded
+        check_positive_class(positive_class, run.classes)
     predictor = load(run.path, tta=tta)
     if verbose and predictor.tta != "none":
         how = "chosen on validation when training" if tta in (None, "", "auto") else "asked for"
@@ -106,6 +109,8 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
     probs = np.concatenate(chunks)
     elapsed = time.perf_counter() - start
     ev = Evaluation(decoded.labels, probs, classes, decoded.paths, source=source)
+    if positive_class:  # two classes: whose probability the best-F1 threshold is on (default: the second)
+        ev.set_positive_class(positive_class)
     ev.metrics["images_per_s"] = round(len(decoded) / max(elapsed, 1e-9), 1)
     ev.metrics["tta"] = predictor.tta
     ev.metrics["skipped"] = [{"path": p, "reason": r} for p, r in decoded.skipped]

@@ -9,11 +9,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from imgclf.core.errors import UserError
+from imgclf.core.errors import UserError, did_you_mean
 from imgclf.evaluation.baseline import majority_baseline
-from imgclf.evaluation.metrics import classification_metrics, most_confused
+from imgclf.evaluation.metrics import best_f1_threshold, classification_metrics, most_confused
 
 EVALUATION_ID = "evaluation_id"  # in metrics.json and predictions.npz: the evaluation that wrote them
+
+
+def check_positive_class(name: str, classes: list[str]) -> None:
+    """Raise `UserError` unless `name` can be the positive class (two classes, one of them).
+
+    Example:
+        >>> check_positive_class("bad", ["bad", "ok"])
+        >>> check_positive_class("bda", ["bad", "ok"])
+        Traceback (most recent call last):
+        imgclf.core.errors.UserError: --positive-class 'bda' is not a class of this run (bad, ok). Did you mean 'bad'?
+    """
+    if len(classes) != 2:
+        raise UserError(f"--positive-class applies to two classes; this run has {len(classes)}.")
+    if name not in classes:
+        raise UserError(f"--positive-class {name!r} is not a class of this run ({', '.join(classes)})."
+                        + did_you_mean(name, classes))
 
 
 def same_evaluation(metrics: dict, predictions: dict, run_path="the run") -> None:
@@ -52,6 +68,21 @@ class Evaluation:
         self.metrics = classification_metrics(self.y_true, self.probs, self.classes)
         self.metrics["most_confused"] = most_confused(self.metrics["confusion_matrix"], self.classes)
         self.metrics["evaluated_on"] = source
+        if len(self.classes) == 2:
+            self.set_positive_class(self.classes[1])
+
+    def set_positive_class(self, name: str) -> None:
+        """Two classes: the best-F1 threshold on P(`name`), which becomes the positive class (default: the second).
+
+        Example:
+            >>> ev = Evaluation([0, 1, 1], [[0.8, 0.2], [0.6, 0.4], [0.1, 0.9]], ["bad", "ok"], ["a", "b", "c"])
+            >>> ev.set_positive_class("bad"); ev.metrics["binary"]["positive_class"], ev.metrics["binary"]["threshold"]
+            ('bad', 0.8)
+        """
+        check_positive_class(name, self.classes)
+        i = self.classes.index(name)
+        self.metrics["binary"] = {**best_f1_threshold((self.y_true == i).astype(np.int64), self.probs[:, i]),
+                                  "positive_class": name}
 
     @property
     def accuracy(self) -> float:
@@ -105,8 +136,9 @@ class Evaluation:
         lines.append("   ".join(f"{name} {v:.4f}" for name, v in extra if v is not None))
         if m.get("binary", {}).get("threshold") is not None:
             b = m["binary"]
-            lines.append(f"best-F1 threshold on P({self.classes[1]}): {b['threshold']:.4f} -> F1 {b['f1']:.4f}, "
-                         f"precision {b['precision']:.4f}, recall {b['recall']:.4f}")
+            lines.append(f"best-F1 threshold on P({b.get('positive_class', self.classes[1])}): {b['threshold']:.4f} -> "
+                         f"F1 {b['f1']:.4f}, precision {b['precision']:.4f}, recall {b['recall']:.4f} "
+                         "(--positive-class sets the class)")
         lines.append(f"{'class':<{width}}  precision  recall     f1  support")
         for c, v in m["per_class"].items():
             lines.append(f"{c:<{width}}  {v['precision']:9.4f}  {v['recall']:6.4f}  {v['f1']:.4f}  {v['support']:7d}")

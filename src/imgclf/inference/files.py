@@ -41,11 +41,13 @@ def validate_options(top_k: int, threshold: float, batch_size: int, sort_into=No
 
 def predict_files(model, inputs: list[str], top_k: int = 1, fmt: str = "table", output: str | None = None,
                   threshold: float = 0.0, batch_size: int = 64, tta: str = "auto", sort_into: str | None = None,
-                  move: bool = False, progress: bool | None = None) -> dict:
+                  move: bool = False, progress: bool | None = None, probabilities: bool = False) -> dict:
     """Predict every image under `inputs` and write rows; returns counts ``{'images', 'errors'}``.
 
     `progress=None` shows a progress bar on stderr when the results are not
     going to the same terminal (``--output`` given, or stdout piped).
+    `probabilities` adds every class's probability to each row (CSV: one
+    ``p_<class>`` column per class; JSON: a "probabilities" object).
 
     Example:
         >>> predict_files("runs/leaves", ["photos/"], fmt="csv", output="preds.csv", sort_into="sorted/")  # needs a trained model  # doctest: +SKIP
@@ -68,15 +70,28 @@ def predict_files(model, inputs: list[str], top_k: int = 1, fmt: str = "table", 
         total = sum(1 for _ in iter_image_paths(inputs)) if progress else None
         counts = {"images": 0}
         with Progress(total, "Predicting", enabled=progress) as bar:
-            rows = predictor.predict_paths(itertools.chain([first], paths), top_k=top_k, batch_size=batch_size,
-                                           threshold=threshold)
-            counts["errors"] = write_predictions(_tap(rows, bar, sorter, counts), fmt, output, top_k)
+            rows = predictor.predict_paths(itertools.chain([first], paths), batch_size=batch_size, threshold=threshold,
+                                           top_k=len(predictor.classes) if probabilities else top_k)
+            if probabilities:
+                rows = (with_probabilities(r, top_k) for r in rows)
+            counts["errors"] = write_predictions(_tap(rows, bar, sorter, counts), fmt, output, top_k,
+                                                 classes=predictor.classes if probabilities else None)
     finally:
         if sorter is not None:
             sorter.close()
     if sorter is not None:
         print(sorter.summary(), file=sys.stderr)
     return counts
+
+
+def with_probabilities(row: dict, top_k: int) -> dict:
+    """A row predicted with every class in its top_k: all of them as "probabilities", its top_k cut to `top_k`.
+
+    Example:
+        >>> with_probabilities({"class": "cat", "top_k": [["cat", 0.7], ["dog", 0.2], ["owl", 0.1]]}, 1)
+        {'class': 'cat', 'top_k': [['cat', 0.7]], 'probabilities': {'cat': 0.7, 'dog': 0.2, 'owl': 0.1}}
+    """
+    return {**row, "top_k": row["top_k"][:top_k], "probabilities": {c: p for c, p in row["top_k"]}}
 
 
 def _tap(rows: Iterator[dict], bar, sorter, counts: dict) -> Iterator[dict]:

@@ -95,10 +95,13 @@ def _csv_cell(value):
     return f"{value:.6f}" if isinstance(value, float) else value
 
 
-def write_predictions(rows: Iterable[dict], fmt: str, output: str | None, top_k: int) -> int:
+def write_predictions(rows: Iterable[dict], fmt: str, output: str | None, top_k: int,
+                      classes: list[str] | None = None) -> int:
     """Write rows (from `Predictor.predict_paths`) as 'table', 'csv', 'json' or 'jsonl'; return how many had errors.
 
-    `output` None writes to stdout.
+    `output` None writes to stdout. With `classes` (``--probabilities``) the
+    CSV gets one column ``p_<class>`` per class, from each row's
+    "probabilities" (JSON rows carry that dict as it is).
 
     Example:
         >>> rows = [{"path": "a.jpg", "class": "cat", "probability": 0.9, "top_k": [["cat", 0.9], ["dog", 0.1]], "error": ""},
@@ -109,23 +112,28 @@ def write_predictions(rows: Iterable[dict], fmt: str, output: str | None, top_k:
         b.gif,,,,,empty file (0 bytes)
         1
         >>> write_predictions(rows[:1], "table", None, top_k=2)
-        class                  prob  path
-        cat                   0.900  a.jpg  [dog 0.100]
+        class                  prob  path  (top-2)
+        cat                   0.900  a.jpg  (top-2: dog 0.100)
+        0
+        >>> write_predictions([dict(rows[0], probabilities={"cat": 0.9, "dog": 0.1})], "csv", None, 1, ["cat", "dog"])
+        path,class,probability,error,p_cat,p_dog
+        a.jpg,cat,0.900000,,0.900000,0.100000
         0
     """
     errors = 0
     with _open_output(output) as f:
         if fmt == "csv":
             writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(table_columns(top_k))
+            writer.writerow(table_columns(top_k) + [f"p_{c}" for c in classes or ()])
         elif fmt == "json":
             f.write("[")
         elif fmt == "table":
-            f.write(f"{'class':<20} {'prob':>6}  path\n")
+            f.write(f"{'class':<20} {'prob':>6}  path" + (f"  (top-2{f'..top-{top_k}' if top_k > 2 else ''})" if top_k > 1 else "") + "\n")
         for n, row in enumerate(rows):
             errors += bool(row["error"])
             if fmt == "csv":
-                writer.writerow([_csv_cell(v) for v in table_values(row, top_k)])
+                probs = row.get("probabilities") or {}
+                writer.writerow([_csv_cell(v) for v in table_values(row, top_k) + [probs.get(c) for c in classes or ()]])
             elif fmt == "json":
                 f.write(("," if n else "") + "\n  " + json.dumps(_clean(row)))
             elif fmt == "jsonl":
@@ -134,9 +142,9 @@ def write_predictions(rows: Iterable[dict], fmt: str, output: str | None, top_k:
                 if row["error"]:
                     f.write(f"{'ERROR':<20} {'':>6}  {shown(row['path'])}  ({row['error']})\n")
                 else:
-                    others = "  ".join(f"{c} {p:.3f}" for c, p in row["top_k"][1:])
+                    others = ", ".join(f"top-{k}: {shown(c)} {p:.3f}" for k, (c, p) in enumerate(row["top_k"][1:], 2))
                     f.write(f"{shown(row['class']):<20} {row['probability']:6.3f}  {shown(row['path'])}"
-                            + (f"  [{others}]" if others else "") + "\n")
+                            + (f"  ({others})" if others else "") + "\n")
             if n % 64 == 0:
                 f.flush()  # let a reader of a pipe see early rows
         if fmt == "json":

@@ -58,7 +58,7 @@ def turned_up(smooth) -> bool:
     smooth = np.asarray(smooth, dtype=np.float64)
     best = int(np.nanargmin(smooth))
     fall = max(float(smooth[0] - smooth[best]), 1e-12)
-    return best < len(smooth) - 1 and float(np.nanmax(smooth[best:])) > smooth[best] + TURN_UP * fall
+    return bool(best < len(smooth) - 1 and float(np.nanmax(smooth[best:])) > smooth[best] + TURN_UP * fall)
 
 
 def range_test(model, dataset, steps: int, start: float, end: float):

@@ -15,7 +15,8 @@ def run(args) -> int:
         raise UserError(f"--folds must be at least 2, received {args.folds}.")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, received {args.batch_size}.")
-    ev = evaluate(args.run, data=args.data, split=args.split, batch_size=args.batch_size, tta=args.tta, explain=args.explain)
+    ev = evaluate(args.run, data=args.data, split=args.split, batch_size=args.batch_size, tta=args.tta, explain=args.explain,
+                  positive_class=args.positive_class)
     print(ev.summary())
     if args.find_label_issues:
         issues = find_label_issues(args.run, method=args.label_method, data=args.data, folds=args.folds)

@@ -15,8 +15,9 @@ def run(args) -> int:
     if args.output:
         refuse_overwrite(args.output, args.overwrite)
     if args.engine != "local":
-        if args.sort_into:
-            raise UserError(f"--sort-into works with the local engine only; run without --engine {args.engine}.")
+        if args.sort_into or args.probabilities:
+            flag = "--sort-into" if args.sort_into else "--probabilities"
+            raise UserError(f"{flag} works with the local engine only; run without --engine {args.engine}.")
         counts = predict_with_engine(args.model, args.paths, args.output, engine=args.engine, top_k=args.top_k,
                                      threshold=args.threshold, batch_size=args.batch_size, tta=args.tta,
                                      options=parse_options(args.engine_options), progress=args.progress,
@@ -24,7 +25,8 @@ def run(args) -> int:
         return _report_predict(args, counts)
     counts = predict_files(args.model, args.paths, top_k=args.top_k, fmt=args.format, output=args.output,
                            threshold=args.threshold, batch_size=args.batch_size, tta=args.tta,
-                           sort_into=args.sort_into, move=args.move, progress=args.progress)
+                           sort_into=args.sort_into, move=args.move, progress=args.progress,
+                           probabilities=args.probabilities)
     return _report_predict(args, counts)
 
 
