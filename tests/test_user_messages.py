@@ -62,7 +62,7 @@ def test_help_texts_say_what_a_user_needs():
     assert "--model" in lr_help and "--batch-size" in lr_help
     export_help = sub["export"].format_help()
     assert "tflite-int8" in export_help and "8-bit" in export_help
-    assert "(default: 8" in sub["augment-preview"].format_help() or "default: one per class" in sub["augment-preview"].format_help()
+    assert "one per class" in sub["augment-preview"].format_help()
     assert "96" in sub["train"].format_help()  # small_cnn's resizing is said where a user looks
 
 
@@ -143,3 +143,17 @@ def test_positive_class_sets_the_binary_threshold_class():
     else:
         raise AssertionError("a mistyped class must be refused")
     assert build_parser().parse_args(["evaluate", "r", "--positive-class", "x"]).positive_class == "x"
+
+
+def test_augment_preview_shows_what_train_uses_one_row_per_class(image_folder, tmp_path, capsys):
+    """Item 5: the preset train resolves (not 'standard' regardless), and every class in the rows."""
+    from imgclf.cli import main
+    from imgclf.evaluation.figures.augment_preview import stratified_picks
+    from imgclf.training.preview_plan import resolve_preview
+
+    assert main(["augment-preview", image_folder, "--model", "small_cnn", "--epochs", "20",
+                 "--out", str(tmp_path / "a.png")]) == 0
+    assert "Preset 'light'" in capsys.readouterr().err and (tmp_path / "a.png").exists()
+    assert resolve_preview(image_folder, model="small_cnn", epochs=3)["augment"] == "none"
+    rows = [{"label": c, "path": f"{c}{i}"} for c, n in (("a", 30), ("b", 2), ("c", 1)) for i in range(n)]
+    assert sorted(r["label"] for r in stratified_picks(rows, ["a", "b", "c"], 3)) == ["a", "b", "c"]

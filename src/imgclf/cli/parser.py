@@ -315,12 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("augment-preview", help="a grid PNG of augmented training images", formatter_class=fmt,
                        epilog="examples:\n  imgclf augment-preview data/ --augment strong\n  imgclf augment-preview data/ --augment light --mixup 0.2 --out aug.png\n")
     p.add_argument("data", help="folder of class subfolders")
-    p.add_argument("--augment", choices=("none", "flip", "light", "standard", "strong"), default="standard", help="preset to show (default: standard)")
+    p.add_argument("--augment", choices=("auto", "none", "flip", "light", "standard", "strong"), default="auto",
+                   help="preset to show (default: auto, the one `imgclf train` with the same --model, --weights and --epochs uses)")
+    p.add_argument("--model", default="auto", help="as train's --model: decides auto's preset and size (default: auto)")
+    p.add_argument("--weights", default="auto", help="as train's --weights (default: auto)")
+    p.add_argument("--epochs", type=COUNT, default=10, help="as train's --epochs (default: 10)")
     p.add_argument("--flip", choices=("auto", "none", "horizontal", "both"), default="auto", help="as train's --flip (default: auto)")
     p.add_argument("--mixup", type=finite(0, None, "an alpha"), default=0.0, help="MixUp alpha (default: 0 = off)")
     p.add_argument("--cutmix", type=finite(0, None, "an alpha"), default=0.0, help="CutMix alpha (default: 0 = off)")
     p.add_argument("--img-size", type=img_size, default=0, help="side in pixels (default: from the data)")
-    p.add_argument("--samples", type=COUNT, default=8, help="rows: how many images (default: 8)")
+    p.add_argument("--samples", type=whole(0, None, "a number of rows"), default=0,
+                   help="rows: how many images, taken round the classes (default: 0 = one per class)")
     p.add_argument("--seed", type=SEED, default=0, help="which images and which random draws (default: 0)")
     p.add_argument("--out", default="augment_preview.png", help="PNG to write (default: augment_preview.png)")
 

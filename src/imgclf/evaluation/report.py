@@ -119,7 +119,7 @@ def _metrics_section(m: dict, classes: list[str]) -> list[str]:
     b = m.get("binary")
     if b and b.get("threshold") is not None:
         (tn, fp), (fn, tp) = b["confusion_matrix"]
-        parts += [f"<h3>Two classes: the threshold that maximises F1 (positive class: {html.escape(b.get("positive_class", classes[1]))})</h3>",
+        parts += [f"<h3>Two classes: the threshold that maximises F1 (positive class: {html.escape(b.get('positive_class', classes[1]))})</h3>",
                   _table(["threshold", "F1", "precision", "recall", "accuracy", "TP", "FP", "FN", "TN"],
                          [[b["threshold"], b["f1"], b["precision"], b["recall"], b["accuracy"], tp, fp, fn, tn]])]
     cm = m.get("confusion_matrix")
