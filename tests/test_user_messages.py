@@ -157,3 +157,21 @@ def test_augment_preview_shows_what_train_uses_one_row_per_class(image_folder, t
     assert resolve_preview(image_folder, model="small_cnn", epochs=3)["augment"] == "none"
     rows = [{"label": c, "path": f"{c}{i}"} for c, n in (("a", 30), ("b", 2), ("c", 1)) for i in range(n)]
     assert sorted(r["label"] for r in stratified_picks(rows, ["a", "b", "c"], 3)) == ["a", "b", "c"]
+
+
+def test_a_mixed_precision_run_predicts_in_float32_like_its_exports(image_folder, tmp_path):
+    """Item 2: the run folder computed in bfloat16 and its exports in float32, so 9 of 656 answers differed."""
+    import keras
+
+    import imgclf
+    from imgclf.models.saving import load_keras_model
+
+    try:
+        run = imgclf.train(image_folder, model="small_cnn", epochs=1, img_size=16, precision="bfloat16", verbose=0,
+                           out=str(tmp_path / "run"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")  # later tests in this process
+    saved = load_keras_model(run.model_path)
+    assert any(layer.dtype_policy.name == "mixed_bfloat16" for layer in saved.layers)
+    clf = imgclf.load(run.path)
+    assert {layer.dtype_policy.name for layer in clf.backend.model.layers} == {"float32"}

@@ -95,21 +95,10 @@ def float32_copy(model):
         'float32'
     """
 
-    def to_float32(obj):
-        if isinstance(obj, dict):
-            if obj.get("class_name") == "DTypePolicy" and isinstance(obj.get("config"), dict):
-                return {**obj, "config": {**obj["config"], "name": "float32"}}
-            return {k: to_float32(v) for k, v in obj.items()}
-        if isinstance(obj, list):
-            return [to_float32(v) for v in obj]
-        return obj
+    # lazy: imports keras (imgclf.models.saving)
+    from imgclf.models.saving import as_float32
 
-    # lazy: imports keras (imgclf.models.layers)
-    from imgclf.models import layers  # noqa: F401  (registers Preprocess for from_config)
-
-    copy = model.__class__.from_config(to_float32(model.get_config()))
-    copy.set_weights(model.get_weights())
-    return copy
+    return as_float32(model)
 
 
 def serving_model(model):

@@ -305,17 +305,18 @@ def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
     if p.is_dir() and (p / "classes.json").exists() and not (p / "saved_model.pb").exists():
         run = Run(p)
         # lazy: imports keras (imgclf.models.saving)
-        from imgclf.models.saving import load_keras_model  # heavy: TensorFlow, which .tflite and .onnx never need
+        from imgclf.models.saving import as_float32, load_keras_model  # heavy: TensorFlow, which .tflite and .onnx never need
 
-        clf = Predictor(load_keras_model(run.model_path), run.classes, run.preprocess, source=str(p), tta=tta)
+        # float32 as every export computes, also for a run trained in mixed precision: evaluate measures what ships
+        clf = Predictor(as_float32(load_keras_model(run.model_path)), run.classes, run.preprocess, source=str(p), tta=tta)
         clf.info = _run_info(run)
         return clf
     if p.suffix == ".keras" and p.is_file():
         meta = metadata.require(metadata.read_sidecar(p), p)
         # lazy: imports keras (imgclf.models.saving)
-        from imgclf.models.saving import load_keras_model  # heavy: TensorFlow, which .tflite and .onnx never need
+        from imgclf.models.saving import as_float32, load_keras_model  # heavy: TensorFlow, which .tflite and .onnx never need
 
-        clf = Predictor(load_keras_model(p), meta["classes"], meta["preprocess"], source=str(p), tta=tta)
+        clf = Predictor(as_float32(load_keras_model(p)), meta["classes"], meta["preprocess"], source=str(p), tta=tta)
         clf.info = {k: meta[k] for k in ("model", "metrics") if k in meta}
         return clf
     if p.is_dir() and not (p / "saved_model.pb").exists():

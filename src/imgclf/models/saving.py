@@ -42,3 +42,29 @@ def load_keras_model(path):
             f"Could not load {shown!r} as a Keras model: {reason}. Expected a .keras file saved by imgclf "
             "(a run's model.keras or `imgclf export --format keras`)."
         ) from None
+
+
+def as_float32(model):
+    """`model` with every layer computing in float32: itself when it already does (runs trained in mixed precision
+    otherwise predict in bfloat16, and their exports, which compute in float32, answered differently; issue 20).
+
+    Example:
+        >>> as_float32(load_keras_model("runs/leaves/model.keras")).dtype_policy.name
+        'float32'
+    """
+    names = {layer.dtype_policy.name for layer in model.layers if getattr(layer, "dtype_policy", None)}
+    if names <= {"float32"} and model.dtype_policy.name == "float32":
+        return model
+
+    def to_float32(obj):
+        if isinstance(obj, dict):
+            if obj.get("class_name") == "DTypePolicy" and isinstance(obj.get("config"), dict):
+                return {**obj, "config": {**obj["config"], "name": "float32"}}
+            return {k: to_float32(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [to_float32(v) for v in obj]
+        return obj
+
+    copy = model.__class__.from_config(to_float32(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy

@@ -52,8 +52,8 @@ class ChooseTTA:
         flips = plan.augment != "none" and resolve_flip(cfg.flip, trainer.classes) in ("horizontal", "both")
         run = Run(trainer.run_dir)
         # lazy: imports keras (imgclf.models.saving)
-        from imgclf.models.saving import load_keras_model
-        model = load_keras_model(run.model_path)  # the saved best epoch, as evaluate loads it
+        from imgclf.models.saving import as_float32, load_keras_model
+        model = as_float32(load_keras_model(run.model_path))  # the saved best epoch, as evaluate loads it (float32)
 
         def predict(x):
             return model.predict(x, batch_size=256, verbose=0)
