@@ -175,3 +175,25 @@ def test_a_mixed_precision_run_predicts_in_float32_like_its_exports(image_folder
     assert any(layer.dtype_policy.name == "mixed_bfloat16" for layer in saved.layers)
     clf = imgclf.load(run.path)
     assert {layer.dtype_policy.name for layer in clf.backend.model.layers} == {"float32"}
+
+
+def test_serve_warms_up_before_it_says_ready_and_logs_access_when_asked(monkeypatch, capsys):
+    """Item 13: the first request paid 1.2 s of tracing; --access-log had no way in."""
+    import types
+
+    import uvicorn
+
+    import imgclf.serve as serve_module
+
+    calls = []
+    fake = types.SimpleNamespace(preprocess={"img_size": 8, "color_mode": "rgb"}, classes=["a", "b"], tta="none",
+                                 format="keras", predict_arrays=lambda x: calls.append(x.shape) or np.zeros((len(x), 2)))
+    monkeypatch.setattr(serve_module, "load", lambda model, tta="auto": fake)
+    monkeypatch.setattr(serve_module, "_check_port", lambda host, port: None)
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw, calls_before=list(calls)))
+    serve_module.serve("m.tflite", access_log=True)
+    assert seen["calls_before"] == [(1, 8, 8, 3)]  # one blank image answered before the server starts
+    assert seen["access_log"] is True and seen["log_level"] == "info"
+    assert "warmed up" in capsys.readouterr().err
+    assert build_parser().parse_args(["serve", "m", "--access-log"]).access_log

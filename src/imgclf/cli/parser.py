@@ -278,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=COUNT, default=1, help="server processes, each with its own copy of the model (default: 1)")
     p.add_argument("--max-batch", type=COUNT, default=32, help="most concurrent requests batched into one model call (default: 32)")
     p.add_argument("--tta", choices=TTA_CHOICES, default="auto", help=TTA_HELP)
+    p.add_argument("--access-log", action="store_true", help="print one line per request (client, method, path, status)")
     p.add_argument("--allowed-hosts", metavar="NAMES", help="comma-separated host names that requests may use besides "
                    "localhost, 127.0.0.1, ::1 and --host (for example myserver.lan,10.0.0.5; '*' for any)")
 
