@@ -51,7 +51,7 @@ METHODS = {
     "lite0-head": ([], ("auto (val_loss)", "auto (val_accuracy)", "none", "sqrt", "balanced")),
     "small_cnn": (["--model", "small_cnn"], ("none", "sqrt", "balanced")),
 }
-N_MAX = {"digits": (140, 36), "fashion-mnist": (200, 200)}  # (train, test) images of the largest class
+N_MAX = {"digits": (140, 36), "fashion-mnist": (120, 120)}  # (train, test) images of the largest class
 
 
 def profile(k: int, n_max: int, ratio: float = 10.0) -> list[int]:

@@ -197,3 +197,23 @@ def test_serve_warms_up_before_it_says_ready_and_logs_access_when_asked(monkeypa
     assert seen["access_log"] is True and seen["log_level"] == "info"
     assert "warmed up" in capsys.readouterr().err
     assert build_parser().parse_args(["serve", "m", "--access-log"]).access_log
+
+
+def test_check_draws_near_duplicates_side_by_side(tmp_path, capsys):
+    """Item 14: near duplicates a person must judge are drawn, one row per group, captioned."""
+    from PIL import Image
+
+    from imgclf.cli import main
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / "d" / c).mkdir(parents=True)
+        for i in range(4):
+            blocks = (rng.random((8, 8, 3)) * 255).astype(np.uint8).repeat(8, 0).repeat(8, 1)
+            Image.fromarray(blocks).save(tmp_path / "d" / c / f"{i}.png")
+    Image.open(tmp_path / "d" / "a" / "0.png").save(tmp_path / "d" / "a" / "0_copy.jpg", quality=90)
+    code = main(["check", str(tmp_path / "d"), "--pairs", str(tmp_path / "pairs.png")])
+    out = capsys.readouterr().out
+    assert code in (0, 3) and "Near duplicates side by side" in out and "--pairs" in out
+    sheet = Image.open(tmp_path / "pairs.png")
+    assert sheet.format == "PNG" and sheet.size[1] < 250 and sheet.size[0] > 300  # one row of two images

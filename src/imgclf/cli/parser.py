@@ -338,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="REPORT.json", help="also write the full report (every path) as JSON")
     p.add_argument("--quarantine", metavar="DIR", help="move problem files to DIR (same relative paths, logged in DIR/quarantine.json; nothing is deleted)")
     p.add_argument("--restore", metavar="DIR", help="put back every file quarantined in DIR")
+    p.add_argument("--pairs", metavar="PNG", help="draw the near-duplicate groups side by side in this PNG, to judge them by eye")
     p.add_argument("--min-side", type=whole(0, None, "a side in pixels"), default=16, help="warn about images whose shorter side is below this (default: 16)")
     p.add_argument("--max-pixels", type=COUNT, default=100_000_000, help="refuse images with more pixels (decompression-bomb guard; default: 100,000,000)")
     p.add_argument("--near-distance", type=whole(0, 64, "a number of bits"), default=8, help="near duplicates: perceptual hashes at most this many bits apart out of 64, confirmed on thumbnails (default: 8; 0 = off)")

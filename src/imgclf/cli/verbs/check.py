@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from imgclf.core.errors import UserError
 from imgclf.data.check.health import check
+from imgclf.data.check.pairs_image import write_pairs_sheet
 from imgclf.data.check.quarantine import restore
 from imgclf.data.check.report import format_report
 
@@ -22,4 +23,7 @@ def run(args) -> int:
     report = check(args.data, json_path=args.json, quarantine_dir=args.quarantine, max_pixels=args.max_pixels,
                    min_side=args.min_side, near_distance=args.near_distance, workers=args.workers)
     print(format_report(report, limit=args.show))
+    if args.pairs:
+        sheet = write_pairs_sheet(report, args.data, args.pairs, limit=max(args.show, 1))
+        print(f"Near duplicates side by side: {sheet}" if sheet else "No near duplicates to show.")
     return report["exit_status"]

@@ -73,7 +73,8 @@ def format_report(report: dict, limit: int = 10) -> str:
 
     dup = report["duplicates"]
     out += ["", f"Duplicates: {dup['exact_groups']} group(s) of exact copies ({dup['exact_extra_copies']} extra file(s)), "
-            f"{dup['near_groups']} group(s) of near duplicates"]
+            f"{dup['near_groups']} group(s) of near duplicates"
+            + (" (--pairs pairs.png draws them side by side)" if dup["near_groups"] else "")]
     for g in dup["groups"][:limit]:
         flags = [f for f, on in (("LABEL CONFLICT", g["label_conflict"]), ("LEAKAGE", g["leakage"])) if on]
         members = ", ".join(f"{m['path']}" + (f" [{m['split']}]" if m["split"] else "") for m in g["files"][:6])
