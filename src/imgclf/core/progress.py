@@ -52,12 +52,13 @@ class Progress:
     def _line(self, now: float) -> str:
         elapsed = max(now - self.start, 1e-9)
         rate = self.done / elapsed
+        shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"  # slow work (a range-test step) is not "0 step/s"
         if self.total:
             frac = min(self.done / self.total, 1.0)
             bar = "#" * int(24 * frac) + "." * (24 - int(24 * frac))
             left = (self.total - self.done) / rate if rate > 0 else 0
-            return f"{self.label} [{bar}] {self.done}/{self.total} {rate:,.0f} {self.unit}/s, {left:,.0f}s left"
-        return f"{self.label}: {self.done} {self.unit} {rate:,.0f} {self.unit}/s"
+            return f"{self.label} [{bar}] {self.done}/{self.total} {shown} {self.unit}/s, {left:,.0f}s left"
+        return f"{self.label}: {self.done} {self.unit} {shown} {self.unit}/s"
 
     def close(self) -> None:
         if not self.enabled:
