@@ -116,21 +116,34 @@ def lite0_head(folder: Path, seed: int) -> list[dict]:
     from imgclf.training.head_solver import fit_softmax_regression
     from imgclf.training.imbalance import choose_weighting, held_out_figures
 
+    from threadpoolctl import threadpool_limits
+
     t0 = time.perf_counter()
     rows, classes = training_rows(folder, val_fraction=0.1, test_fraction=0.1, seed=seed, verbose=False)
-    model = create_model("efficientnet_lite0", num_classes=len(classes), img_size=224, weights="imagenet")
-    feats = {}
-    for split in ("train", "val", "test"):
-        chosen = [r for r in rows if r["split"] == split]
-        dec = decode_all([r["path"] for r in chosen], [classes.index(r["label"]) for r in chosen], 224, "rgb",
-                         verbose=False)
-        feats[split] = (compute_features(model, dec.images).astype("float64"), np.asarray(dec.labels))
+    feats, cache = {}, folder / "lite0-features.npz"
+    if cache.exists():
+        with np.load(cache) as f:
+            feats = {s: (f[f"{s}_x"], f[f"{s}_y"]) for s in ("train", "val", "test")}
+    else:
+        model = create_model("efficientnet_lite0", num_classes=len(classes), img_size=224, weights="imagenet")
+        for split in ("train", "val", "test"):
+            chosen = [r for r in rows if r["split"] == split]
+            dec = decode_all([r["path"] for r in chosen], [classes.index(r["label"]) for r in chosen], 224, "rgb",
+                             verbose=False)
+            feats[split] = (compute_features(model, dec.images).astype("float64"), np.asarray(dec.labels))
+        np.savez(cache, **{f"{s}_x": v[0] for s, v in feats.items()}, **{f"{s}_y": v[1] for s, v in feats.items()})
     (x, y), (xv, yv), (xt, yt) = feats["train"], feats["val"], feats["test"]
     k = len(classes)
 
-    def solve(cw):
-        w = None if cw is None else np.array([cw[int(c)] for c in y])
-        return fit_softmax_regression(x, y, xv, yv, k, w)
+    memo = {}
+
+    def solve(cw):  # each weighting solved once; choose_weighting asks again for the same ones
+        key = json.dumps(cw, sort_keys=True)
+        if key not in memo:
+            w = None if cw is None else np.array([cw[int(c)] for c in y])
+            with threadpool_limits(1):  # as the head solve runs it (OpenBLAS threads thrash beside others)
+                memo[key] = fit_softmax_regression(x, y, xv, yv, k, w)
+        return memo[key]
 
     out, fits = [], {}
     for name in ("none", "sqrt", "balanced"):
