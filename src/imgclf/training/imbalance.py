@@ -82,7 +82,8 @@ def choose_weighting(weightings: dict, fit_with, monitor: str, n_classes: int) -
         figures[name] = held_out_figures(labels, answers, n_classes, fits[name]["held_out_loss"])
     chosen = pick(figures, monitor)
     key = MONITORED.get(monitor, MONITORED["val_loss"])[0]
-    where = fits[chosen]["selected_by"].replace("validation", "the validation images")
+    by = fits[chosen]["selected_by"]
+    where = "the validation images" if by == "validation" else f"the training images ({by})"
     why = (f"best {monitor} ({figures[chosen][key]:.4f}) on {where}" if len(fits) > 1
            else "the only candidate")
     fit = fits[chosen]
