@@ -217,7 +217,8 @@ def _label_issues_section(run) -> list[str]:
              f"<p>{len(issues)} of {data.get('num_checked', '?')} images checked ({html.escape(data.get('method', ''))}).</p>"]
     parts.append(_img(run.file("plots") / "label_issues.png", "The most confident ones"))
     if issues:
-        rows = "".join(f"<tr><td>{_file_link(i['path'])}</td><td>{html.escape(i['given'])}</td><td>{html.escape(i['suggested'])}</td>"
+        root = _config_value(run.file("config.yaml").read_text(), "data") if run.file("config.yaml").exists() else None
+        rows = "".join(f"<tr><td>{_file_link(i['path'], root)}</td><td>{html.escape(i['given'])}</td><td>{html.escape(i['suggested'])}</td>"
                        f"<td>{i['confidence']:.3f}</td><td>{i['given_probability']:.3f}</td></tr>" for i in issues[:200])
         parts.append("<table><tr><th>file</th><th>given label</th><th>suggested</th><th>confidence</th><th>P(given)</th></tr>"
                      + rows + "</table>")
