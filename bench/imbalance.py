@@ -173,7 +173,7 @@ def table(results: list[dict]) -> str:
         acc = " / ".join(f"{r['acc']:.3f}" for r in rows)
         bal = " / ".join(f"{r['balanced_acc']:.3f}" for r in rows)
         mean = lambda k: statistics.mean(r[k] for r in rows)  # noqa: E731
-        chose = ", ".join(str(r.get("chosen")) for r in rows) if w == "auto" else ""
+        chose = " / ".join(str(r.get("chosen")) for r in rows) if w.startswith("auto") else ""
         lines.append(f"| {d} | {m} | {w} | {mean('acc'):.3f} ({acc}) | {mean('balanced_acc'):.3f} ({bal}) | {chose} |")
     return "\n".join(lines)
 
