@@ -6,7 +6,7 @@
   rendered by mkdocstrings from the docstrings.
 * images/*.png: augment-preview grids, plots and a report screenshot of a real
   run, made by scripts/docs_images.py and cached in .cache/docs-images/ (or
-  $IMGCLF_DOCS_IMAGES) until that script changes.
+  $IMGCLF_DOCS_IMAGES) until that script or imgclf's version changes.
 * the plots bench/RESULTS.md shows (benchmarks.md includes that file).
 """
 
@@ -109,7 +109,7 @@ def images_dir() -> Path:
     """The cached pictures, made again when scripts/docs_images.py has changed since."""
     out = Path(os.environ.get("IMGCLF_DOCS_IMAGES") or ROOT / ".cache" / "docs-images")
     stamp = out / "stamp.txt"
-    key = hashlib.sha1(IMAGES_SCRIPT.read_bytes()).hexdigest()
+    key = hashlib.sha1(IMAGES_SCRIPT.read_bytes() + imgclf.__version__.encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == key and all((out / n).exists() for n in IMAGES):
         return out
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])))
