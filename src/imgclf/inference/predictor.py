@@ -300,7 +300,7 @@ def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
         >>> clf = imgclf.load("runs/leaves")
         >>> clf.classes, clf.format
         (['bird', 'cat', 'dog'], 'keras')
-        >>> imgclf.load("runs/leaves/exports/model.tflite").format  # an export: imgclf.export.exporter  # doctest: +SKIP
+        >>> imgclf.load("runs/leaves/exports/model.tflite").format  # `imgclf export` wrote it
         'tflite'
     """
     p = Path(path)
