@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -113,11 +114,16 @@ def images_dir() -> Path:
     if stamp.exists() and stamp.read_text() == key and all((out / n).exists() for n in IMAGES):
         return out
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.run([sys.executable, str(IMAGES_SCRIPT), str(out)], env=env, capture_output=True, text=True)
-    missing = [n for n in IMAGES if not (out / n).exists()]
+    fresh = out.with_name(f"{out.name}.tmp{os.getpid()}")  # made aside, then swapped in: two builds never mix
+    shutil.rmtree(fresh, ignore_errors=True)
+    proc = subprocess.run([sys.executable, str(IMAGES_SCRIPT), str(fresh)], env=env, capture_output=True, text=True)
+    missing = [n for n in IMAGES if not (fresh / n).exists()]
     if proc.returncode or missing:
+        shutil.rmtree(fresh, ignore_errors=True)
         raise RuntimeError(f"scripts/docs_images.py failed (missing: {missing}):\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}")
-    stamp.write_text(key)
+    (fresh / "stamp.txt").write_text(key)
+    shutil.rmtree(out, ignore_errors=True)
+    fresh.replace(out)
     return out
 
 
