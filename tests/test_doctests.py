@@ -8,7 +8,9 @@ modules whose examples name ``runs/leaves/exports/``, its TFLite, ONNX and
 SavedModel exports (made once per session). So an
 example reads ``scan_folder("data/")`` and still runs. ``# doctest: +SKIP``
 is kept only where a real run cannot happen here (the network, a GPU, a
-cluster, a server), with the reason on the line.
+cluster or Ray, a server that keeps running, a long training) or where the
+example is one step inside training (a prepared Trainer or a built backbone;
+the test named on the line runs it), with the reason on the line.
 """
 
 from __future__ import annotations
