@@ -9,7 +9,8 @@ accuracy where the same features support 0.98 (issue 14).
 
 Recipe: features of the training images (plus a few augmented views of each
 when augmentation is on, so the head learns the invariances fine-tuning will
-see), standardised; scikit-learn's `LogisticRegression` for each L2 strength
+see), standardised (each feature's spread floored at a tenth of the typical
+spread: see `feature_scale`); scikit-learn's `LogisticRegression` for each L2 strength
 on a grid, warm-started, run with one BLAS thread; the strength with the
 lowest held-out log loss wins (validation, or cross-validation when
 validation is small); the standardisation is folded into the classifier's
