@@ -33,8 +33,8 @@ def fit_confidence(val_probs, val_labels, val_features=None, train_features=None
         >>> x = rng.normal(size=(600, 3)) + 2.0 * np.eye(3)[y]
         >>> p = np.exp(6 * x); p /= p.sum(1, keepdims=True)
         >>> c = fit_confidence(p, y, method="msp")
-        >>> round(c.temperature, 1), c.info["ece_after"] < c.info["ece_before"], c.method
-        (3.0, True, 'msp')
+        >>> 2.7 < c.temperature < 3.3, c.info["ece_after"] < c.info["ece_before"], c.method
+        (True, True, 'msp')
     """
     val_labels = np.asarray(val_labels, dtype=int)
     n_classes = np.asarray(val_probs).shape[1]
