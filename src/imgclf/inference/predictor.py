@@ -222,7 +222,8 @@ class Predictor:
         by_index = dict(zip(good, zip(probs, extras)))
         for i, path in enumerate(chunk):
             if i in by_index:
-                yield self.row(path, *by_index[i], top_k=top_k, threshold=threshold)
+                p, extra = by_index[i]
+                yield self.row(path, p, top_k, threshold, extra)
             else:
                 yield {"path": path, "class": "", "probability": float("nan"), "top_k": [], "error": decoded[i][1]}
 
