@@ -88,9 +88,7 @@ class Predictor:
         return self.confidence.calibrate(self._run_backend(images))
 
     def predict_outputs(self, images: np.ndarray) -> tuple[np.ndarray, list[dict]]:
-        """Calibrated probabilities and, per image, the unknown score and decision and the prediction set.
-
-        The extras are empty dicts when rejection is off and no --coverage is asked.
+        """Calibrated probabilities and, per image, the unknown score and decision and the prediction set ({} if none).
 
         Example:
             >>> probs, extras = clf.predict_outputs(x)  # needs a trained model  # doctest: +SKIP
@@ -107,12 +105,10 @@ class Predictor:
         else:
             probs = self.predict_arrays(images)
         extras = [{} for _ in range(len(probs))]
-        if self.unknown_threshold is not None:
-            for e, s in zip(extras, self.confidence.unknown_scores(probs, features)):
-                e.update(unknown_score=float(s), unknown=bool(s > self.unknown_threshold))
-        if self._qhat is not None:
-            for e, members in zip(extras, conformal.prediction_sets(probs, self._qhat)):
-                e["prediction_set"] = [self.classes[i] for i in members]
+        for e, s in zip(extras, self.confidence.unknown_scores(probs, features) if self.unknown_threshold is not None else []):
+            e.update(unknown_score=float(s), unknown=bool(s > self.unknown_threshold))
+        for e, members in zip(extras, conformal.prediction_sets(probs, self._qhat) if self._qhat is not None else []):
+            e["prediction_set"] = [self.classes[i] for i in members]
         return probs, extras
 
     def _run_backend(self, images: np.ndarray) -> np.ndarray:
