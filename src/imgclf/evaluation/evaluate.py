@@ -83,6 +83,8 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
     if not shards:
         rows, source = eval_rows(run, os.fspath(data) if data else None, split)
     predictor = load(run.path, tta=tta)
+    if verbose and not predictor.confidence.calibrated:
+        log(f"Note: the run is {predictor.confidence.describe()}.")
     if verbose and predictor.tta != "none":
         how = "chosen on validation when training" if tta in (None, "", "auto") else "asked for"
         log(f"Test-time augmentation: {predictor.tta} ({how}; --tta none turns it off)")

@@ -71,6 +71,9 @@ def predict_files(model, inputs: list[str], top_k: int = 1, fmt: str = "table", 
         progress = bool(output) or not sys.stdout.isatty()
     try:
         predictor = load(model, tta=tta, reject_rate=reject_rate, coverage=coverage)
+        if not predictor.confidence.calibrated:
+            print(f"Note: {model} is {predictor.confidence.describe()}; probabilities are the model's own and "
+                  "nothing is answered 'unknown'.", file=sys.stderr)
         extra = (("unknown_score",) if predictor.unknown_threshold is not None else ()) + (("prediction_set",) if coverage else ())
         # Counting is a second directory walk, cheap next to decoding: it buys a bar with time left.
         total = sum(1 for _ in iter_image_paths(inputs)) if progress else None
