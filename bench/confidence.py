@@ -62,20 +62,21 @@ def write_folder(root: Path, x: np.ndarray, y: np.ndarray, classes: list[str]) -
 
 
 def outputs(run: Path, x: np.ndarray):
-    """Calibrated probabilities, the model's own probabilities and the penultimate features of grey images `x`."""
+    """Calibrated probabilities (with the run's TTA, as `imgclf predict` gives them), the model's own
+    probabilities (the temperature undone), and the penultimate features of grey images `x`."""
     import imgclf
     from imgclf.inference.confidence.calibration import apply_temperature
 
-    clf = imgclf.load(run, tta="none")
+    clf = imgclf.load(run)
     size, channels = clf.preprocess["img_size"], clf.preprocess.get("channels", 3)
     imgs = np.stack([clf.decode(Image.fromarray(a, "L")) for a in x]) if x.shape[1] != size or channels != 1 else x[..., None]
     probs, feats = [], []
     for i in range(0, len(imgs), 256):
-        p, f = clf.backend.predict_with_embedding(imgs[i:i + 256].astype(np.float32))
-        probs.append(p)
-        feats.append(f)
-    raw = np.concatenate(probs)
-    return apply_temperature(raw, clf.confidence.temperature), raw, np.concatenate(feats), clf.confidence
+        batch = imgs[i:i + 256]
+        probs.append(clf.predict_arrays(batch))
+        feats.append(clf.backend.embed(batch.astype(np.float32)))
+    cal = np.concatenate(probs)
+    return cal, apply_temperature(cal, 1.0 / clf.confidence.temperature), np.concatenate(feats), clf.confidence
 
 
 def calibration_part(run: Path, x, y) -> dict:

@@ -329,7 +329,7 @@ def _judge(fmt: str, parity: dict, max_int8_drop: float) -> None:
                 f"(more than the allowed {max_int8_drop:.1%}); the export was removed. Use --format tflite-fp16 "
                 "or tflite, or calibrate on more training images."
             )
-    elif parity["temperature"][0] != parity["temperature"][1]:
+    elif len(set(parity.get("temperature", ()))) > 1:
         raise ExportCheckError(f"The {fmt} export carries temperature {parity['temperature'][1]} where the run has "
                                f"{parity['temperature'][0]}; the export was removed. Please report this as a bug.")
     elif parity["agreement"] < FLOAT_MIN_AGREEMENT:

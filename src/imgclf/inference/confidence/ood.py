@@ -4,7 +4,8 @@
 - ``energy``: -logsumexp of the logits (Liu et al. 2020);
 - ``mahalanobis``: the smallest Mahalanobis distance of the penultimate
   features to a class mean, with one shared covariance shrunk towards a
-  multiple of the identity (Lee et al. 2018);
+  multiple of the identity by Ledoit-Wolf's amount (Lee et al. 2018; the
+  shrinkage keeps a few hundred images from giving a noisy precision matrix);
 - ``knn``: the distance of the L2-normalised features to their k-th nearest
   training image (Sun et al. 2022).
 
@@ -20,7 +21,7 @@ METHODS = ("msp", "energy", "mahalanobis", "knn")
 FEATURE_METHODS = ("energy", "mahalanobis", "knn")  # need the penultimate features (and the classifier's weights)
 KNN_K = 10
 KNN_BANK = 5000  # training images kept for kNN (a seeded sample): enough for the k-th distance, small on disk
-SHRINKAGE = 0.1  # share of the covariance replaced by its mean variance times the identity
+SHRINKAGE = 0.1  # least share of the covariance replaced by its mean variance times the identity (Ledoit-Wolf's if larger)
 
 
 def _normalise(x) -> np.ndarray:
@@ -43,7 +44,11 @@ def fit_stats(features, labels, n_classes: int, kernel=None, bias=None, seed: in
     means = np.stack([f[labels == c].mean(axis=0) if (labels == c).any() else np.zeros(d) for c in range(n_classes)])
     centred = f - means[labels]
     cov = centred.T @ centred / max(len(f), 1)
-    cov = (1 - SHRINKAGE) * cov + SHRINKAGE * (np.trace(cov) / d + 1e-6) * np.eye(d)
+    # lazy: scikit-learn loads only when the statistics are fitted (training's end, `imgclf calibrate`)
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    shrink = max(SHRINKAGE, float(ledoit_wolf_shrinkage(centred, assume_centered=True))) if len(f) > 1 else 1.0
+    cov = (1 - shrink) * cov + shrink * (np.trace(cov) / d + 1e-6) * np.eye(d)
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(len(f), min(len(f), KNN_BANK), replace=False))
     stats = {"means": means.astype(np.float32), "precision": np.linalg.inv(cov).astype(np.float32),
