@@ -79,10 +79,14 @@ def outputs(run: Path, x: np.ndarray):
     return cal, apply_temperature(cal, 1.0 / clf.confidence.temperature), np.concatenate(feats), clf.confidence
 
 
-def calibration_part(run: Path, x, y) -> dict:
+def calibration_part(run: Path, x, names: list[str]) -> dict:
+    """`names`: each image's class name (the run orders its classes by folder name, not as the dataset does)."""
+    from imgclf.core.run import Run
     from imgclf.inference.confidence import conformal
     from imgclf.inference.confidence.calibration import ece, nll
 
+    index = {c: i for i, c in enumerate(Run(run).classes)}
+    y = np.array([index[n] for n in names])
     cal, raw, _, conf = outputs(run, x)
     out = {"temperature": conf.temperature, "accuracy_before": float(np.mean(raw.argmax(1) == y)),
            "accuracy_after": float(np.mean(cal.argmax(1) == y)), "ece_before": ece(raw, y), "ece_after": ece(cal, y),
@@ -145,14 +149,15 @@ def main() -> int:
         (dx, dy), (dxt, dyt), dclasses = load_digits_arrays()
         data = write_folder(work / "digits" / "train", dx, np.asarray(dy), [str(c) for c in dclasses])
         wall = train(data, work / "runs" / "digits", [])
-        results["digits"] = {**calibration_part(work / "runs" / "digits", dxt, np.asarray(dyt)), "train_wall_s": wall}
+        results["digits"] = {**calibration_part(work / "runs" / "digits", dxt, [str(dclasses[i]) for i in dyt]),
+                             "train_wall_s": wall}
         print(json.dumps(results["digits"], indent=1), flush=True)
     if "calibration" in args.parts:
         data = write_folder(work / "fmnist" / "train", x_tr, y_tr, classes)
         for b in args.budgets.split(","):
             run = work / "runs" / f"fmnist-{b}min"
             wall = train(data, run, ["--model", models.get(b, "small_cnn"), "--time-budget", b])
-            results[f"fmnist_{b}min"] = {**calibration_part(run, x_te, y_te), "model": models.get(b, "small_cnn"),
+            results[f"fmnist_{b}min"] = {**calibration_part(run, x_te, [classes[i] for i in y_te]), "model": models.get(b, "small_cnn"),
                                          "train_wall_s": wall}
             print(json.dumps(results[f"fmnist_{b}min"], indent=1), flush=True)
     if "unknown" in args.parts:
