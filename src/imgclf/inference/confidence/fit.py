@@ -15,7 +15,7 @@ from imgclf.inference.confidence.calibration import apply_temperature, fit_tempe
 from imgclf.inference.confidence.store import Confidence
 from imgclf.inference.confidence.tables import quantile_table
 
-DEFAULT_METHOD = "mahalanobis"  # the unknown score used by default (bench/confidence.py: best AUROC on the splits tried)
+DEFAULT_METHOD = "mahalanobis"  # the unknown score used by default: best AUROC on near unknowns in bench/confidence.py (RESULTS.md)
 DEFAULT_REJECT_RATE = 0.05
 
 
