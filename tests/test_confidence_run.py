@@ -99,3 +99,5 @@ def test_serve_answers_unknown_and_prediction_sets(trained_run, odd_images):
         assert r["class"] == "unknown" and r["unknown_score"] > 0 and r["prediction_set"]
         r = client.post("/predict?coverage=1.5", content=data, headers={"content-type": "image/png"})
         assert r.status_code == 422
+        info = client.get("/model").json()["confidence"]
+        assert info["calibrated"] and info["unknown_score"] == "mahalanobis" and info["unknown_threshold"] > 0

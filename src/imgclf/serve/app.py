@@ -259,11 +259,15 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
 
     @app.get("/model")
     async def model_info():
-        """What is being served: source (the model's file or folder name), format, input size, colour mode and the metrics it was exported with."""
+        """What is being served: source (the model's file or folder name), format, input size, colour mode, the metrics it was exported with, and its calibration."""
+        conf = predictor.confidence
         return {"source": os.path.basename(os.path.normpath(predictor.source)), "format": predictor.format, "name": predictor.info.get("model", ""),
                 "num_classes": len(predictor.classes), "input_size": pre["img_size"], "color_mode": pre["color_mode"],
                 "resize": pre.get("resize", "squash"), "metrics": predictor.info.get("metrics", {}),
-                "max_upload_mb": max_upload_mb, "max_batch": max_batch}
+                "max_upload_mb": max_upload_mb, "max_batch": max_batch,
+                "confidence": {"calibrated": conf.calibrated, "temperature": conf.temperature,
+                               "unknown_score": conf.method if predictor.unknown_threshold is not None else "",
+                               "unknown_threshold": predictor.unknown_threshold}}
 
     @app.post("/predict")
     async def predict(request: Request, top_k: int = Query(3, ge=1, le=1000),
