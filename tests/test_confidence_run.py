@@ -101,3 +101,19 @@ def test_serve_answers_unknown_and_prediction_sets(trained_run, odd_images):
         assert r.status_code == 422
         info = client.get("/model").json()["confidence"]
         assert info["calibrated"] and info["unknown_score"] == "mahalanobis" and info["unknown_threshold"] > 0
+
+
+def test_every_runtime_returns_the_same_calibrated_answers(trained_run, exported_models, odd_images):
+    """Keras, SavedModel, TFLite and ONNX exports carry the run's confidence and agree within 1e-4 (float32)."""
+    temperature = json.loads(trained_run.file("confidence.json").read_text())["temperature"]
+    ref = imgclf.load(exported_models["keras"].path)  # the run's model in float32, as every export computes
+    paths = _known(trained_run) + odd_images
+    x = np.stack([ref.decode(p) for p in paths]).astype(np.float32)
+    want, want_rows = ref.predict_arrays(x), ref.predict(paths)
+    for fmt in ("keras", "savedmodel", "tflite", "onnx"):
+        clf = imgclf.load(exported_models[fmt].path)
+        assert clf.confidence.temperature == temperature and clf.unknown_threshold is not None, fmt
+        np.testing.assert_allclose(clf.predict_arrays(x), want, atol=1e-4, err_msg=fmt)
+        rows = clf.predict(paths)
+        assert [r["class"] for r in rows] == [r["class"] for r in want_rows], fmt
+        assert rows[-1]["class"] == "unknown", fmt
