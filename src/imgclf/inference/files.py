@@ -51,8 +51,10 @@ def predict_files(model, inputs: list[str], top_k: int = 1, fmt: str = "table", 
     add the ``unknown_score`` and ``prediction_set`` columns.
 
     Example:
-        >>> predict_files("runs/leaves", ["photos/"], fmt="csv", output="preds.csv", sort_into="sorted/")  # needs a trained model  # doctest: +SKIP
-        {'images': 1200, 'errors': 2}
+        >>> counts = predict_files("runs/leaves", ["data/cat/"], fmt="csv", output="preds.csv", sort_into="sorted/",
+        ...                        progress=False)
+        >>> counts["images"], counts["errors"]
+        (12, 0)
     """
 
     validate_options(top_k, threshold, batch_size, sort_into, move)

@@ -45,7 +45,11 @@ def app_from_env():
     """App factory for uvicorn workers: reads the settings that `serve` put in the environment.
 
     Example:
-        >>> os.environ[CONFIG_ENV] = json.dumps({"model": "model.tflite"}); app = app_from_env()  # starts a server for a trained model  # doctest: +SKIP
+        >>> os.environ[CONFIG_ENV] = json.dumps({"model": "runs/leaves", "max_upload_mb": 5})
+        >>> app = app_from_env()  # what each uvicorn worker calls; no server starts here
+        >>> sorted(r.path for r in app.routes if r.path.startswith("/predict"))
+        ['/predict', '/predict/batch']
+        >>> del os.environ[CONFIG_ENV]
     """
     # lazy: imports fastapi (imgclf.serve.app)
     from imgclf.serve.app import create_app

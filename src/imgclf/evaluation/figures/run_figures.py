@@ -50,9 +50,10 @@ def collect_visuals(model, images: np.ndarray, y_true, probs, seed: int = 0, n: 
     TFLite): the images are still kept, Grad-CAM and embeddings are skipped.
 
     Example:
-        >>> vis = collect_visuals(clf.model, decoded.images, decoded.labels, probs)  # evaluate() calls it on a decoded split  # doctest: +SKIP
-        >>> sorted(vis)[:3]  # (the same call)  # doctest: +SKIP
-        ['embedding_index', 'embedding_pca', 'embedding_tsne']
+        >>> images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3)).astype("uint8")  # a decoded split
+        >>> probs = np.full((6, 3), 1 / 3)
+        >>> sorted(collect_visuals(None, images, [0, 1, 2, 0, 1, 2], probs))  # doctest: +ELLIPSIS
+        [...]
     """
     y_true, probs = np.asarray(y_true), np.asarray(probs)
     pred, conf = probs.argmax(axis=1), probs.max(axis=1)

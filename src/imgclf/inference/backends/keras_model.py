@@ -16,8 +16,10 @@ class KerasBackend(Backend):
     """A Keras model called through one traced `tf.function` (much faster than `model.predict` per batch).
 
     Example:
-        >>> KerasBackend(model).predict(np.zeros((1, 28, 28, 1), np.float32)).shape  # needs a trained model  # doctest: +SKIP
-        (1, 10)
+        >>> from imgclf.models.saving import load_keras_model
+        >>> model = load_keras_model("runs/leaves/model.keras")
+        >>> KerasBackend(model).predict(np.zeros((1, 16, 16, 3), np.float32)).shape
+        (1, 3)
     """
 
     name = "keras"
@@ -98,8 +100,9 @@ def feature_model(model):
     """A Keras model from the same input to the classifier layer's input (the embedding).
 
     Example:
-        >>> feature_model(model).output_shape  # needs a trained model  # doctest: +SKIP
-        (None, 96)
+        >>> from imgclf.models.saving import load_keras_model
+        >>> feature_model(load_keras_model("runs/leaves/model.keras")).output_shape  # doctest: +ELLIPSIS
+        (None, ...)
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
