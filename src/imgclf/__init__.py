@@ -20,6 +20,7 @@ from imgclf.core.version import __version__
 _LAZY = {
     "train": ("imgclf.training.api", "train"),
     "evaluate": ("imgclf.evaluation.evaluate", "evaluate"),
+    "calibrate": ("imgclf.training.confidence", "calibrate"),
     "Evaluation": ("imgclf.evaluation.results", "Evaluation"),
     "load": ("imgclf.inference.predictor", "load"),
     "Predictor": ("imgclf.inference.predictor", "Predictor"),

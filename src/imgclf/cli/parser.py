@@ -183,6 +183,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}.{hint} See `{self.prog} --help`.\n")
 
 
+def _add_confidence_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reject-rate", type=finite(0, 1, "a share", high_open=True), default=None,
+                   help="answer 'unknown' past the unknown-score threshold that rejects this share of known images "
+                        "(validation); 0 = off (default: the run's, 0.05)")
+    p.add_argument("--coverage", type=finite(0, 1, "a probability", low_open=True, high_open=True), default=None,
+                   help="add a conformal prediction set per image that holds the true class with this probability, e.g. 0.9")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="imgclf",
@@ -231,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="allow --output to replace an existing file")
     p.add_argument("--batch-size", type=COUNT, default=64, help="images per model call (default: 64)")
     p.add_argument("--threshold", type=finite(what="a finite probability"), default=0.0, help="below this top probability the class is 'unknown' (default: 0)")
+    _add_confidence_args(p)
     p.add_argument("--tta", choices=TTA_CHOICES, default="auto", help=TTA_HELP)
     p.add_argument("--sort-into", metavar="DIR", help="copy each image into DIR/<class>/ (or unknown/), never overwriting; log in DIR/sorted.csv")
     p.add_argument("--move", action="store_true", help="with --sort-into: move the files instead of copying them")
@@ -263,8 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=COUNT, default=1, help="server processes, each with its own copy of the model (default: 1)")
     p.add_argument("--max-batch", type=COUNT, default=32, help="most concurrent requests batched into one model call (default: 32)")
     p.add_argument("--tta", choices=TTA_CHOICES, default="auto", help=TTA_HELP)
+    _add_confidence_args(p)
     p.add_argument("--allowed-hosts", metavar="NAMES", help="comma-separated host names that requests may use besides "
                    "localhost, 127.0.0.1, ::1 and --host (for example myserver.lan,10.0.0.5; '*' for any)")
+
+    p = sub.add_parser("calibrate", help="refit a run's calibration, unknown threshold and prediction sets", formatter_class=fmt,
+                       epilog="examples:\n  imgclf calibrate runs/leaves\n  imgclf calibrate runs/leaves --data held_out/ --reject-rate 0.02\n")
+    p.add_argument("run", help="run folder written by `imgclf train`")
+    p.add_argument("--data", help="folder of class subfolders to fit on (default: the run's validation split)")
+    p.add_argument("--reject-rate", type=finite(0, 1, "a share", high_open=True), default=None,
+                   help="share of known images allowed to be answered 'unknown'; 0 = off (default: the run's, 0.05)")
 
     p = sub.add_parser("models", help="list the registered models", formatter_class=fmt,
                        epilog="examples:\n  imgclf models\n  imgclf models 'mobilenet*'\n  imgclf models --pretrained\n\n"

@@ -56,7 +56,7 @@ def app_from_env():
 
     cfg = json.loads(os.environ[CONFIG_ENV])
     model, tta = cfg.pop("model"), cfg.pop("tta", "auto")
-    return create_app(load(model, tta=tta), **cfg)
+    return create_app(load(model, tta=tta, reject_rate=cfg.pop("reject_rate", None), coverage=cfg.pop("coverage", None)), **cfg)
 
 
 def allowed_host_names(host: str, extra: str | list[str] | None = None) -> list[str]:
@@ -89,7 +89,8 @@ def allowed_host_names(host: str, extra: str | list[str] | None = None) -> list[
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 10.0, workers: int = 1,
           max_batch: int = 32, log_level: str = "warning", tta: str = "auto",
-          allowed_hosts: str | list[str] | None = None) -> None:
+          allowed_hosts: str | list[str] | None = None, reject_rate: float | None = None,
+          coverage: float | None = None) -> None:
     """Serve `model` (a run folder or an exported file) over HTTP until interrupted.
 
     Binds to 127.0.0.1 unless `host` says otherwise: only this machine can
@@ -99,6 +100,9 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
     Requests must name this machine (localhost, 127.0.0.1, [::1]), the bound
     address or one of `allowed_hosts` in their Host header (400 otherwise):
     a web page elsewhere cannot reach the API through DNS rebinding.
+    Answers are calibrated; `reject_rate` (None: the run's, 0: off) sets when
+    the class is 'unknown'; `coverage` adds a prediction set to every answer
+    (a request can ask with ``?coverage=0.9``).
 
     Example:
         >>> serve("runs/leaves/exports/model.tflite", port=8000)  # starts a server for a trained model  # doctest: +SKIP
@@ -116,10 +120,11 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
     from imgclf.serve.protocol import TimedH11Protocol
 
     _check_port(host, port)
-    predictor = load(model, tta=tta)  # load once here so that a bad model fails now, with a clear message
+    predictor = load(model, tta=tta, reject_rate=reject_rate, coverage=coverage)  # load once here so that a bad model fails now, with a clear message
     where = ("local only: other machines cannot connect; pass --host 0.0.0.0 to allow them" if host in ("127.0.0.1", "localhost", "::1")
              else f"reachable from other machines through {host}: anyone who can reach this port can use the model")
     views = f", test-time augmentation {predictor.tta}" if predictor.tta != "none" else ""
+    views += f", {predictor.confidence.describe()}"
     print(f"Serving {model} ({predictor.format}, {len(predictor.classes)} classes{views}) on http://{_url_host(host)}:{port} ({where})",
           file=sys.stderr)
     print(f"Web page: http://{_url_host(host)}:{port}/   API docs: http://{_url_host(host)}:{port}/docs   Stop with Ctrl+C",
@@ -136,7 +141,8 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
 
         uvicorn.run(create_app(predictor, **settings), host=host, port=port, log_level=log_level, **limits)
     else:
-        os.environ[CONFIG_ENV] = json.dumps({"model": str(model), "tta": tta, **settings})
+        os.environ[CONFIG_ENV] = json.dumps({"model": str(model), "tta": tta, "reject_rate": reject_rate,
+                                             "coverage": coverage, **settings})
         uvicorn.run("imgclf.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level,
                     **limits)
 

@@ -9,6 +9,7 @@ model.tflite` never loads TensorFlow).
 VERBS = {  # command name -> module under imgclf.cli.verbs
     "train": "train",
     "evaluate": "evaluate",
+    "calibrate": "calibrate",
     "plot": "plot",
     "predict": "predict",
     "export": "export",

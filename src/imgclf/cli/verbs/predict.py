@@ -24,7 +24,8 @@ def run(args) -> int:
         return _report_predict(args, counts)
     counts = predict_files(args.model, args.paths, top_k=args.top_k, fmt=args.format, output=args.output,
                            threshold=args.threshold, batch_size=args.batch_size, tta=args.tta,
-                           sort_into=args.sort_into, move=args.move, progress=args.progress)
+                           sort_into=args.sort_into, move=args.move, progress=args.progress,
+                           reject_rate=args.reject_rate, coverage=args.coverage)
     return _report_predict(args, counts)
 
 

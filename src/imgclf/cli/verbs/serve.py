@@ -8,5 +8,6 @@ from imgclf.serve import serve
 def run(args) -> int:
     """Run `imgclf serve runs/leaves` from its parsed arguments; return the exit status."""
     serve(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, workers=args.workers,
-          max_batch=args.max_batch, tta=args.tta, allowed_hosts=args.allowed_hosts)
+          max_batch=args.max_batch, tta=args.tta, allowed_hosts=args.allowed_hosts,
+          reject_rate=args.reject_rate, coverage=args.coverage)
     return 0

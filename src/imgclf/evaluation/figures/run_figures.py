@@ -28,6 +28,7 @@ from imgclf.evaluation.figures.charts import (
     plot_reliability,
     plot_roc_pr,
 )
+from imgclf.evaluation.figures.confidence import plot_confidence
 from imgclf.evaluation.figures.curves import plot_confusion_matrix, plot_training_curves
 from imgclf.evaluation.figures.grids import plot_gradcam, plot_sample_predictions, plot_top_losses
 from imgclf.evaluation.results import Evaluation, same_evaluation
@@ -140,6 +141,8 @@ def plot_run(run) -> list[Path]:
     projections = {k[len("embedding_"):]: v for k, v in d.items() if k.startswith("embedding_")}
     if len(projections) > 1:
         done.append(plot_embedding(projections, ev.y_true, pred, classes, plots / "embedding.png"))
+    if metrics.get("confidence"):
+        done.append(plot_confidence(metrics["confidence"], plots / "confidence.png"))
     if run.file("history.csv").exists():
         done.append(plot_training_curves(run.file("history.csv"), plots / "training_curves.png"))
     # Pictures this evaluation could not draw (say Grad-CAM after --no-explain) must not
@@ -153,4 +156,4 @@ def plot_run(run) -> list[Path]:
 
 # Every picture `plot_run` may draw; training_curves.png, lr_find.png and previews belong to training.
 EVALUATION_PICTURES = ("confusion_matrix.png", "per_class.png", "roc_pr.png", "reliability.png", "top_losses.png",
-                       "sample_predictions.png", "gradcam.png", "embedding.png")
+                       "sample_predictions.png", "gradcam.png", "embedding.png", "confidence.png")

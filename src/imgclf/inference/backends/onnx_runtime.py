@@ -60,3 +60,10 @@ class OnnxBackend(Backend):
             raise no_embedding(self.source)
         (out,) = self.session.run([EMBEDDING], {self._input: np.ascontiguousarray(x, dtype=np.float32)})
         return np.asarray(out, dtype=np.float32)
+
+    def predict_with_embedding(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and penultimate features from one session run. Example: ``p, f = backend.predict_with_embedding(x)``."""
+        if not self.has_embedding:
+            raise no_embedding(self.source)
+        p, e = self.session.run([self._probs, EMBEDDING], {self._input: np.ascontiguousarray(x, dtype=np.float32)})
+        return np.asarray(p, dtype=np.float32), np.asarray(e, dtype=np.float32)
