@@ -21,4 +21,7 @@ VERBS = {  # command name -> module under imgclf.cli.verbs
     "split": "split",
     "lr-find": "lr_find",
     "augment-preview": "augment_preview",
+    "runs": "runs",
+    "compare": "compare",
+    "tune": "tune",
 }
