@@ -71,11 +71,10 @@ def add_experiment_commands(sub, whole, finite, fmt) -> None:
     p.add_argument("--time-budget", type=finite(0, None, "minutes", low_open=True), required=True,
                    help="minutes for the whole search, summed over resumed sessions")
     p.add_argument("--trials", type=whole(1), default=None, help="stop after this many finished trials (default: when the time is spent)")
-    p.add_argument("--out", required=True, help="tune folder: study.db, trials/, best.yaml, tune.html; an existing one is resumed")
+    p.add_argument("--out", required=True, help="tune folder: study.db, trials/, best.yaml, tune.html, tune.json; an existing one is resumed")
     p.add_argument("--storage", help="SQLAlchemy URL of the study (default: sqlite:///OUT/study.db); share one to tune on several machines")
     p.add_argument("--models", default="", help="comma-separated models to search (default: small_cnn and every model whose ImageNet weights are here)")
     p.add_argument("--trial-epochs", type=whole(1), default=10, help="largest epochs of one trial; each trial draws from half of it to all of it (default: 10)")
-    p.add_argument("--refit", action="store_true", help="at the end, train the best settings again on train + validation (OUT/refit)")
     p.add_argument("--seed", type=whole(0), default=0, help="seed of the sampler and of every trial's split (default: 0)")
     p.add_argument("--batch-size", type=whole(1), default=None, help="images per step in every trial (default: train's)")
     p.add_argument("--max-images", type=whole(0), default=None, help="each trial trains on at most this many images (default: all)")

@@ -36,13 +36,13 @@ class TrackEpochs(keras.callbacks.Callback):
         self.tracker.log_metrics(dict(logs or {}), step=epoch + 1)
 
 
-def fit_tracked(cfg: TrainConfig, kind: str, callbacks=None, tags: dict | None = None) -> Run:
-    """Train a new run from `cfg` with tracker `kind` ("mlflow"); the MLflow store sits beside the run folder.
+def fit_tracked(cfg: TrainConfig, kind: str, callbacks=None, tags: dict | None = None, near=None) -> Run:
+    """Train a new run from `cfg` with tracker `kind` ("mlflow"); the local MLflow store is in `near`, else beside the run.
 
     Example:
         >>> fit_tracked(make_config({"data": "data/", "out": "runs/a"}), "mlflow")  # trains a model (tests/test_experiments.py)  # doctest: +SKIP
     """
-    near = Path(cfg.out).parent if cfg.out else Path("runs")
+    near = near if near is not None else Path(cfg.out).parent if cfg.out else Path("runs")
     tracker = open_tracker(kind, near, run_name=Path(cfg.out).name if cfg.out else cfg.model, tags=tags)
     try:
         run = Trainer(cfg, callbacks=[*(callbacks or []), TrackEpochs(tracker)]).fit_new()

@@ -1,0 +1,39 @@
+"""The Keras callback between a trial's training and Optuna: each epoch's validation score in, prune or stop out."""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import optuna
+
+from imgclf.core.progress import log
+
+
+class PruneTrial(keras.callbacks.Callback):
+    """After every epoch, report `monitor` to the Optuna `trial`; raise `optuna.TrialPruned` when the pruner says so,
+    or when the tune's `deadline` (a `time.monotonic()` value) has passed. `spent_s` counts the time spent here.
+
+    Example:
+        >>> imgclf.train("data/", callbacks=[PruneTrial(trial, deadline=time.monotonic() + 600)])  # inside a study  # doctest: +SKIP
+    """
+
+    def __init__(self, trial, deadline: float | None = None, monitor: str = "val_accuracy"):
+        super().__init__()
+        self.trial, self.deadline, self.monitor = trial, deadline, monitor
+        self.spent_s = 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        start = time.perf_counter()
+        value = (logs or {}).get(self.monitor)
+        try:
+            if value is not None:
+                self.trial.report(float(value), step=epoch + 1)
+                if self.trial.should_prune():
+                    log(f"Trial {self.trial.number}: pruned after epoch {epoch + 1} ({self.monitor} {float(value):.4f})")
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                log(f"Trial {self.trial.number}: stopped after epoch {epoch + 1}, the tune's time budget is spent")
+                raise optuna.TrialPruned("the time budget of the tune is spent")
+        finally:
+            self.spent_s += time.perf_counter() - start
