@@ -15,6 +15,7 @@ metrics and report to the same MLflow run. MLflow is an optional extra
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
@@ -26,6 +27,7 @@ from imgclf.core.errors import UserError
 from imgclf.core.fs import atomic_write_json
 
 TRACKERS = ("none", "mlflow")
+SPENT = {"seconds": 0.0}  # wall seconds spent in tracking calls by this process (bench/tune.py reports the overhead)
 EXPERIMENT = "imgclf"
 RECORD = "tracking.json"  # in a run folder: which MLflow run holds it
 
@@ -71,6 +73,20 @@ def scalar_metrics(values: dict, prefix: str = "") -> dict[str, float]:
             if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)}
 
 
+def timed(method):
+    """Count a tracker method's wall time in `SPENT`. Example: ``timed(lambda self: None)(None)``."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            SPENT["seconds"] += time.perf_counter() - start
+
+    return wrapper
+
+
 class MlflowTracker:
     """One MLflow run, written through `mlflow.MlflowClient` (no global state, safe beside other users of MLflow).
 
@@ -79,6 +95,7 @@ class MlflowTracker:
         >>> tracker.log_metrics({"val_accuracy": 0.9}, step=1); tracker.end()  # doctest: +SKIP
     """
 
+    @timed
     def __init__(self, near: str | os.PathLike, run_name: str = "", run_id: str = "", tags: dict | None = None,
                  experiment: str = EXPERIMENT):
         try:
@@ -103,6 +120,7 @@ class MlflowTracker:
             experiment_id = self.client.create_experiment(experiment, artifact_location=where)
         self.run_id = self.client.create_run(experiment_id, run_name=run_name or None, tags=tags or {}).info.run_id
 
+    @timed
     def log_params(self, params: dict) -> None:
         """Log settings once (nested dicts flattened). Example: ``tracker.log_params({"lr": 0.01})``."""
         # lazy: MLflow is an optional extra
@@ -112,6 +130,7 @@ class MlflowTracker:
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per call
             self.client.log_batch(self.run_id, params=items[i:i + 100])
 
+    @timed
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
         """Log the finite numbers of `metrics` at `step`. Example: ``tracker.log_metrics({"loss": 0.3}, step=2)``."""
         # lazy: MLflow is an optional extra
@@ -122,11 +141,13 @@ class MlflowTracker:
         if items:
             self.client.log_batch(self.run_id, metrics=items)
 
+    @timed
     def set_tags(self, tags: dict) -> None:
         """Set tags (``mlflow.runName`` renames the run). Example: ``tracker.set_tags({"imgclf.run": "runs/a"})``."""
         for key, value in tags.items():
             self.client.set_tag(self.run_id, key, str(value))
 
+    @timed
     def log_files(self, folder: str | os.PathLike, names: tuple[str, ...], artifact_path: str | None = None) -> list[str]:
         """Log the files or folders `names` of `folder` that exist; return those logged.
 
@@ -144,10 +165,12 @@ class MlflowTracker:
             logged.append(name)
         return logged
 
+    @timed
     def remember(self, run_dir: str | os.PathLike) -> None:
         """Write `run_dir`/tracking.json, so later commands add to this MLflow run. Example: ``tracker.remember("runs/a")``."""
         atomic_write_json(Path(run_dir) / RECORD, {"tracker": "mlflow", "tracking_uri": self.uri, "run_id": self.run_id})
 
+    @timed
     def end(self, status: str = "FINISHED") -> None:
         """Mark the MLflow run finished (or FAILED, KILLED). Example: ``tracker.end()``."""
         self.client.set_terminated(self.run_id, status=status)

@@ -27,7 +27,7 @@ from imgclf.core.config import load_yaml, make_config, to_yaml
 from imgclf.core.errors import UserError
 from imgclf.core.fs import atomic_write_json, atomic_write_text
 from imgclf.core.progress import log
-from imgclf.core.tracking import open_tracker
+from imgclf.core.tracking import SPENT, open_tracker
 from imgclf.evaluation.figures.curves import read_history
 from imgclf.training.api import train
 from imgclf.tuning.space import candidate_models, data_facts, suggest
@@ -232,19 +232,20 @@ def tune(data: str | os.PathLike, out: str | os.PathLike, time_budget: float, tr
     parent = open_tracker(track, out, run_name=f"tune {out.name}", run_dir=out)
     objective = Objective(data, out, names, facts, trial_epochs, seed, settings, time.monotonic() + remaining, track, parent,
                           PruneTrial)
-    start = time.perf_counter()
+    start, tracked_before = time.perf_counter(), SPENT["seconds"]
     if remaining > 0 and (trials is None or done < trials):
         log(f"Tuning {', '.join(names)} on {data}: {remaining / 60:.1f} minutes left of {time_budget:g}"
             + (f", {trials - done} trials to go" if trials else ""))
         study.optimize(objective, timeout=remaining, catch=(UserError,),
                        callbacks=[MaxTrialsCallback(trials, states=finished)] if trials else None)
-    wall = time.perf_counter() - start
+    wall, tracker_s = time.perf_counter() - start, SPENT["seconds"] - tracked_before
     best_path = write_best(study, out, data, settings)
     counts = {s.name.lower(): sum(t.state == s for t in study.trials) for s in TrialState}
     result = {**record, "time_budget_min": time_budget, "trials": counts, "storage": "OUT/study.db" if storage is None else "given with --storage",
-              "session": {"wall_s": round(wall, 2), "train_s": round(objective.train_s, 2),
-                          "callback_s": round(objective.callback_s, 4),
-                          "overhead_s": round(wall - objective.train_s, 2)},
+              # train_s: inside `train`, less the pruning callback and the tracker; overhead_s: the rest of wall_s (sampler, storage, callback, tracker)
+              "session": {"wall_s": round(wall, 2), "train_s": round(objective.train_s - tracker_s, 2),
+                          "callback_s": round(objective.callback_s, 4), "tracker_s": round(tracker_s, 2),
+                          "overhead_s": round(wall - objective.train_s + tracker_s, 2)},
               "updated": datetime.now().isoformat(timespec="seconds")}
     if best_path is not None:
         best = study.best_trial
