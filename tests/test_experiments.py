@@ -165,3 +165,29 @@ def test_tune_resumes_after_a_kill_and_its_best_yaml_trains(tmp_path, monkeypatc
     assert cfg.model == "small_cnn" and cfg.data == os.path.abspath(data)
     assert main(["train", "--config", str(best), "--out", str(tmp_path / "best"), "--epochs", "1", "--verbose", "0"]) == 0
     assert (tmp_path / "best" / "model.keras").exists()
+
+
+def test_compare_refuses_images_a_run_trained_on(paired_runs, tmp_path):
+    from imgclf.core.errors import UserError
+
+    a, b = paired_runs
+    saved = np.load(b / "predictions.npz")
+    (b / "manifest.csv").write_text("path,label,split\n" + f"{saved['paths'][0]},cat,train\n")
+    with pytest.raises(UserError, match="trained .* on 1 of the 40 images"):
+        compare_runs(a, b, out=tmp_path / "cmp", verbose=False)
+
+
+def test_the_pruning_callback_prunes_and_stops_at_the_deadline():
+    optuna = pytest.importorskip("optuna")
+    from imgclf.tuning.pruning import PruneTrial
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+    trial = study.ask()
+    callback = PruneTrial(trial, deadline=None)
+    callback.on_epoch_end(0, {"val_accuracy": 0.9})  # above the threshold: goes on
+    with pytest.raises(optuna.TrialPruned):
+        callback.on_epoch_end(1, {"val_accuracy": 0.1})
+    assert trial.storage.get_trial(trial._trial_id).intermediate_values == {1: 0.9, 2: 0.1}
+    late = PruneTrial(study.ask(), deadline=0.0)  # the tune's time is spent: the trial stops after its epoch
+    with pytest.raises(optuna.TrialPruned, match="time budget"):
+        late.on_epoch_end(0, {"val_accuracy": 0.9})

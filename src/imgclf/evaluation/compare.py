@@ -115,6 +115,8 @@ def paired_answers(run_a: Run, run_b: Run, data: str | None = None, batch_size: 
     else:
         rows, _ = eval_rows(run_a, None, None)
         paths = [r["path"] for r in rows]
+    for run in (run_a, run_b):
+        check_unseen(run, paths)
     out = {}
     for tag, run in (("a", run_a), ("b", run_b)):
         reused = _reorder(saved[tag], paths) if saved[tag] is not None else None
@@ -130,6 +132,22 @@ def paired_answers(run_a: Run, run_b: Run, data: str | None = None, batch_size: 
         raise UserError("The two runs' saved predictions give different labels to the same images. Pass --data DIR "
                         "so both are judged on the same labelled folder.")
     return out["a"], out["b"]
+
+
+def check_unseen(run: Run, paths: list[str]) -> None:
+    """Raise `UserError` if `run` trained or chose its checkpoint on any of `paths` (its manifest's train/val rows).
+
+    Example:
+        >>> check_unseen(Run("runs/leaves"), ["elsewhere/new.png"])
+    """
+    if not run.file("manifest.csv").exists():
+        return
+    seen = {_key(r["path"]) for r in run.manifest() if r.get("split") in ("train", "val")}
+    overlap = [p for p in paths if _key(p) in seen]
+    if overlap:
+        raise UserError(f"{run.path} trained (or chose its checkpoint) on {len(overlap)} of the {len(paths)} images to "
+                        f"compare, for example {overlap[0]}: a comparison on them would flatter it. Pass --data DIR "
+                        "with images neither run has seen (each run's test split is one when they share it).")
 
 
 def _rows_of(run: Run, paths: list[str], classes: list[str], answers: Answers) -> list[dict]:
