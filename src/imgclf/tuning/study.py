@@ -33,6 +33,8 @@ from imgclf.training.api import train
 from imgclf.tuning.space import candidate_models, data_facts, suggest
 
 STUDY = "imgclf-tune"
+# Settings of a trial that best.yaml leaves at their defaults: where it ran, and --max-images (a final run trains on all).
+NOT_KEPT = ("out", "auto_choice", "resume", "max_images", "verbose")
 SEARCH_KEYS = ("data", "models", "trial_epochs", "seed", "settings")  # what a resumed study must keep
 
 
@@ -154,6 +156,7 @@ class Objective:
 
     def __call__(self, trial) -> float:
         params = suggest(trial, self.models, self.facts, self.trial_epochs)
+        trial.set_user_attr("settings", {**self.settings, **params, "seed": self.seed})
         pruner = self.callback(trial, deadline=self.deadline)
         folder = self.out / "trials" / f"trial-{trial.number:04d}"
         log(f"Trial {trial.number}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.items()))
@@ -186,11 +189,14 @@ def write_best(study, out: Path, data, settings: dict) -> Path | None:
     except ValueError:
         return None
     run_dir = Path(best.user_attrs["run"])
-    chosen = {k: v for k, v in load_yaml(run_dir / "config.yaml").items() if k not in ("out", "auto_choice", "resume")}
+    # The run's resolved settings when its folder is here; the trial's own record when it ran on another machine.
+    chosen = load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else best.user_attrs["settings"]
+    chosen = {k: v for k, v in chosen.items() if k not in NOT_KEPT}
     cfg = make_config(chosen, {"data": os.path.abspath(os.fspath(data))})
     header = (f"# imgclf tune: the best of {len(study.trials)} trials, trial {best.number} "
               f"(validation accuracy {best.value:.4f}, run {run_dir})\n"
-              f"# train it: imgclf train --config {out / 'best.yaml'} --out runs/best\n")
+              f"# train it: imgclf train --config {out / 'best.yaml'} --out runs/best\n"
+              "# (the trials' --max-images is not kept: a run from this file trains on every image)\n")
     return atomic_write_text(out / "best.yaml", header + to_yaml(cfg))
 
 
