@@ -150,6 +150,10 @@ def test_tune_resumes_after_a_kill_and_its_best_yaml_trains(tmp_path, monkeypatc
     states = _states(out)
     assert states[:2] == ["COMPLETE", "FAIL"] and states.count("FAIL") == 1 and len(states) == 4  # trial 1 again, then 1 more
     assert result["trials"]["complete"] + result["trials"]["pruned"] == 3
+    import optuna
+
+    interrupted = optuna.load_study(study_name="imgclf-tune", storage=f"sqlite:///{out / 'study.db'}").trials[1]
+    assert 0 <= interrupted.user_attrs["spent_s"] < 60  # the budget counts it until its last epoch, not until the resume
     assert (out / "tune.html").exists() and "Optimisation history" in (out / "tune.html").read_text()
     assert sorted(p.name for p in (out / "trials").iterdir())[:2] == ["trial-0000", "trial-0001"]
     assert 0 <= result["best"]["value"] <= 1 and result["session"]["train_s"] > 0
@@ -187,7 +191,8 @@ def test_the_pruning_callback_prunes_and_stops_at_the_deadline():
     callback.on_epoch_end(0, {"val_accuracy": 0.9})  # above the threshold: goes on
     with pytest.raises(optuna.TrialPruned):
         callback.on_epoch_end(1, {"val_accuracy": 0.1})
-    assert trial.storage.get_trial(trial._trial_id).intermediate_values == {1: 0.9, 2: 0.1}
+    stored = trial.storage.get_trial(trial._trial_id)
+    assert stored.intermediate_values == {1: 0.9, 2: 0.1} and stored.user_attrs["alive_s"] >= 0
     late = PruneTrial(study.ask(), deadline=0.0)  # the tune's time is spent: the trial stops after its epoch
     with pytest.raises(optuna.TrialPruned, match="time budget"):
         late.on_epoch_end(0, {"val_accuracy": 0.9})

@@ -12,7 +12,8 @@ from imgclf.core.progress import log
 
 class PruneTrial(keras.callbacks.Callback):
     """After every epoch, report `monitor` to the Optuna `trial`; raise `optuna.TrialPruned` when the pruner says so,
-    or when the tune's `deadline` (a `time.monotonic()` value) has passed. `spent_s` counts the time spent here.
+    or when the tune's `deadline` (a `time.monotonic()` value) has passed. `spent_s` counts the time spent here;
+    the trial's ``alive_s`` attribute, how long it has run, is what the budget counts if the process is killed.
 
     Example:
         >>> imgclf.train("data/", callbacks=[PruneTrial(trial, deadline=time.monotonic() + 600)])  # inside a study  # doctest: +SKIP
@@ -22,11 +23,14 @@ class PruneTrial(keras.callbacks.Callback):
         super().__init__()
         self.trial, self.deadline, self.monitor = trial, deadline, monitor
         self.spent_s = 0.0
+        self.start = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
         start = time.perf_counter()
         value = (logs or {}).get(self.monitor)
         try:
+            # How long the trial has run, for the budget if this process is killed before the trial ends.
+            self.trial.set_user_attr("alive_s", round(time.monotonic() - self.start, 1))
             if value is not None:
                 self.trial.report(float(value), step=epoch + 1)
                 if self.trial.should_prune():

@@ -102,6 +102,8 @@ def requeue_interrupted(study) -> int:
 
     stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
     for t in stale:
+        # Its time until the last epoch it finished counts against the budget, not the time until now.
+        study._storage.set_trial_user_attr(t._trial_id, "spent_s", float(t.user_attrs.get("alive_s", 0.0)))
         study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
         log(f"Trial {t.number} was interrupted: it runs again with the same settings")
@@ -109,6 +111,8 @@ def requeue_interrupted(study) -> int:
 
 
 def _seconds(trial) -> float:
+    if "spent_s" in trial.user_attrs:  # an interrupted trial: until its last finished epoch
+        return float(trial.user_attrs["spent_s"])
     if trial.datetime_start is None:
         return 0.0
     end = trial.datetime_complete or trial.datetime_start
