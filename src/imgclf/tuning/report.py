@@ -29,18 +29,19 @@ def _draw(study, name: str, path: Path) -> Path | None:
     import optuna.visualization.matplotlib as vis
 
     plt = pyplot()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Optuna marks its Matplotlib plots experimental
+    # rc_context: Optuna sets its own style (plt.style.use), which would otherwise stay for imgclf's other figures
+    with plt.rc_context(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its Matplotlib plots experimental
+        try:
             ax = getattr(vis, name)(study)
-    except (ValueError, RuntimeError, ZeroDivisionError):
-        plt.close("all")
-        return None
-    fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-    fig.set_size_inches(9, 4.5)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+        except (ValueError, RuntimeError, ZeroDivisionError):
+            plt.close("all")
+            return None
+        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        fig.set_size_inches(9, 4.5)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+        plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
 
