@@ -20,7 +20,7 @@ Steps (everything through the `imgclf` command, as a user runs it):
    --data WORK/data/test`: the accuracies, McNemar's p-value and the verdict.
 
 Printed at the end (and written to WORK/results.json): trials per hour (finished
-trials over the search's wall time, both sessions), the overhead of the tuner and
+trials over the time the budget counted, every session), the overhead of the tuner and
 the tracker as a share of the training time (tune.json: wall time outside `train`
 plus the time in MLflow calls, over the time inside `train`; target <= 2 %), the
 trial states before and after the kill, the two test accuracies, the p-value and
@@ -55,9 +55,12 @@ def states(tune_dir: Path) -> dict:
     import optuna
 
     study = optuna.load_study(study_name="imgclf-tune", storage=f"sqlite:///{tune_dir / 'study.db'}")
-    out: dict[str, int] = {}
+    from imgclf.tuning.study import spent_seconds
+
+    out: dict = {}
     for t in study.trials:
         out[t.state.name.lower()] = out.get(t.state.name.lower(), 0) + 1
+    out["seconds"] = round(spent_seconds(study), 1)  # what the budget counted, every session
     return out
 
 
@@ -87,7 +90,9 @@ def main() -> int:
         cmd += ["--max-images", args.max_images]
     kill_after = 60 * (args.kill_after if args.kill_after is not None else args.time_budget / 5)
     start = time.perf_counter()
-    if not (tune_dir / "tune.json").exists() or "best" not in json.loads((tune_dir / "tune.json").read_text()):
+    if (tune_dir / "study.db").exists():  # a rerun of the bench: the kill was measured; resume (or extend the budget)
+        sh(cmd)
+    else:
         print("$", " ".join(map(str, cmd)), f"  (SIGKILL after {kill_after / 60:.1f} min)", flush=True)
         proc = subprocess.Popen([str(c) for c in cmd], start_new_session=True)
         try:
@@ -103,11 +108,15 @@ def main() -> int:
     summary = json.loads((tune_dir / "tune.json").read_text())
     results["states_final"] = states(tune_dir)
     finished = results["states_final"].get("complete", 0) + results["states_final"].get("pruned", 0)
-    results["trials_per_hour"] = round(finished / (results["search_wall_s"] / 3600), 1)
+    results["trials_per_hour"] = round(finished / (results["states_final"]["seconds"] / 3600), 2)
     session = summary["session"]  # the resumed session (the killed one wrote no tune.json totals)
     results["overhead_share"] = round(session["overhead_s"] / max(session["train_s"], 1e-9), 4)
     results["session"] = session
     results["best"] = summary.get("best")
+    if not results["best"]:
+        print("No trial finished within the budget: nothing to compare. Run again with a larger --time-budget "
+              "(the study resumes).", flush=True)
+        return 1
 
     for name, extra in (("default", [data / "train"]), ("tuned", ["--config", tune_dir / "best.yaml"])):
         run = work / name

@@ -194,5 +194,7 @@ def test_the_pruning_callback_prunes_and_stops_at_the_deadline():
     stored = trial.storage.get_trial(trial._trial_id)
     assert stored.intermediate_values == {1: 0.9, 2: 0.1} and stored.user_attrs["alive_s"] >= 0
     late = PruneTrial(study.ask(), deadline=0.0)  # the tune's time is spent: the trial stops after its epoch
+    late.set_params({"epochs": 2})
     with pytest.raises(optuna.TrialPruned, match="time budget"):
         late.on_epoch_end(0, {"val_accuracy": 0.9})
+    late.on_epoch_end(1, {"val_accuracy": 0.9})  # but its last epoch ends it anyway: it completes

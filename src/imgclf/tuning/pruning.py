@@ -36,7 +36,8 @@ class PruneTrial(keras.callbacks.Callback):
                 if self.trial.should_prune():
                     log(f"Trial {self.trial.number}: pruned after epoch {epoch + 1} ({self.monitor} {float(value):.4f})")
                     raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
-            if self.deadline is not None and time.monotonic() > self.deadline:
+            last = epoch + 1 >= (self.params or {}).get("epochs", 0)  # a trial that is done anyway completes
+            if self.deadline is not None and time.monotonic() > self.deadline and not last:
                 log(f"Trial {self.trial.number}: stopped after epoch {epoch + 1}, the tune's time budget is spent")
                 raise optuna.TrialPruned("the time budget of the tune is spent")
         finally:
