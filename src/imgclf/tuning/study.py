@@ -240,6 +240,8 @@ def tune(data: str | os.PathLike, out: str | os.PathLike, time_budget: float, tr
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     done = sum(t.state in finished for t in study.trials)
     parent = open_tracker(track, out, run_name=f"tune {out.name}", run_dir=out)
+    if parent is not None:
+        parent.remember(out)  # a resumed session adds to the same MLflow run
     objective = Objective(data, out, names, facts, trial_epochs, seed, settings, time.monotonic() + remaining, track, parent,
                           PruneTrial)
     start, tracked_before = time.perf_counter(), SPENT["seconds"]
@@ -266,11 +268,11 @@ def tune(data: str | os.PathLike, out: str | os.PathLike, time_budget: float, tr
 
     result["report"] = str(write_tune_report(study, out, result))
     if parent is not None:
-        parent.log_params({"data": record["data"], "models": ",".join(names), "time_budget_min": time_budget})
-        if "best" in result:
-            parent.log_metrics({"best_val_accuracy": result["best"]["value"], **{f"trials_{k}": v for k, v in counts.items()}})
+        parent.log_params({"data": record["data"], "models": ",".join(names), "trial_epochs": trial_epochs, "seed": seed})
+        # The budget may grow on a resume: a metric, since MLflow params cannot change.
+        parent.log_metrics({"time_budget_min": time_budget, **{f"trials_{k}": v for k, v in counts.items()},
+                            **({"best_val_accuracy": result["best"]["value"]} if "best" in result else {})})
         parent.log_files(out, ("best.yaml", "tune.html", "tune.json"))
-        parent.remember(out)
         parent.end()
     atomic_write_json(out / "tune.json", result)
     return result
