@@ -109,9 +109,10 @@ def main() -> int:
     results["states_final"] = states(tune_dir)
     finished = results["states_final"].get("complete", 0) + results["states_final"].get("pruned", 0)
     results["trials_per_hour"] = round(finished / (results["states_final"]["seconds"] / 3600), 2)
-    session = summary["session"]  # the resumed session (the killed one wrote no tune.json totals)
-    results["overhead_share"] = round(session["overhead_s"] / max(session["train_s"], 1e-9), 4)
-    results["session"] = session
+    sessions = summary["sessions"]  # every session that ran trials (a killed one writes none)
+    overhead, trained = sum(s["overhead_s"] for s in sessions), sum(s["train_s"] for s in sessions)
+    results["overhead_share"] = round(overhead / max(trained, 1e-9), 4)
+    results["sessions"] = sessions
     results["best"] = summary.get("best")
     if not results["best"]:
         print("No trial finished within the budget: nothing to compare. Run again with a larger --time-budget "

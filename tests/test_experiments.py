@@ -156,7 +156,7 @@ def test_tune_resumes_after_a_kill_and_its_best_yaml_trains(tmp_path, monkeypatc
     assert 0 <= interrupted.user_attrs["spent_s"] < 60  # the budget counts it until its last epoch, not until the resume
     assert (out / "tune.html").exists() and "Optimisation history" in (out / "tune.html").read_text()
     assert sorted(p.name for p in (out / "trials").iterdir())[:2] == ["trial-0000", "trial-0001"]
-    assert 0 <= result["best"]["value"] <= 1 and result["session"]["train_s"] > 0
+    assert 0 <= result["best"]["value"] <= 1 and result["sessions"][-1]["train_s"] > 0
 
     client = mlflow.MlflowClient((tmp_path / "mlruns").as_uri())
     runs = client.search_runs([client.get_experiment_by_name("imgclf").experiment_id])

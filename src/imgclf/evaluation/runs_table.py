@@ -25,7 +25,7 @@ FORMATS = ("table", "csv", "json", "markdown")
 
 
 def find_runs(root: str | os.PathLike) -> list[Path]:
-    """Every run folder under `root` (itself included), in path order; a run's own subfolders are not searched.
+    """Every run folder under `root` (itself included), in path order; a run's subfolders and mlruns/ are not searched.
 
     Example:
         >>> [p.name for p in find_runs("data/")]
@@ -39,8 +39,8 @@ def find_runs(root: str | os.PathLike) -> list[Path]:
         if "classes.json" in files and "config.yaml" in files:
             found.append(Path(folder))
             subfolders[:] = []  # checkpoints/, exports/, plots/: nothing else is a run in there
-        else:
-            subfolders.sort()
+        else:  # MLflow's artifact store keeps copies of runs' files: not runs
+            subfolders[:] = sorted(d for d in subfolders if d != "mlruns" and not d.startswith("."))
     return sorted(found)
 
 

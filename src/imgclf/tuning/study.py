@@ -204,6 +204,18 @@ def write_best(study, out: Path, data, settings: dict) -> Path | None:
     return atomic_write_text(out / "best.yaml", header + to_yaml(cfg))
 
 
+def _sessions(record: dict, wall: float, objective: Objective, tracker_s: float) -> list[dict]:
+    """The timings of every session that ran trials (tune.json's "sessions"), this one last if it ran any."""
+    sessions = list(record.get("sessions", []))
+    if objective.train_s > 0:
+        # train_s: inside `train`, less the pruning callback and the tracker; overhead_s: the rest of wall_s
+        # (sampler, storage, callback, tracker). A killed session writes none.
+        sessions.append({"wall_s": round(wall, 2), "train_s": round(objective.train_s - tracker_s, 2),
+                         "callback_s": round(objective.callback_s, 4), "tracker_s": round(tracker_s, 2),
+                         "overhead_s": round(wall - objective.train_s + tracker_s, 2)})
+    return sessions
+
+
 def tune(data: str | os.PathLike, out: str | os.PathLike, time_budget: float, trials: int | None = None,
          storage: str | None = None, models: str = "", trial_epochs: int = 10, seed: int = 0,
          track: str | None = None, **settings) -> dict:
@@ -254,10 +266,7 @@ def tune(data: str | os.PathLike, out: str | os.PathLike, time_budget: float, tr
     best_path = write_best(study, out, data, settings)
     counts = {s.name.lower(): sum(t.state == s for t in study.trials) for s in TrialState}
     result = {**record, "time_budget_min": time_budget, "trials": counts, "storage": "OUT/study.db" if storage is None else "given with --storage",
-              # train_s: inside `train`, less the pruning callback and the tracker; overhead_s: the rest of wall_s (sampler, storage, callback, tracker)
-              "session": {"wall_s": round(wall, 2), "train_s": round(objective.train_s - tracker_s, 2),
-                          "callback_s": round(objective.callback_s, 4), "tracker_s": round(tracker_s, 2),
-                          "overhead_s": round(wall - objective.train_s + tracker_s, 2)},
+              "sessions": _sessions(record, wall, objective, tracker_s),
               "updated": datetime.now().isoformat(timespec="seconds")}
     if best_path is not None:
         best = study.best_trial
