@@ -28,7 +28,8 @@ def test_help_is_fast_and_does_not_import_tensorflow():
     assert time.perf_counter() - start < 5  # generous: the benchmark holds the real 0.5 s target
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "models", "demo", "datasets", "export", "serve"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "models", "demo", "datasets", "export", "serve",
+                                     "runs", "compare", "tune"])
 def test_every_command_has_help_with_an_example(command):
     result = imgclf(command, "--help")
     assert result.returncode == 0

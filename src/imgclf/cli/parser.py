@@ -14,6 +14,7 @@ import math
 import re
 from dataclasses import fields
 
+from imgclf.cli.parser_experiments import add_experiment_commands, add_track
 from imgclf.core import config
 from imgclf.core.config import CHOICES, INT_RANGES, MAX_IMG_SIZE, MIN_IMG_SIZE, SEED_MAX, TrainConfig
 from imgclf.core.errors import did_you_mean
@@ -203,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a classifier on a folder of class subfolders", epilog=EPILOG_TRAIN, formatter_class=fmt)
     _add_train_args(p)
+    add_track(p)
 
     p = sub.add_parser("evaluate", help="metrics, plots and report.html for a run", formatter_class=fmt,
                        epilog="examples:\n  imgclf evaluate runs/leaves\n  imgclf evaluate runs/leaves --data test/ --tta flip\n"
@@ -217,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-method", choices=("cv", "holdout"), default="cv",
                    help="label check: cv = k-fold copies of the model over all the run's images (default); holdout = the evaluated images only")
     p.add_argument("--folds", type=whole(2, None, "a number of folds"), default=5, help="folds for --label-method cv (default: 5)")
+    add_track(p)
 
     p = sub.add_parser("plot", help="redraw every picture and report.html of an evaluated run", formatter_class=fmt,
                        epilog="examples:\n  imgclf plot runs/leaves\n")
@@ -374,4 +377,5 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-pixels", type=COUNT, default=100_000_000, help="skip images with more pixels (decompression-bomb guard; default: 100,000,000)")
     e.add_argument("--workers", type=WORKERS, default=0, help="processes or threads for hashing and checking (default: one per core)")
     e.add_argument("--overwrite", action="store_true", help="replace an earlier pack in --out (other files are never deleted)")
+    add_experiment_commands(sub, whole, finite, fmt)
     return parser

@@ -22,4 +22,7 @@ VERBS = {  # command name -> module under imgclf.cli.verbs
     "split": "split",
     "lr-find": "lr_find",
     "augment-preview": "augment_preview",
+    "runs": "runs",
+    "compare": "compare",
+    "tune": "tune",
 }
