@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "imgclf"
 MAX_LINES = 400  # nanoGPT-sized files: one idea each, readable in one sitting
-LAYERS = ["core", "data", "models", "inference", "evaluation", "training", "export", "serve", "cli"]
+LAYERS = ["core", "data", "models", "inference", "evaluation", "training", "export", "serve", "tuning", "cli"]
 
 
 def _modules():
@@ -102,6 +102,11 @@ def test_the_parser_choices_mirror_the_library():
     from imgclf.inference.engines import ENGINES
 
     assert ENGINE_CHOICES == ENGINES
+    from imgclf.cli.parser_experiments import RUN_COLUMNS, RUN_FORMATS, TRACK_CHOICES
+    from imgclf.core.tracking import TRACKERS
+    from imgclf.evaluation.runs_table import COLUMNS, FORMATS
+
+    assert (RUN_COLUMNS, RUN_FORMATS, TRACK_CHOICES) == (COLUMNS, FORMATS, TRACKERS)
 
 
 def test_every_command_has_its_verb_module():

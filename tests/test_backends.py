@@ -14,7 +14,7 @@ from imgclf.inference.backends.onnx_runtime import OnnxBackend
 from imgclf.inference.backends.savedmodel import SavedModelBackend
 from imgclf.inference.predictor import Predictor
 
-MEMBERS = {"name", "source", "input_shape", "has_embedding", "model", "predict", "embed"}
+MEMBERS = {"name", "source", "input_shape", "has_embedding", "model", "predict", "embed", "predict_with_embedding"}
 CLASSES = (KerasBackend, SavedModelBackend, LiteRTBackend, OnnxBackend)
 
 

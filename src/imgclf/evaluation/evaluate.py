@@ -22,6 +22,7 @@ from imgclf.core.run import Run
 from imgclf.data.pipeline import decode_all
 from imgclf.data.scan import scan_folder
 from imgclf.data.shards.reader import decode_for_evaluation, shard_source
+from imgclf.evaluation.confidence_metrics import confidence_metrics
 from imgclf.evaluation.figures.run_figures import collect_visuals, plot_run, save_predictions
 from imgclf.evaluation.report import write_report
 from imgclf.evaluation.results import EVALUATION_ID, Evaluation, check_positive_class
@@ -85,6 +86,8 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
     if positive_class:  # a mistyped name fails before any image is decoded
         check_positive_class(positive_class, run.classes)
     predictor = load(run.path, tta=tta)
+    if verbose and not predictor.confidence.calibrated:
+        log(f"Note: the run is {predictor.confidence.describe()}.")
     if verbose and predictor.tta != "none":
         how = "chosen on validation when training" if tta in (None, "", "auto") else "asked for"
         log(f"Test-time augmentation: {predictor.tta} ({how}; --tta none turns it off)")
@@ -101,12 +104,14 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
     # One untimed call first: images/s should measure the model, not TensorFlow's one-off graph tracing.
     predictor.predict_arrays(decoded.images[:batch_size])
     start = time.perf_counter()
-    chunks = []
+    probs, extras = [], []
     with Progress(len(decoded), "Predicting", enabled=verbose) as bar:  # TTA makes this the long part (issue 20)
-        for i in range(0, len(decoded), batch_size):
-            chunks.append(predictor.predict_arrays(decoded.images[i:i + batch_size]))
-            bar.update(len(chunks[-1]))
-    probs = np.concatenate(chunks)
+        for i in range(0, len(decoded), batch_size):  # calibrated, with the unknown score where rejection is on
+            p, e = predictor.predict_outputs(decoded.images[i:i + batch_size])
+            probs.append(p)
+            extras += e
+            bar.update(len(p))
+    probs = np.concatenate(probs)
     elapsed = time.perf_counter() - start
     ev = Evaluation(decoded.labels, probs, classes, decoded.paths, source=source)
     if positive_class:  # two classes: whose probability the best-F1 threshold is on (default: the second)
@@ -115,6 +120,7 @@ def evaluate(run, data: str | os.PathLike | None = None, split: str | None = Non
     ev.metrics["tta"] = predictor.tta
     ev.metrics["skipped"] = [{"path": p, "reason": r} for p, r in decoded.skipped]
     ev.metrics["top_losses"] = ev.top_losses(16)
+    ev.metrics["confidence"] = confidence_metrics(ev.probs, ev.y_true, predictor.confidence, extras)
     # metrics.json and predictions.npz share an id (`same_evaluation`): predictions first, metrics last, so a
     # kill between them leaves a pair that the figures refuse instead of mixing two evaluations.
     ev.metrics["evaluation_id"] = uuid.uuid4().hex

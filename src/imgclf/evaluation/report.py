@@ -226,6 +226,35 @@ def _label_issues_section(run) -> list[str]:
     return parts
 
 
+def _confidence_section(run, m: dict) -> list[str]:
+    c = m.get("confidence")
+    if not c:
+        return []
+    parts = ['<section id="confidence"><h2>Confidence</h2>']
+    if not c["calibrated"]:
+        parts.append('<p class="muted">This run has no calibration (made before imgclf calibrated its runs): the '
+                     f"probabilities are the model's own. Run <code>imgclf calibrate {html.escape(str(run.path))}</code>.</p>")
+    rows = [["temperature (fitted on validation)", _fmt(c["temperature"])],
+            ["ECE before / after", f"{c['ece_before']:.4f} / {c['ece_after']:.4f}"],
+            ["NLL before / after", f"{c['nll_before']:.4f} / {c['nll_after']:.4f}"]]
+    for s in c.get("conformal", []):
+        rows.append([f"prediction sets for {s['target']:.0%} coverage",
+                     f"coverage {s['coverage']:.2%}, mean size {s['mean_set_size']:.2f} classes"])
+    rej = c.get("rejection")
+    if rej:
+        rows.append([f"unknown rejection ({rej['method']} score > {rej['threshold']:.4g})",
+                     f"{rej['rejected_share']:.2%} of these known images answered 'unknown' (asked: "
+                     f"{rej['reject_rate_asked']:.0%}); accuracy on the rest {rej['accuracy_accepted']:.2%}"])
+    else:
+        rows.append(["unknown rejection", "off"])
+    parts.append(_table(["measure", "value"], rows))
+    parts.append(_img(run.file("plots") / "confidence.png", "Calibration and selective accuracy",
+                      "Left: accuracy against confidence before and after temperature scaling. Right: accuracy on the "
+                      "most confident share of the images."))
+    parts.append("</section>")
+    return parts
+
+
 def write_report(run, evaluation=None) -> str:
     """Write run/report.html from the run's files (and an `Evaluation`, or its metrics.json); return its path.
 
@@ -248,7 +277,7 @@ def write_report(run, evaluation=None) -> str:
     cards += [(n, m.get(k)) for n, k in (("ROC-AUC", "roc_auc_macro"), ("ECE", "expected_calibration_error")) if m.get(k) is not None]
     cards.insert(1, ("majority-class baseline", majority_baseline(m)["accuracy"]))
     plots = run.file("plots")
-    shown = {name for name, _, _ in PICTURES}
+    shown = {name for name, _, _ in PICTURES} | {"confidence.png"}
     thumbs = _top_loss_thumbnails(run, m)
     pictures = [(thumbs if name == "top_losses.png" and thumbs else _img(plots / name, title, cap))
                 for name, title, cap in PICTURES if name != "label_issues.png"]
@@ -257,7 +286,9 @@ def write_report(run, evaluation=None) -> str:
     # Pictures drawn by other commands (augmentation preview, lr-find, ...) go at the end.
     others = sorted(p for p in plots.glob("*.png") if p.name not in shown) if plots.exists() else []
     pictures += [_img(p, p.stem.replace("_", " ").capitalize()) for p in others]
-    sections = [("summary", "Summary"), ("metrics", "Metrics"), ("pictures", "Pictures")]
+    confidence_parts = _confidence_section(run, m)
+    sections = [("summary", "Summary"), ("metrics", "Metrics")] + ([("confidence", "Confidence")] if confidence_parts else [])
+    sections.append(("pictures", "Pictures"))
     label_parts = _label_issues_section(run)
     if label_parts:
         sections.append(("label-issues", "Label issues"))
@@ -271,6 +302,7 @@ def write_report(run, evaluation=None) -> str:
         + "".join(f'<div class="card"><div class="k">{html.escape(n)}</div><div class="v">{_fmt(v)}</div></div>' for n, v in cards)
         + "</div>" + _run_summary(run, m, summary, config) + "</section>",
         *_metrics_section(m, classes),
+        *confidence_parts,
         '<section id="pictures"><h2>Pictures</h2>', *pictures, "</section>",
         *label_parts,
         *_data_section(summary, m),

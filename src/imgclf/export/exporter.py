@@ -8,6 +8,11 @@ has two outputs, ``probabilities`` and ``embedding`` (the classifier's
 input), and carries the class names and preprocessing: inside the file for
 .tflite (a metadata buffer) and .onnx (metadata_props), in a sidecar JSON
 otherwise. int8 calibrates on a sample of the run's training images.
+The run's confidence (temperature, unknown threshold, conformal quantiles:
+confidence.json) travels in the same metadata, and the feature statistics
+of the unknown score in ``<name>.confidence.npz`` beside the file (inside a
+SavedModel folder); every runtime applies them as the run does, and the
+parity check compares calibrated probabilities.
 
 After writing, a parity check runs the export and the run's Keras model (in
 float32, as the export computes) on validation images: float formats must agree on top-1 for at least 99.5% of
@@ -37,6 +42,7 @@ from imgclf.data.decode import DecodeError, decode_image
 from imgclf.inference.backends import open_backend
 from imgclf.inference.backends.keras_model import feature_model
 from imgclf.inference.backends.metadata import add_tflite_metadata
+from imgclf.inference.confidence.store import Confidence, stats_path, write_stats
 from imgclf.inference.predictor import Predictor, load
 
 FORMATS = {  # format -> default file name under RUN/exports/
@@ -91,7 +97,8 @@ def float32_copy(model):
     not convert, or would run slowly on CPUs without bf16 support.
 
     Example:
-        >>> float32_copy(load_keras_model(run.model_path)).dtype_policy.name  # needs a trained run  # doctest: +SKIP
+        >>> from imgclf.models.saving import load_keras_model
+        >>> float32_copy(load_keras_model("runs/leaves/model.keras")).dtype_policy.name
         'float32'
     """
 
@@ -105,8 +112,10 @@ def serving_model(model):
     """A float32 Keras model with two named outputs: 'probabilities' and 'embedding'.
 
     Example:
-        >>> serving_model(load_keras_model(run.model_path)).output_shape  # needs a trained run  # doctest: +SKIP
-        {'embedding': (None, 96), 'probabilities': (None, 3)}
+        >>> from imgclf.models.saving import load_keras_model
+        >>> model = serving_model(load_keras_model("runs/leaves/model.keras"))
+        >>> len(model.outputs), model.output_shape[0]  # doctest: +ELLIPSIS
+        (2, (None, ...))
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
@@ -151,6 +160,9 @@ def _metadata(run: Run, fmt: str) -> dict:
         m = run.read_json("metrics.json")
         meta["metrics"] = {k: m[k] for k in ("accuracy", "macro_f1", "num_samples") if k in m}
 
+    conf = Confidence.load(run.path)
+    if conf.calibrated:
+        meta["confidence"] = conf.info
     meta["imgclf_version"] = __version__
     return meta
 
@@ -197,8 +209,11 @@ def parity_check(reference, exported, images: np.ndarray, labels: list[str], bat
     """Compare two Predictors on decoded images: top-1 agreement, largest probability gap, accuracies.
 
     Example:
-        >>> parity_check(imgclf.load("runs/x"), imgclf.load("runs/x/exports/model.onnx"), images, labels)  # needs a trained run  # doctest: +SKIP
-        {'images': 60, 'agreement': 1.0, 'max_prob_diff': 3.1e-06, ...}
+        >>> images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)).astype("float32")
+        >>> check = parity_check(imgclf.load("runs/leaves"), imgclf.load("runs/leaves/exports/model.onnx"), images,
+        ...                      ["cat", "dog", "bird", "cat"])
+        >>> check["images"], check["agreement"], check["max_prob_diff"] < 1e-3
+        (4, 1.0, True)
     """
     def probs(clf):
         return np.concatenate([clf.predict_arrays(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
@@ -207,7 +222,8 @@ def parity_check(reference, exported, images: np.ndarray, labels: list[str], bat
     index = {c: i for i, c in enumerate(reference.classes)}
     y = np.array([index.get(label, -1) for label in labels])
     result = {"images": int(len(images)), "agreement": float(np.mean(ref.argmax(1) == out.argmax(1))),
-              "max_prob_diff": float(np.abs(ref - out).max()), "keras_accuracy": None, "export_accuracy": None}
+              "max_prob_diff": float(np.abs(ref - out).max()), "keras_accuracy": None, "export_accuracy": None,
+              "temperature": [reference.confidence.temperature, exported.confidence.temperature]}
     if len(y) and (y >= 0).all():
         result["keras_accuracy"] = float(np.mean(ref.argmax(1) == y))
         result["export_accuracy"] = float(np.mean(out.argmax(1) == y))
@@ -235,9 +251,9 @@ def export(run, format: str = "tflite", out: str | os.PathLike | None = None, ov
     """Export a run's model to `format` and check that it answers like the trained model.
 
     Example:
-        >>> result = imgclf.export("runs/leaves", format="tflite-int8")  # needs a trained run  # doctest: +SKIP
-        >>> result.path, result.parity["accuracy_drop"]  # needs a trained run  # doctest: +SKIP
-        (PosixPath('runs/leaves/exports/model_int8.tflite'), 0.004)
+        >>> result = export("runs/leaves", format="keras", out="model.keras")  # or "tflite-int8", "onnx", ...
+        >>> result.path.name, result.parity["agreement"]
+        ('model.keras', 1.0)
     """
 
     if format not in FORMATS:
@@ -263,21 +279,31 @@ def export(run, format: str = "tflite", out: str | os.PathLike | None = None, ov
     clean_stale_temporaries(path.parent, prefix="" if path.parent == run.file("exports") else f".{path.stem}.tmp")
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
-        _write(serving_model(keras_model), format, tmp, _metadata(run, format), calibration)
+        meta = _metadata(run, format)
+        _write(serving_model(keras_model), format, tmp, meta, calibration)
+        run_conf = Confidence.load(run.path)
+        if run_conf.stats:
+            write_stats(stats_path(tmp), run_conf.stats)
         kill_point("export.written")
         if format == "keras":
             exported = load(tmp)
         else:
-            exported = Predictor(open_backend(tmp)[0], run.classes, pre, source=str(path))
+            backend, written = open_backend(tmp)
+            exported = Predictor(backend, run.classes, pre, source=str(path),
+                                 confidence=Confidence.from_metadata(written or meta, tmp))
         # The reference is the run's model computing in float32, like every export: the check then measures
         # the conversion alone, not the rounding of a run trained in mixed precision (reported beside it).
-        reference = Predictor(float32_copy(keras_model), run.classes, pre, source=str(run.path))
+        # Both apply the run's calibration, the export from what it carries: the check covers it.
+        reference = Predictor(float32_copy(keras_model), run.classes, pre, source=str(run.path), confidence=run_conf)
         parity = {**parity_check(reference, exported, images, labels), "split": split,
                   "run_precision": _precision(keras_model)}
         _judge(format, parity, max_int8_drop)
         _replace(tmp, path)
+        if run_conf.stats and not path.is_dir():
+            os.replace(stats_path(tmp), stats_path(path))
     finally:
         _remove(tmp)
+        _remove(stats_path(tmp))
         if format == "keras":
             _remove(tmp.with_suffix(".json"))
     return ExportResult(path=path, format=format, parity=parity, seconds=time.perf_counter() - start)
@@ -298,6 +324,9 @@ def _judge(fmt: str, parity: dict, max_int8_drop: float) -> None:
                 f"(more than the allowed {max_int8_drop:.1%}); the export was removed. Use --format tflite-fp16 "
                 "or tflite, or calibrate on more training images."
             )
+    elif len(set(parity.get("temperature", ()))) > 1:
+        raise ExportCheckError(f"The {fmt} export carries temperature {parity['temperature'][1]} where the run has "
+                               f"{parity['temperature'][0]}; the export was removed. Please report this as a bug.")
     elif parity["agreement"] < FLOAT_MIN_AGREEMENT:
         raise ExportCheckError(
             f"The {fmt} export agrees with the Keras model on top-1 for only {parity['agreement']:.2%} of "

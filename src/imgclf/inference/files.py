@@ -41,20 +41,29 @@ def validate_options(top_k: int, threshold: float, batch_size: int, sort_into=No
 
 def predict_files(model, inputs: list[str], top_k: int = 1, fmt: str = "table", output: str | None = None,
                   threshold: float = 0.0, batch_size: int = 64, tta: str = "auto", sort_into: str | None = None,
-                  move: bool = False, progress: bool | None = None, probabilities: bool = False) -> dict:
+                  move: bool = False, progress: bool | None = None, reject_rate: float | None = None,
+                  coverage: float | None = None, probabilities: bool = False) -> dict:
     """Predict every image under `inputs` and write rows; returns counts ``{'images', 'errors'}``.
 
     `progress=None` shows a progress bar on stderr when the results are not
     going to the same terminal (``--output`` given, or stdout piped).
+    `reject_rate` (None: the run's; 0: off) and `coverage` (prediction sets)
+    add the ``unknown_score`` and ``prediction_set`` columns.
     `probabilities` adds every class's probability to each row (CSV: one
     ``p_<class>`` column per class; JSON: a "probabilities" object).
 
     Example:
-        >>> predict_files("runs/leaves", ["photos/"], fmt="csv", output="preds.csv", sort_into="sorted/")  # needs a trained model  # doctest: +SKIP
-        {'images': 1200, 'errors': 2}
+        >>> counts = predict_files("runs/leaves", ["data/cat/"], fmt="csv", output="preds.csv", sort_into="sorted/",
+        ...                        progress=False)
+        >>> counts["images"], counts["errors"]
+        (12, 0)
     """
 
     validate_options(top_k, threshold, batch_size, sort_into, move)
+    if reject_rate is not None and not 0 <= reject_rate < 1:
+        raise UserError(f"--reject-rate is a share of known images in [0, 1) (0 = off), received {reject_rate}.")
+    if coverage is not None and not 0 < coverage < 1:
+        raise UserError(f"--coverage is a probability between 0 and 1 (for example 0.9), received {coverage}.")
     paths = iter_image_paths(inputs)
     first = next(paths, None)  # validate inputs before paying for the model
     if first is None:
@@ -65,7 +74,11 @@ def predict_files(model, inputs: list[str], top_k: int = 1, fmt: str = "table", 
     if progress is None:
         progress = bool(output) or not sys.stdout.isatty()
     try:
-        predictor = load(model, tta=tta)
+        predictor = load(model, tta=tta, reject_rate=reject_rate, coverage=coverage)
+        if not predictor.confidence.calibrated:
+            print(f"Note: {model} is {predictor.confidence.describe()}; probabilities are the model's own and "
+                  "nothing is answered 'unknown'.", file=sys.stderr)
+        extra = (("unknown_score",) if predictor.unknown_threshold is not None else ()) + (("prediction_set",) if coverage else ())
         # Counting is a second directory walk, cheap next to decoding: it buys a bar with time left.
         total = sum(1 for _ in iter_image_paths(inputs)) if progress else None
         counts = {"images": 0}
@@ -74,7 +87,7 @@ def predict_files(model, inputs: list[str], top_k: int = 1, fmt: str = "table", 
                                            top_k=len(predictor.classes) if probabilities else top_k)
             if probabilities:
                 rows = (with_probabilities(r, top_k) for r in rows)
-            counts["errors"] = write_predictions(_tap(rows, bar, sorter, counts), fmt, output, top_k,
+            counts["errors"] = write_predictions(_tap(rows, bar, sorter, counts), fmt, output, top_k, extra,
                                                  classes=predictor.classes if probabilities else None)
     finally:
         if sorter is not None:

@@ -28,21 +28,24 @@ from imgclf.data.scan import IMAGE_EXTENSIONS, is_hidden_or_system, is_image_nam
 from imgclf.inference.backends import metadata, open_backend
 from imgclf.inference.backends.base import Backend
 from imgclf.inference.backends.keras_model import KerasBackend
+from imgclf.inference.confidence import conformal
+from imgclf.inference.confidence.store import Confidence
 from imgclf.inference.tta import tta_predict
 
-UNKNOWN = "unknown"  # the class given when the top probability is below the threshold
+UNKNOWN = "unknown"  # the class given when the top probability is below the threshold, or the unknown score above its own
 
 
 class Predictor:
     """A trained classifier ready to predict.
 
     Example:
-        >>> clf = imgclf.load("runs/leaves")  # needs a trained model  # doctest: +SKIP
-        >>> clf.predict(["a.jpg"], top_k=2)  # needs a trained model  # doctest: +SKIP
-        [{'path': 'a.jpg', 'class': 'rust', 'probability': 0.93, 'top_k': [['rust', 0.93], ['scab', 0.05]]}]
+        >>> clf = imgclf.load("runs/leaves")
+        >>> clf.predict(["a.png"], top_k=2)  # doctest: +ELLIPSIS
+        [{'path': 'a.png', 'class': '...', 'probability': 0..., 'top_k': [['...', 0...], ['...', 0...]], 'error': ''...}]
     """
 
-    def __init__(self, model, classes: list[str], preprocess: dict, source: str = "", tta: str = "auto"):
+    def __init__(self, model, classes: list[str], preprocess: dict, source: str = "", tta: str = "auto",
+                 confidence: Confidence | None = None, reject_rate: float | None = None, coverage: float | None = None):
         # `model` is a runtime from imgclf.inference.backends, or an in-memory Keras model to wrap in one.
         self.backend: Backend = model if isinstance(model, Backend) else KerasBackend(model, source)
         self.model = self.backend.model  # the Keras model, where there is one (Grad-CAM needs it); else None
@@ -56,6 +59,10 @@ class Predictor:
         # run predicts the way its reported accuracy was measured.
         self.tta = self.preprocess.get("tta", "none") if tta in (None, "", "auto") else tta
         self.info: dict = {}  # what load() knows besides: model name, metrics summary (shown by `imgclf serve`)
+        # Fitted on validation (imgclf.inference.confidence); reject_rate None = the run's (0 = off); coverage None = no sets.
+        self.confidence, self.reject_rate, self.coverage = confidence or Confidence(), reject_rate, coverage
+        self.unknown_threshold = self.confidence.reject_threshold(reject_rate)
+        self._qhat = self.confidence.qhat(coverage) if coverage else None
 
     def __repr__(self) -> str:
         return (f"Predictor({self.source!r}, {self.backend.name}, {len(self.classes)} classes, "
@@ -72,10 +79,34 @@ class Predictor:
         return decode_image(source, size=p["img_size"], color_mode=p["color_mode"], resize=p.get("resize", "squash"))
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities for a batch of decoded uint8 images (N, H, W, C). Example: ``clf.predict_arrays(x)``."""
+        """Calibrated probabilities for a batch of decoded uint8 images (N, H, W, C). Example: ``clf.predict_arrays(x)``."""
         if self.tta not in (None, "", "none"):
-            return tta_predict(images, self._run_backend, self.tta)
-        return self._run_backend(images)
+            return self.confidence.calibrate(tta_predict(images, self._run_backend, self.tta))
+        return self.confidence.calibrate(self._run_backend(images))
+
+    def predict_outputs(self, images: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+        """Calibrated probabilities and, per image, the unknown score and decision and the prediction set ({} if none).
+
+        Example:
+            >>> clf = imgclf.load("runs/leaves", coverage=0.9)
+            >>> probs, extras = clf.predict_outputs(np.stack([clf.decode("a.png")]))
+            >>> probs.shape, sorted(extras[0])
+            ((1, 3), ['prediction_set', 'unknown', 'unknown_score'])
+        """
+        features, x = None, np.asarray(images, dtype=np.float32)
+        if self.unknown_threshold is None or not self.confidence.needs_features(self.reject_rate):
+            probs = self.predict_arrays(images)
+        elif self.tta in (None, "", "none"):  # one model call gives both
+            probs, features = self.backend.predict_with_embedding(x)
+            probs = self.confidence.calibrate(probs)
+        else:
+            probs, features = self.predict_arrays(images), self.backend.embed(x)
+        extras = [{} for _ in range(len(probs))]
+        for e, s in zip(extras, self.confidence.unknown_scores(probs, features) if self.unknown_threshold is not None else []):
+            e.update(unknown_score=float(s), unknown=bool(s > self.unknown_threshold))
+        for e, members in zip(extras, conformal.prediction_sets(probs, self._qhat) if self._qhat is not None else []):
+            e["prediction_set"] = [self.classes[i] for i in members]
+        return probs, extras
 
     def _run_backend(self, images: np.ndarray) -> np.ndarray:
         return self.backend.predict(np.asarray(images, dtype=np.float32))
@@ -98,8 +129,9 @@ class Predictor:
         imgclf (they carry a second output named 'embedding'). TTA does not apply.
 
         Example:
-            >>> clf.embed(["a.jpg", "b.png"]).shape  # needs a trained model  # doctest: +SKIP
-            (2, 96)
+            >>> clf = imgclf.load("runs/leaves")
+            >>> clf.embed(["a.png", "b.png"]).shape  # doctest: +ELLIPSIS
+            (2, ...)
         """
         _, stacked = self._decode_all(inputs)
         if not len(stacked):
@@ -114,7 +146,8 @@ class Predictor:
         folders, where bad files become rows with an error).
 
         Example:
-            >>> clf.predict_proba(["a.jpg", "b.png"]).shape  # needs a trained model  # doctest: +SKIP
+            >>> clf = imgclf.load("runs/leaves")
+            >>> clf.predict_proba(["a.png", "b.png"]).shape
             (2, 3)
         """
         _, stacked = self._decode_all(inputs)
@@ -129,21 +162,27 @@ class Predictor:
         still lists the model's best guesses.
 
         Example:
-            >>> clf.predict("a.jpg", top_k=3)[0]["class"]  # needs a trained model  # doctest: +SKIP
-            'rust'
+            >>> clf = imgclf.load("runs/leaves")
+            >>> clf.predict("a.png", top_k=3)[0]["class"] in clf.classes + ["unknown"]
+            True
         """
-        items = _as_list(inputs)
-        probs = self.predict_proba(items, batch_size=batch_size)
-        return [self.row(_describe(item), p, top_k, threshold) for item, p in zip(items, probs)]
+        items, stacked = self._decode_all(inputs)
+        rows = []
+        for i in range(0, len(stacked), batch_size):
+            probs, extras = self.predict_outputs(stacked[i:i + batch_size])
+            rows += [self.row(_describe(item), p, top_k, threshold, e)
+                     for item, p, e in zip(items[i:i + batch_size], probs, extras)]
+        return rows
 
-    def row(self, path: str, p: np.ndarray, top_k: int = 1, threshold: float = 0.0) -> dict:
+    def row(self, path: str, p: np.ndarray, top_k: int = 1, threshold: float = 0.0, extra: dict | None = None) -> dict:
         """The prediction row for one image's probabilities `p` (see `prediction_row`), with this model's classes.
 
         Example:
-            >>> clf.row("a.jpg", clf.predict_proba("a.jpg")[0], top_k=2)["class"]  # needs a trained model  # doctest: +SKIP
-            'rust'
+            >>> clf = imgclf.load("runs/leaves")
+            >>> clf.row("a.png", np.array([0.1, 0.7, 0.2]), top_k=2)["top_k"]
+            [['cat', 0.7], ['dog', 0.2]]
         """
-        return prediction_row(path, p, self.classes, top_k, threshold)
+        return prediction_row(path, p, self.classes, top_k, threshold, extra)
 
     def predict_paths(self, paths: Iterable[str], top_k: int = 1, batch_size: int = 64, workers: int = 0,
                       threshold: float = 0.0) -> Iterator[dict]:
@@ -154,7 +193,10 @@ class Predictor:
         more memory than a hundred.
 
         Example:
-            >>> for row in clf.predict_paths(iter_image_paths(["photos/"])): print(row["class"])  # needs a trained model  # doctest: +SKIP
+            >>> clf = imgclf.load("runs/leaves")
+            >>> rows = list(clf.predict_paths(iter_image_paths(["data/cat/"])))
+            >>> len(rows), rows[0]["path"]
+            (12, 'data/cat/00.png')
         """
         workers = workers or os.cpu_count() or 1
 
@@ -176,35 +218,44 @@ class Predictor:
     def _predict_chunk(self, chunk: list, futures: list, top_k: int, threshold: float) -> Iterator[dict]:
         decoded = [f.result() for f in futures]
         good = [i for i, (arr, _) in enumerate(decoded) if arr is not None]
-        probs = self.predict_arrays(np.stack([decoded[i][0] for i in good])) if good else []
-        by_index = dict(zip(good, probs))
+        probs, extras = self.predict_outputs(np.stack([decoded[i][0] for i in good])) if good else ([], [])
+        by_index = dict(zip(good, zip(probs, extras)))
         for i, path in enumerate(chunk):
             if i in by_index:
-                yield self.row(path, by_index[i], top_k, threshold)
+                p, extra = by_index[i]
+                yield self.row(path, p, top_k, threshold, extra)
             else:
                 yield {"path": path, "class": "", "probability": float("nan"), "top_k": [], "error": decoded[i][1]}
 
 
-def prediction_row(path: str, p: np.ndarray, classes: list[str], top_k: int = 1, threshold: float = 0.0) -> dict:
+def prediction_row(path: str, p: np.ndarray, classes: list[str], top_k: int = 1, threshold: float = 0.0,
+                   extra: dict | None = None) -> dict:
     """One image's probabilities as a prediction row: the shape every writer, engine and the server use.
 
-    Below `threshold` (top probability), the class is ``'unknown'``; top_k
-    still lists the model's best guesses.
+    Below `threshold` (top probability), or when `extra` says ``unknown``
+    (the unknown score crossed its threshold), the class is ``'unknown'``;
+    top_k still lists the model's best guesses. `extra`'s ``unknown_score``
+    and ``prediction_set`` become columns of the row.
 
     Example:
         >>> prediction_row("a.jpg", np.array([0.1, 0.7, 0.2]), ["cat", "dog", "fox"], top_k=2)
         {'path': 'a.jpg', 'class': 'dog', 'probability': 0.7, 'top_k': [['dog', 0.7], ['fox', 0.2]], 'error': ''}
         >>> prediction_row("b.jpg", np.array([0.4, 0.3, 0.3]), ["cat", "dog", "fox"], threshold=0.5)["class"]
         'unknown'
+        >>> prediction_row("c.jpg", np.array([0.9, 0.1]), ["cat", "dog"], extra={"unknown_score": 9.5, "unknown": True})
+        {'path': 'c.jpg', 'class': 'unknown', 'probability': 0.9, 'top_k': [['cat', 0.9]], 'error': '', 'unknown_score': 9.5}
     """
+    extra = extra or {}
     order = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(classes)))]
-    return {
+    row = {
         "path": path,
-        "class": classes[order[0]] if p[order[0]] >= threshold else UNKNOWN,
+        "class": classes[order[0]] if p[order[0]] >= threshold and not extra.get("unknown") else UNKNOWN,
         "probability": float(p[order[0]]),
         "top_k": [[classes[i], float(p[i])] for i in order],
         "error": "",
     }
+    row.update({k: extra[k] for k in ("unknown_score", "prediction_set") if k in extra})
+    return row
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -280,7 +331,8 @@ def _check_inputs(inputs: list[str]) -> None:
             raise UserError(f"The pattern {item!r} matches no image files.")
 
 
-def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
+def load(path: str | os.PathLike, tta: str = "auto", reject_rate: float | None = None,
+         coverage: float | None = None) -> Predictor:
     """Load a Run bundle or an exported model (.keras, SavedModel folder, .tflite, .onnx) as a `Predictor`.
 
     Class names and preprocessing come from the run, from metadata inside the
@@ -288,12 +340,14 @@ def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
     A .tflite or .onnx model is run by LiteRT or ONNX Runtime without importing
     TensorFlow. `tta="flip"` averages each image with its mirror; "auto" (the
     default) does what training chose on validation (`imgclf.inference.tta.choose_tta`).
+    Probabilities are calibrated (confidence.json); `reject_rate` (None: the run's, 0: off) sets the share of
+    known images called 'unknown'; `coverage` (e.g. 0.9) adds conformal prediction sets.
 
     Example:
-        >>> clf = imgclf.load("runs/leaves")  # needs a trained model  # doctest: +SKIP
-        >>> clf.classes  # needs a trained model  # doctest: +SKIP
-        ['healthy', 'rust', 'scab']
-        >>> imgclf.load("runs/leaves/exports/model.tflite").format  # needs a trained model  # doctest: +SKIP
+        >>> clf = imgclf.load("runs/leaves")
+        >>> clf.classes, clf.format
+        (['bird', 'cat', 'dog'], 'keras')
+        >>> imgclf.load("runs/leaves/exports/model.tflite").format  # `imgclf export` wrote it
         'tflite'
     """
     p = Path(path)
@@ -308,7 +362,8 @@ def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
         from imgclf.models.saving import as_float32, load_keras_model  # heavy: TensorFlow, which .tflite and .onnx never need
 
         # float32 as every export computes, also for a run trained in mixed precision: evaluate measures what ships
-        clf = Predictor(as_float32(load_keras_model(run.model_path)), run.classes, run.preprocess, source=str(p), tta=tta)
+        clf = Predictor(as_float32(load_keras_model(run.model_path)), run.classes, run.preprocess, source=str(p), tta=tta,
+                        confidence=Confidence.load(p), reject_rate=reject_rate, coverage=coverage)
         clf.info = _run_info(run)
         return clf
     if p.suffix == ".keras" and p.is_file():
@@ -316,7 +371,8 @@ def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
         # lazy: imports keras (imgclf.models.saving)
         from imgclf.models.saving import as_float32, load_keras_model  # heavy: TensorFlow, which .tflite and .onnx never need
 
-        clf = Predictor(as_float32(load_keras_model(p)), meta["classes"], meta["preprocess"], source=str(p), tta=tta)
+        clf = Predictor(as_float32(load_keras_model(p)), meta["classes"], meta["preprocess"], source=str(p), tta=tta,
+                        confidence=Confidence.from_metadata(meta, p), reject_rate=reject_rate, coverage=coverage)
         clf.info = {k: meta[k] for k in ("model", "metrics") if k in meta}
         return clf
     if p.is_dir() and not (p / "saved_model.pb").exists():
@@ -326,7 +382,8 @@ def load(path: str | os.PathLike, tta: str = "auto") -> Predictor:
 
     backend, meta = open_backend(p)
     meta = metadata.require(meta, p)
-    clf = Predictor(backend, meta["classes"], meta["preprocess"], source=str(p), tta=tta)
+    clf = Predictor(backend, meta["classes"], meta["preprocess"], source=str(p), tta=tta,
+                    confidence=Confidence.from_metadata(meta, p), reject_rate=reject_rate, coverage=coverage)
     clf.info = {k: meta[k] for k in ("model", "metrics") if k in meta}
     return clf
 

@@ -159,7 +159,7 @@ def choose_tta(images: np.ndarray, labels: np.ndarray, predict: Callable[[np.nda
 
     With a trained model and its validation split (bench/RESULTS.md, Fashion-MNIST):
 
-        >>> choose_tta(val_images, val_labels, clf.predict_arrays, True)["tta"]  # needs a trained model  # doctest: +SKIP
+        >>> choose_tta(val_images, val_labels, clf.predict_arrays, True)["tta"]  # a model trained 20 minutes  # doctest: +SKIP
         'flip-shift'
     """
     images = _check(images, "flip-shift")

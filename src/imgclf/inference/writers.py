@@ -58,20 +58,24 @@ def _clean(row: dict) -> dict:
     return clean
 
 
-def table_columns(top_k: int) -> list[str]:
+def table_columns(top_k: int, extra: tuple = ()) -> list[str]:
     """The columns of the CSV and Parquet outputs: one definition for `imgclf predict` and the engines.
+
+    `extra`: ``unknown_score`` and/or ``prediction_set`` (rejection on, ``--coverage`` given).
 
     Example:
         >>> table_columns(2)
         ['path', 'class', 'probability', 'class_2', 'probability_2', 'error']
+        >>> table_columns(1, ("unknown_score", "prediction_set"))
+        ['path', 'class', 'probability', 'unknown_score', 'prediction_set', 'error']
     """
     cols = ["path", "class", "probability"]
     for k in range(2, top_k + 1):
         cols += [f"class_{k}", f"probability_{k}"]
-    return cols + ["error"]
+    return cols + list(extra) + ["error"]
 
 
-def table_values(row: dict, top_k: int) -> list:
+def table_values(row: dict, top_k: int, extra: tuple = ()) -> list:
     """One prediction row as the values of `table_columns`, typed: a missing probability is None, a missing class ''.
 
     An error row has no probability; a row with fewer than `top_k` guesses
@@ -81,10 +85,16 @@ def table_values(row: dict, top_k: int) -> list:
         >>> table_values({"path": "a.jpg", "class": "cat", "probability": 0.9,
         ...               "top_k": [["cat", 0.9], ["dog", 0.1]], "error": ""}, top_k=3)
         ['a.jpg', 'cat', 0.9, 'dog', 0.1, '', None, '']
+        >>> table_values({"path": "a.jpg", "class": "cat", "probability": 0.9, "top_k": [["cat", 0.9]], "error": "",
+        ...               "unknown_score": 2.5, "prediction_set": ["cat", "dog"]}, 1, ("unknown_score", "prediction_set"))
+        ['a.jpg', 'cat', 0.9, 2.5, 'cat|dog', '']
     """
     values = [row["path"], row["class"], None if row["error"] else row["probability"]]
     for k in range(1, top_k):
         values += row["top_k"][k] if k < len(row["top_k"]) else ["", None]
+    for name in extra:  # a prediction set as one cell: class names joined by '|'
+        value = row.get(name)
+        values.append("|".join(value) if isinstance(value, list) else value)
     return values + [row["error"]]
 
 
@@ -95,12 +105,12 @@ def _csv_cell(value):
     return f"{value:.6f}" if isinstance(value, float) else value
 
 
-def write_predictions(rows: Iterable[dict], fmt: str, output: str | None, top_k: int,
+def write_predictions(rows: Iterable[dict], fmt: str, output: str | None, top_k: int, extra: tuple = (),
                       classes: list[str] | None = None) -> int:
     """Write rows (from `Predictor.predict_paths`) as 'table', 'csv', 'json' or 'jsonl'; return how many had errors.
 
-    `output` None writes to stdout. With `classes` (``--probabilities``) the
-    CSV gets one column ``p_<class>`` per class, from each row's
+    `output` None writes to stdout; `extra` names the CSV's extra columns (see `table_columns`). With `classes`
+    (``--probabilities``) the CSV gets one column ``p_<class>`` per class, from each row's
     "probabilities" (JSON rows carry that dict as it is).
 
     Example:
@@ -115,7 +125,7 @@ def write_predictions(rows: Iterable[dict], fmt: str, output: str | None, top_k:
         class                  prob  path  (top-2)
         cat                   0.900  a.jpg  (top-2: dog 0.100)
         0
-        >>> write_predictions([dict(rows[0], probabilities={"cat": 0.9, "dog": 0.1})], "csv", None, 1, ["cat", "dog"])
+        >>> write_predictions([dict(rows[0], probabilities={"cat": 0.9, "dog": 0.1})], "csv", None, 1, classes=["cat", "dog"])
         path,class,probability,error,p_cat,p_dog
         a.jpg,cat,0.900000,,0.900000,0.100000
         0
@@ -124,7 +134,7 @@ def write_predictions(rows: Iterable[dict], fmt: str, output: str | None, top_k:
     with _open_output(output) as f:
         if fmt == "csv":
             writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(table_columns(top_k) + [f"p_{c}" for c in classes or ()])
+            writer.writerow(table_columns(top_k, extra) + [f"p_{c}" for c in classes or ()])
         elif fmt == "json":
             f.write("[")
         elif fmt == "table":
@@ -133,7 +143,7 @@ def write_predictions(rows: Iterable[dict], fmt: str, output: str | None, top_k:
             errors += bool(row["error"])
             if fmt == "csv":
                 probs = row.get("probabilities") or {}
-                writer.writerow([_csv_cell(v) for v in table_values(row, top_k) + [probs.get(c) for c in classes or ()]])
+                writer.writerow([_csv_cell(v) for v in table_values(row, top_k, extra) + [probs.get(c) for c in classes or ()]])
             elif fmt == "json":
                 f.write(("," if n else "") + "\n  " + json.dumps(_clean(row)))
             elif fmt == "jsonl":

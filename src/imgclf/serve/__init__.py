@@ -48,14 +48,18 @@ def app_from_env():
     """App factory for uvicorn workers: reads the settings that `serve` put in the environment.
 
     Example:
-        >>> os.environ[CONFIG_ENV] = json.dumps({"model": "model.tflite"}); app = app_from_env()  # starts a server for a trained model  # doctest: +SKIP
+        >>> os.environ[CONFIG_ENV] = json.dumps({"model": "runs/leaves", "max_upload_mb": 5})
+        >>> app = app_from_env()  # what each uvicorn worker calls; no server starts here
+        >>> sorted(r.path for r in app.routes if r.path.startswith("/predict"))
+        ['/predict', '/predict/batch']
+        >>> del os.environ[CONFIG_ENV]
     """
     # lazy: imports fastapi (imgclf.serve.app)
     from imgclf.serve.app import create_app
 
     cfg = json.loads(os.environ[CONFIG_ENV])
     model, tta = cfg.pop("model"), cfg.pop("tta", "auto")
-    predictor = load(model, tta=tta)
+    predictor = load(model, tta=tta, reject_rate=cfg.pop("reject_rate", None), coverage=cfg.pop("coverage", None))
     warm_up(predictor)
     return create_app(predictor, **cfg)
 
@@ -107,7 +111,8 @@ def allowed_host_names(host: str, extra: str | list[str] | None = None) -> list[
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 10.0, workers: int = 1,
           max_batch: int = 32, log_level: str = "warning", tta: str = "auto",
-          allowed_hosts: str | list[str] | None = None, access_log: bool = False) -> None:
+          allowed_hosts: str | list[str] | None = None, reject_rate: float | None = None,
+          coverage: float | None = None, access_log: bool = False) -> None:
     """Serve `model` (a run folder or an exported file) over HTTP until interrupted.
 
     Binds to 127.0.0.1 unless `host` says otherwise: only this machine can
@@ -116,8 +121,11 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
     validation (up to 10 model calls per image); "none" answers fastest.
     Requests must name this machine (localhost, 127.0.0.1, [::1]), the bound
     address or one of `allowed_hosts` in their Host header (400 otherwise):
-    a web page elsewhere cannot reach the API through DNS rebinding. The
-    model answers one blank image before the server says it is ready.
+    a web page elsewhere cannot reach the API through DNS rebinding.
+    Answers are calibrated; `reject_rate` (None: the run's, 0: off) sets when
+    the class is 'unknown'; `coverage` adds a prediction set to every answer
+    (a request can ask with ``?coverage=0.9``).
+    The model answers one blank image before the server says it is ready.
     `access_log` prints one line per request (uvicorn's access log).
 
     Example:
@@ -136,11 +144,12 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
     from imgclf.serve.protocol import TimedH11Protocol
 
     _check_port(host, port)
-    predictor = load(model, tta=tta)  # load once here so that a bad model fails now, with a clear message
+    predictor = load(model, tta=tta, reject_rate=reject_rate, coverage=coverage)  # load once here so that a bad model fails now, with a clear message
     warmed = warm_up(predictor)
     where = ("local only: other machines cannot connect; pass --host 0.0.0.0 to allow them" if host in ("127.0.0.1", "localhost", "::1")
              else f"reachable from other machines through {host}: anyone who can reach this port can use the model")
     views = f", test-time augmentation {predictor.tta}" if predictor.tta != "none" else ""
+    views += f", {predictor.confidence.describe()}"
     print(f"Model warmed up in {warmed:.1f}s.", file=sys.stderr)
     print(f"Serving {model} ({predictor.format}, {len(predictor.classes)} classes{views}) on http://{_url_host(host)}:{port} ({where})",
           file=sys.stderr)
@@ -160,7 +169,8 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
 
         uvicorn.run(create_app(predictor, **settings), host=host, port=port, log_level=log_level, **limits)
     else:
-        os.environ[CONFIG_ENV] = json.dumps({"model": str(model), "tta": tta, **settings})
+        os.environ[CONFIG_ENV] = json.dumps({"model": str(model), "tta": tta, "reject_rate": reject_rate,
+                                             "coverage": coverage, **settings})
         uvicorn.run("imgclf.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level,
                     **limits)
 

@@ -30,8 +30,10 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from imgclf.core.errors import UserError
 from imgclf.core.version import __version__
 from imgclf.data.decode import DecodeError, DecodeErrorKind
+from imgclf.inference.confidence.conformal import prediction_sets
 from imgclf.serve.batcher import MicroBatcher
 from imgclf.serve.gate import DecodeGate, GateBusy
 from imgclf.serve.uploads import decode_cost, decode_upload, open_upload, release_memory
@@ -94,13 +96,16 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
     decodes (default: CPU count + 1, one of them kept for small requests).
 
     Example:
-        >>> from fastapi.testclient import TestClient  # needs a trained model and FastAPI  # doctest: +SKIP
-        >>> client = TestClient(create_app(imgclf.load("model.tflite")))  # needs a trained model and FastAPI  # doctest: +SKIP
-        >>> client.post("/predict", content=open("a.jpg", "rb").read(), headers={"content-type": "image/jpeg"}).json()["class"]  # needs a trained model and FastAPI  # doctest: +SKIP
-        'rust'
+        >>> from fastapi.testclient import TestClient
+        >>> with TestClient(create_app(imgclf.load("runs/leaves")), base_url="http://127.0.0.1") as client:
+        ...     answer = client.post("/predict", content=open("a.png", "rb").read(), headers={"content-type": "image/png"})
+        >>> answer.status_code, answer.json()["class"] in ("bird", "cat", "dog", "unknown")
+        (200, True)
     """
     max_bytes = int(max_upload_mb * 1024 * 1024)
-    batcher = MicroBatcher(predictor.predict_arrays, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    # One (probabilities, extras) pair per image: calibrated, with the unknown score and the prediction set.
+    batcher = MicroBatcher(lambda batch: list(zip(*predictor.predict_outputs(batch))), max_batch=max_batch,
+                           max_wait_ms=max_wait_ms)
     threads = decode_threads or (os.cpu_count() or 1) + 1
     gate = DecodeGate(capacity=int(max_decode_mb * 1024 * 1024), slots=threads, wait_s=decode_wait_s)
     decoders = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="imgclf-decode")
@@ -210,7 +215,15 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
                            f"{gate.wait_s:g} s for memory. Send it again in a few seconds.",
                            headers={"Retry-After": "5"}) from None
 
-    async def classify(name: str, data: bytes, top_k: int, key=None) -> dict:
+    def qhat(coverage: float | None) -> float | None:
+        if coverage is None:
+            return None
+        try:
+            return predictor.confidence.qhat(coverage)
+        except UserError as e:
+            raise ApiError(400, "no prediction sets", str(e)) from None
+
+    async def classify(name: str, data: bytes, top_k: int, key=None, bound: float | None = None) -> dict:
         t0 = time.perf_counter()
         key = object() if key is None else key  # the request the image belongs to, for the gate and the batcher
         try:
@@ -219,11 +232,14 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
             status, error = decode_status(e)
             raise ApiError(status, error, f"{name}: {e.reason}") from None
         t1 = time.perf_counter()
-        probs, batch_size = await batcher.submit(image, key)
+        (probs, extra), batch_size = await batcher.submit(image, key)
         t2 = time.perf_counter()
-        row = predictor.row(name, probs, top_k)
+        if bound is not None:
+            extra = {**extra, "prediction_set": [predictor.classes[i] for i in prediction_sets(probs[None], bound)[0]]}
+        row = predictor.row(name, probs, top_k, extra=extra)
         return {"filename": name, "class": row["class"], "probability": row["probability"],
                 "top_k": [{"class": c, "probability": p} for c, p in row["top_k"]],
+                **{k: row[k] for k in ("unknown_score", "prediction_set") if k in row},
                 "timing_ms": {"decode": round(1000 * (t1 - t0), 2), "model": round(1000 * (t2 - t1), 2)},
                 "batch_size": batch_size}
 
@@ -244,31 +260,41 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
 
     @app.get("/model")
     async def model_info():
-        """What is being served: source (the model's file or folder name), format, input size, colour mode and the metrics it was exported with."""
+        """What is being served: source (the model's file or folder name), format, input size, colour mode, the metrics it was exported with, and its calibration."""
+        conf = predictor.confidence
         return {"source": os.path.basename(os.path.normpath(predictor.source)), "format": predictor.format, "name": predictor.info.get("model", ""),
                 "num_classes": len(predictor.classes), "input_size": pre["img_size"], "color_mode": pre["color_mode"],
                 "resize": pre.get("resize", "squash"), "metrics": predictor.info.get("metrics", {}),
-                "max_upload_mb": max_upload_mb, "max_batch": max_batch}
+                "max_upload_mb": max_upload_mb, "max_batch": max_batch,
+                "confidence": {"calibrated": conf.calibrated, "temperature": conf.temperature,
+                               "unknown_score": conf.method if predictor.unknown_threshold is not None else "",
+                               "unknown_threshold": predictor.unknown_threshold}}
 
     @app.post("/predict")
-    async def predict(request: Request, top_k: int = Query(3, ge=1, le=1000)):
-        """Classify one image: a multipart upload (field 'file') or the raw bytes as the body."""
+    async def predict(request: Request, top_k: int = Query(3, ge=1, le=1000),
+                      coverage: float | None = Query(None, gt=0, lt=1)):
+        """Classify one image: a multipart upload (field 'file') or the raw bytes as the body.
+
+        The answer says 'unknown' when the image is far from every class; ?coverage=0.9 adds a prediction set."""
         t0 = time.perf_counter()
+        bound = qhat(coverage)
         (name, data), = await images_from(request, many=False)
-        result = await classify(name, data, top_k)
+        result = await classify(name, data, top_k, bound=bound)
         result["timing_ms"]["total"] = round(1000 * (time.perf_counter() - t0), 2)
         return result
 
     @app.post("/predict/batch")
-    async def predict_batch(request: Request, top_k: int = Query(3, ge=1, le=1000)):
+    async def predict_batch(request: Request, top_k: int = Query(3, ge=1, le=1000),
+                            coverage: float | None = Query(None, gt=0, lt=1)):
         """Classify several images sent as multipart files; an unreadable one gets an 'error' entry."""
         t0 = time.perf_counter()
+        bound = qhat(coverage)
         files = await images_from(request, many=True)
         key = object()  # one request: its images take turns with other requests' at the gate and in the batcher
 
         async def one(name, data):
             try:
-                return await classify(name, data, top_k, key)
+                return await classify(name, data, top_k, key, bound)
             except ApiError as e:
                 return {"filename": name, "error": e.error, "detail": e.detail}
 

@@ -14,18 +14,22 @@ from imgclf.training.trainer import Trainer
 
 
 def train(data: str | os.PathLike | None = None, *, config: str | os.PathLike | None = None, callbacks=None,
+          track: str | None = None, track_tags: dict | None = None, track_dir: str | os.PathLike | None = None,
           **settings) -> Run:
     """Train a classifier on a folder of class subfolders and return its `Run`.
 
     Settings are the fields of `TrainConfig` (see `imgclf train --help`);
     `config` is a YAML file of them, which keywords override. `callbacks`
     are extra Keras callbacks, run after imgclf's own in every phase.
+    `track="mlflow"` logs the run to MLflow (`imgclf.core.tracking`: the
+    store in MLFLOW_TRACKING_URI, else mlruns/ beside the run folder, or in
+    `track_dir`), with `track_tags` on the MLflow run; nothing is logged by default.
 
     Example:
         >>> import imgclf
-        >>> run = imgclf.train("data/", model="small_cnn", epochs=5, out="runs/leaves")  # trains a model (tests/test_train.py)  # doctest: +SKIP
-        >>> run.path  # trains a model (tests/test_train.py)  # doctest: +SKIP
-        PosixPath('runs/leaves')
+        >>> run = imgclf.train("data/", model="small_cnn", epochs=1, img_size=16, out="runs/first", verbose=0)
+        >>> run.path.name, run.classes
+        ('first', ['bird', 'cat', 'dog'])
     """
     file_settings = load_yaml(config) if config else None
     given = {k: v for k, v in settings.items() if v is not None}
@@ -36,6 +40,11 @@ def train(data: str | os.PathLike | None = None, *, config: str | os.PathLike | 
     cfg = make_config(file_settings, given)
     if not cfg.data and not cfg.manifest:
         raise UserError("No data given: pass DATA, a folder with one subfolder per class, or --manifest split.csv.")
+    if track not in (None, "", "none"):
+        # lazy: imports keras (imgclf.training.tracked)
+        from imgclf.training.tracked import fit_tracked
+
+        return fit_tracked(cfg, track, callbacks=callbacks, tags=track_tags, near=track_dir)
     return Trainer(cfg, callbacks=callbacks).fit_new()
 
 
@@ -78,7 +87,7 @@ def lr_find(data: str | os.PathLike, out: str | os.PathLike = "lr_find.png", ste
     """Run the learning-rate range test on DATA with the given training settings; write a plot; return the suggestion.
 
     Example:
-        >>> imgclf.lr_find("data/", model="small_cnn")["suggested_lr"]  # trains a model (tests/test_train.py)  # doctest: +SKIP
+        >>> lr_find("data/", model="small_cnn")["suggested_lr"]  # trains 100 steps (tests/test_augment.py runs it)  # doctest: +SKIP
         0.0031
     """
     with tempfile.TemporaryDirectory(prefix="imgclf-lrfind-") as tmp:

@@ -139,7 +139,14 @@ class EpochProgress(keras.callbacks.Callback):
     summaries appear.
 
     Example:
-        >>> model.fit(ds, epochs=5, verbose=0, callbacks=[EpochProgress(5, 422, 64)])  # inside training: a model and a tf.data pipeline  # doctest: +SKIP
+        >>> import io
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> model.compile("sgd", "sparse_categorical_crossentropy")
+        >>> log = io.StringIO()  # a log, not a terminal: one summary line per epoch
+        >>> _ = model.fit(np.zeros((16, 4)), np.zeros(16), batch_size=8, epochs=2, verbose=0,
+        ...               callbacks=[EpochProgress(2, 2, 8, stream=log)])
+        >>> len(log.getvalue().splitlines())
+        2
     """
 
     def __init__(self, epochs: int, steps: int, batch_size: int, schedule=None, stream=None):

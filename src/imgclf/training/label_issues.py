@@ -79,7 +79,7 @@ def recipe_config(run: Run, epochs: int | None = None) -> TrainConfig:
     defaults resolved and no weight averaging (nothing would swap the average in before predicting).
 
     Example:
-        >>> recipe_config(Run("runs/leaves")).optimizer  # needs a trained run  # doctest: +SKIP
+        >>> recipe_config(Run("runs/leaves")).optimizer
         'adamw'
     """
     known = {f.name for f in fields(TrainConfig)}
@@ -158,8 +158,12 @@ def find_label_issues(run, method: str = "cv", data: str | os.PathLike | None = 
     the suggested label) and the probability of the given one.
 
     Example:
-        >>> issues = find_label_issues("runs/leaves", method="cv", folds=5)  # trains k models (tests/test_label_issues.py)  # doctest: +SKIP
-        >>> issues[0]["path"], issues[0]["given"], issues[0]["suggested"]  # trains k models (tests/test_label_issues.py)  # doctest: +SKIP
+        >>> issues = find_label_issues("runs/leaves", method="holdout", verbose=False)  # the run's held-out predictions
+        >>> from pathlib import Path
+        >>> isinstance(issues, list), Path("runs/leaves/label_issues.json").is_file()
+        (True, True)
+        >>> issues = find_label_issues("runs/leaves", method="cv", folds=5)  # trains 5 models (tests/test_label_issues.py)  # doctest: +SKIP
+        >>> issues[0]["path"], issues[0]["given"], issues[0]["suggested"]  # (the same 5 models)  # doctest: +SKIP
         ('data/rust/0412.jpg', 'rust', 'healthy')
     """
 

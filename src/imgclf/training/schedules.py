@@ -55,7 +55,12 @@ class ProgressSchedule(keras.callbacks.Callback):
     the global step over `total_steps`.
 
     Example:
-        >>> model.fit(ds, epochs=10, callbacks=[ProgressSchedule(1e-3, total_steps=10 * len(ds))])  # inside training: a model and a tf.data pipeline  # doctest: +SKIP
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> model.compile(keras.optimizers.SGD(), "sparse_categorical_crossentropy")
+        >>> x, y = np.zeros((32, 4), "float32"), np.zeros(32, "int32")  # 4 steps of 8 per epoch
+        >>> _ = model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[ProgressSchedule(1e-3, total_steps=8)])
+        >>> float(model.optimizer.learning_rate) < 1e-4  # the cosine's end
+        True
     """
 
     def __init__(self, peak: float, total_steps: int = 0, kind: str = "cosine", warmup: float = 0.03,

@@ -39,6 +39,7 @@ from imgclf.training.fit_loop import run_phases
 from imgclf.training.lr_find import find_lr
 from imgclf.training.plan import TrainingPlan, make_plan, model_defaults
 from imgclf.training.recipe import compile_for_training, freeze_for_phase
+from imgclf.training.confidence import FitConfidence
 from imgclf.training.tta_choice import ChooseTTA
 
 
@@ -62,7 +63,7 @@ class Trainer:
         self.sets: dict = {}  # {"train": ..., "val": ...}: DecodedSet or StreamedSet
         self.class_weight: dict | None = None
         self.steps: int = 0  # optimizer steps per epoch
-        self.end_steps = [ChooseTTA()]  # run with `after_fit(trainer)` once the phases are done
+        self.end_steps = [ChooseTTA(), FitConfidence()]  # run with `after_fit(trainer)` once the phases are done
 
     @property
     def settings(self) -> TrainConfig:

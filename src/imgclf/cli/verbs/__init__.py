@@ -9,6 +9,7 @@ model.tflite` never loads TensorFlow).
 VERBS = {  # command name -> module under imgclf.cli.verbs
     "train": "train",
     "evaluate": "evaluate",
+    "calibrate": "calibrate",
     "plot": "plot",
     "predict": "predict",
     "export": "export",
@@ -21,4 +22,7 @@ VERBS = {  # command name -> module under imgclf.cli.verbs
     "split": "split",
     "lr-find": "lr_find",
     "augment-preview": "augment_preview",
+    "runs": "runs",
+    "compare": "compare",
+    "tune": "tune",
 }

@@ -6,6 +6,7 @@ import os
 
 from imgclf.core.errors import UserError
 from imgclf.evaluation.evaluate import evaluate
+from imgclf.evaluation.tracked import log_evaluation
 from imgclf.training.label_issues import find_label_issues
 
 
@@ -23,6 +24,8 @@ def run(args) -> int:
         for i in issues[:10]:
             print(f"possible label error: {i['path']}  given {i['given']}, suggested {i['suggested']} ({i['confidence']:.2f})")
         print(f"Label issues: {len(issues)} in {os.path.join(args.run, 'label_issues.csv')}")
+    if log_evaluation(args.run, args.track):
+        print("Tracked: metrics and report logged to MLflow (see `imgclf evaluate --help` for where)")
     print(f"Metrics: {os.path.join(args.run, 'metrics.json')}")
     print(f"Report: {os.path.join(args.run, 'report.html')}")
     return 0

@@ -26,7 +26,7 @@ def run(args) -> int:
     counts = predict_files(args.model, args.paths, top_k=args.top_k, fmt=args.format, output=args.output,
                            threshold=args.threshold, batch_size=args.batch_size, tta=args.tta,
                            sort_into=args.sort_into, move=args.move, progress=args.progress,
-                           probabilities=args.probabilities)
+                           probabilities=args.probabilities, reject_rate=args.reject_rate, coverage=args.coverage)
     return _report_predict(args, counts)
 
 

@@ -22,7 +22,9 @@ def save_fixed(fig, path) -> Path:
     """Save a figure at exactly its size in inches x DPI (no tight cropping) and close it.
 
     Example:
-        >>> save_fixed(fig, "plots/x.png")  # any Matplotlib figure  # doctest: +SKIP
+        >>> fig = pyplot().figure(figsize=(2, 1))
+        >>> save_fixed(fig, "x.png")
+        PosixPath('x.png')
     """
     printable_labels(fig)
     buf = io.BytesIO()
@@ -154,7 +156,9 @@ def plot_embedding(projections: dict, y_true, y_pred, classes: list[str], path) 
     true class, misclassified images ringed in black; 5.5 in per panel wide, 5.5 in tall.
 
     Example:
-        >>> plot_embedding(project(feats), ev.y_true, ev.y_pred, ev.classes, "embedding.png")  # features of a real run; plot_run draws it  # doctest: +SKIP
+        >>> pca = np.random.default_rng(0).normal(size=(6, 2))  # a real run: project(features)
+        >>> plot_embedding({"pca": pca}, [0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 2, 0], ["a", "b", "c"], "embedding.png")
+        PosixPath('embedding.png')
     """
     plt = pyplot()
     methods = [m for m in ("pca", "tsne", "umap") if m in projections]

@@ -73,7 +73,10 @@ def plot_top_losses(images, items: list[dict], path) -> Path:
     """The most confidently wrong images: file name, true and predicted class, probability.
 
     Example:
-        >>> plot_top_losses(images, ev.top_losses(12), "top_losses.png")  # images and an Evaluation from evaluate(); plot_run draws it for a real run  # doctest: +SKIP
+        >>> ev = imgclf.Evaluation([0, 1], [[0.9, 0.1], [0.8, 0.2]], ["cat", "dog"], ["a.png", "b.png"])
+        >>> images = np.zeros((1, 16, 16, 3), "uint8")  # the items' images: plot_run decodes them for a real run
+        >>> plot_top_losses(images, ev.top_losses(1), "top_losses.png")
+        PosixPath('top_losses.png')
     """
     caps = [f"{_short(t['path'])}\ntrue {t['true']} / pred {t['predicted']}\np={t['probability']:.2f} loss {t['loss']:.2f}"
             for t in items]
@@ -85,7 +88,9 @@ def plot_sample_predictions(images, y_true, y_pred, confidence, classes: list[st
     """A random sample of evaluation images with their true and predicted class.
 
     Example:
-        >>> plot_sample_predictions(images, y[:12], pred[:12], conf[:12], ev.classes, "samples.png")  # images and an Evaluation from evaluate(); plot_run draws it for a real run  # doctest: +SKIP
+        >>> images = np.zeros((2, 16, 16, 3), "uint8")
+        >>> plot_sample_predictions(images, [0, 1], [0, 0], [0.9, 0.6], ["cat", "dog"], "samples.png")
+        PosixPath('samples.png')
     """
     caps = [f"true {classes[t]}\npred {classes[p]} ({c:.2f})" for t, p, c in zip(y_true, y_pred, confidence)]
     colors = [RIGHT if t == p else WRONG for t, p in zip(y_true, y_pred)]
@@ -96,7 +101,9 @@ def plot_gradcam(images, heatmaps, y_true, y_pred, confidence, classes: list[str
     """Grad-CAM overlays for the predicted class: where the model looked, for right and wrong predictions.
 
     Example:
-        >>> plot_gradcam(images, gradcam(model, images), y, pred, conf, ev.classes, "gradcam.png")  # images and an Evaluation from evaluate(); plot_run draws it for a real run  # doctest: +SKIP
+        >>> images, heatmaps = np.zeros((2, 16, 16, 3), "uint8"), np.linspace(0, 1, 512).reshape(2, 16, 16)
+        >>> plot_gradcam(images, heatmaps, [0, 1], [0, 0], [0.9, 0.6], ["cat", "dog"], "gradcam.png")  # heatmaps: gradcam()
+        PosixPath('gradcam.png')
     """
     caps = [f"{'right' if t == p else 'WRONG'}: pred {classes[p]} ({c:.2f})\ntrue {classes[t]}"
             for t, p, c in zip(y_true, y_pred, confidence)]
@@ -108,7 +115,9 @@ def plot_label_issues(images, issues: list[dict], path) -> Path:
     """Images whose given label the model most confidently disputes, with the suggested label.
 
     Example:
-        >>> plot_label_issues(images, issues[:12], "label_issues.png")  # images and an Evaluation from evaluate(); plot_run draws it for a real run  # doctest: +SKIP
+        >>> issues = [{"path": "data/cat/03.png", "given": "cat", "suggested": "dog", "confidence": 0.93}]
+        >>> plot_label_issues(np.zeros((1, 16, 16, 3), "uint8"), issues, "label_issues.png")
+        PosixPath('label_issues.png')
     """
     caps = [f"{_short(i['path'])}\ngiven {i['given']} -> {i['suggested']}\nconf {i['confidence']:.2f}" for i in issues]
     return image_grid(images, caps, [WRONG] * len(issues), "Possible label errors (given label -> suggested label)", path)

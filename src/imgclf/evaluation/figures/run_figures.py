@@ -28,6 +28,7 @@ from imgclf.evaluation.figures.charts import (
     plot_reliability,
     plot_roc_pr,
 )
+from imgclf.evaluation.figures.confidence import plot_confidence
 from imgclf.evaluation.figures.curves import plot_confusion_matrix, plot_training_curves
 from imgclf.evaluation.figures.grids import plot_gradcam, plot_sample_predictions, plot_top_losses
 from imgclf.evaluation.results import Evaluation, same_evaluation
@@ -49,9 +50,10 @@ def collect_visuals(model, images: np.ndarray, y_true, probs, seed: int = 0, n: 
     TFLite): the images are still kept, Grad-CAM and embeddings are skipped.
 
     Example:
-        >>> vis = collect_visuals(clf.model, decoded.images, decoded.labels, probs)  # evaluate() calls it on a decoded split  # doctest: +SKIP
-        >>> sorted(vis)[:3]  # (the same call)  # doctest: +SKIP
-        ['embedding_index', 'embedding_pca', 'embedding_tsne']
+        >>> images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3)).astype("uint8")  # a decoded split
+        >>> probs = np.full((6, 3), 1 / 3)
+        >>> sorted(collect_visuals(None, images, [0, 1, 2, 0, 1, 2], probs))  # doctest: +ELLIPSIS
+        [...]
     """
     y_true, probs = np.asarray(y_true), np.asarray(probs)
     pred, conf = probs.argmax(axis=1), probs.max(axis=1)
@@ -139,6 +141,8 @@ def plot_run(run) -> list[Path]:
     projections = {k[len("embedding_"):]: v for k, v in d.items() if k.startswith("embedding_")}
     if len(projections) > 1:
         done.append(plot_embedding(projections, ev.y_true, pred, classes, plots / "embedding.png"))
+    if metrics.get("confidence"):
+        done.append(plot_confidence(metrics["confidence"], plots / "confidence.png"))
     if run.file("history.csv").exists():
         summary = run.read_json("summary.json") if run.file("summary.json").exists() else {}
         done.append(plot_training_curves(run.file("history.csv"), plots / "training_curves.png",
@@ -154,4 +158,4 @@ def plot_run(run) -> list[Path]:
 
 # Every picture `plot_run` may draw; training_curves.png, lr_find.png and previews belong to training.
 EVALUATION_PICTURES = ("confusion_matrix.png", "per_class.png", "roc_pr.png", "reliability.png", "top_losses.png",
-                       "sample_predictions.png", "gradcam.png", "embedding.png")
+                       "sample_predictions.png", "gradcam.png", "embedding.png", "confidence.png")

@@ -56,6 +56,10 @@ class Backend(Protocol):
         """Penultimate features (N, D) for the same input; `UserError` when `has_embedding` is False."""
         ...
 
+    def predict_with_embedding(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and penultimate features of one batch (backends that can, in one model call)."""
+        return self.predict(x), self.embed(x)
+
 
 def no_embedding(source: str) -> UserError:
     """The error for `embed` on a model exported without an 'embedding' output.

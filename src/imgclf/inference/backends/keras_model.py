@@ -16,8 +16,10 @@ class KerasBackend(Backend):
     """A Keras model called through one traced `tf.function` (much faster than `model.predict` per batch).
 
     Example:
-        >>> KerasBackend(model).predict(np.zeros((1, 28, 28, 1), np.float32)).shape  # needs a trained model  # doctest: +SKIP
-        (1, 10)
+        >>> from imgclf.models.saving import load_keras_model
+        >>> model = load_keras_model("runs/leaves/model.keras")
+        >>> KerasBackend(model).predict(np.zeros((1, 16, 16, 3), np.float32)).shape
+        (1, 3)
     """
 
     name = "keras"
@@ -27,6 +29,7 @@ class KerasBackend(Backend):
         self.source = source
         self._fn = None
         self._embed_fn = None
+        self._both_fn = None
         self._lock = threading.Lock()  # tracing is not safe from two threads at once
         self.input_shape = tuple(model.input_shape[1:])
 
@@ -69,13 +72,37 @@ class KerasBackend(Backend):
                         self._embed_fn = tf.function(lambda t: features(t, training=False), input_signature=[self._spec(tf)])
         return np.asarray(self._embed_fn(np.asarray(x, dtype=np.float32)), dtype=np.float32)
 
+    def predict_with_embedding(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and penultimate features in one call of the model. Example: ``p, f = backend.predict_with_embedding(x)``."""
+        if self._both_fn is None:
+            with self._lock:
+                if self._both_fn is None:
+                    # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
+                    import keras
+                    import tensorflow as tf
+
+                    model = self.model
+                    if isinstance(model.output, dict):  # an imgclf export: both outputs are there
+                        def both(t):
+                            out = model(t, training=False)
+                            return out[PROBABILITIES], out[EMBEDDING]
+                    else:
+                        two = keras.Model(model.inputs, [model.output, feature_model(model).output])
+
+                        def both(t):
+                            return tuple(two(t, training=False))
+                    self._both_fn = tf.function(both, input_signature=[self._spec(tf)])
+        p, e = self._both_fn(np.asarray(x, dtype=np.float32))
+        return np.asarray(p, dtype=np.float32), np.asarray(e, dtype=np.float32)
+
 
 def feature_model(model):
     """A Keras model from the same input to the classifier layer's input (the embedding).
 
     Example:
-        >>> feature_model(model).output_shape  # needs a trained model  # doctest: +SKIP
-        (None, 96)
+        >>> from imgclf.models.saving import load_keras_model
+        >>> feature_model(load_keras_model("runs/leaves/model.keras")).output_shape  # doctest: +ELLIPSIS
+        (None, ...)
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras

@@ -35,9 +35,9 @@ class LiteRTBackend(Backend):
     """A .tflite model; outputs are read by name through its signature ('probabilities', 'embedding').
 
     Example:
-        >>> backend, meta = LiteRTBackend.open("model.tflite")  # needs an exported model  # doctest: +SKIP
-        >>> backend.predict(np.zeros((2, 32, 32, 3), np.float32)).shape  # needs an exported model  # doctest: +SKIP
-        (2, 10)
+        >>> backend, meta = LiteRTBackend.open("runs/leaves/exports/model.tflite")
+        >>> backend.predict(np.zeros((2, 16, 16, 3), np.float32)).shape
+        (2, 3)
     """
 
     name = "tflite"

@@ -16,9 +16,9 @@ class OnnxBackend(Backend):
     """A .onnx model; outputs are read by name ('probabilities', 'embedding'), metadata from metadata_props.
 
     Example:
-        >>> backend, meta = OnnxBackend.open("model.onnx")  # needs an exported model  # doctest: +SKIP
-        >>> backend.predict(np.zeros((2, 32, 32, 3), np.float32)).shape  # needs an exported model  # doctest: +SKIP
-        (2, 10)
+        >>> backend, meta = OnnxBackend.open("runs/leaves/exports/model.onnx")
+        >>> backend.predict(np.zeros((2, 16, 16, 3), np.float32)).shape, meta["classes"]
+        ((2, 3), ['bird', 'cat', 'dog'])
     """
 
     name = "onnx"
@@ -60,3 +60,10 @@ class OnnxBackend(Backend):
             raise no_embedding(self.source)
         (out,) = self.session.run([EMBEDDING], {self._input: np.ascontiguousarray(x, dtype=np.float32)})
         return np.asarray(out, dtype=np.float32)
+
+    def predict_with_embedding(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and penultimate features from one session run. Example: ``p, f = backend.predict_with_embedding(x)``."""
+        if not self.has_embedding:
+            raise no_embedding(self.source)
+        p, e = self.session.run([self._probs, EMBEDDING], {self._input: np.ascontiguousarray(x, dtype=np.float32)})
+        return np.asarray(p, dtype=np.float32), np.asarray(e, dtype=np.float32)

@@ -13,9 +13,9 @@ class SavedModelBackend(Backend):
     """A SavedModel's serving_default signature; outputs by name ('probabilities', 'embedding').
 
     Example:
-        >>> backend, meta = SavedModelBackend.open("exports/savedmodel")  # needs an exported model  # doctest: +SKIP
-        >>> backend.predict(np.zeros((1, 28, 28, 1), np.float32)).shape  # needs an exported model  # doctest: +SKIP
-        (1, 10)
+        >>> backend, meta = SavedModelBackend.open("runs/leaves/exports/savedmodel")
+        >>> backend.predict(np.zeros((1, 16, 16, 3), np.float32)).shape
+        (1, 3)
     """
 
     name = "savedmodel"

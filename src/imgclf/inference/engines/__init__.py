@@ -6,7 +6,7 @@ model call of `imgclf predict` (see `worker.BatchPredictor`), so the answers
 are the same; rows come back in input order and are written to one JSONL,
 JSON, CSV or Parquet file. The engine runs on Ray's local runner without any
 set-up, and unchanged on a Ray cluster (``RAY_ADDRESS``). Why Ray and not
-Apache Beam: see the README ("Batch inference on a cluster").
+Apache Beam: see docs/guide/scaling.md ("Batch inference on a cluster").
 """
 
 from __future__ import annotations

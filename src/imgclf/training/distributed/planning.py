@@ -165,7 +165,7 @@ def plan_strategy(devices: str, distributed: str, gpus: list[str], tf_config: di
         if tf_config is None:
             raise UserError("--distributed multi-worker needs the TF_CONFIG environment variable, which names every "
                             f"worker and this one's role, for example TF_CONFIG='{TF_CONFIG_EXAMPLE}'. "
-                            "Kubernetes (TFJob), Vertex AI and the README's SLURM script set it.")
+                            "Kubernetes (TFJob), Vertex AI and the SLURM script of docs/guide/scaling.md set it.")
         workers, task, chief = role(tf_config)
         return Plan("multi-worker", local, workers, task, chief, on_cpu)
     if len(local) > 1:

@@ -1,0 +1,139 @@
+"""Fitting the run's confidence: at the end of training (`FitConfidence`) and for an existing run (`calibrate`).
+
+The model's own outputs on the validation images (with the test-time
+augmentation the run chose) fit the temperature, the unknown-score
+threshold for the run's ``reject_rate`` and the conformal quantiles; the
+penultimate features of up to 5,000 training images give the class
+statistics of the Mahalanobis and kNN scores. The math is in
+`imgclf.inference.confidence`; this module only feeds it images.
+
+Example:
+    >>> calibrate("runs/leaves").temperature  # a trained run (tests/test_confidence_run.py)  # doctest: +SKIP
+    1.43
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from imgclf.core.errors import UserError
+from imgclf.core.manifest import is_skipped
+from imgclf.core.progress import log
+from imgclf.core.run import Run
+from imgclf.data.pipeline import decode_all
+from imgclf.evaluation.evaluate import eval_rows
+from imgclf.inference.confidence.fit import DEFAULT_METHOD, DEFAULT_REJECT_RATE, fit_confidence
+from imgclf.inference.confidence.store import Confidence
+from imgclf.inference.predictor import Predictor
+
+MAX_TRAIN_IMAGES = 5000  # training images whose features give the class statistics (a seeded sample)
+BATCH = 128
+
+
+def _batched(fn, images: np.ndarray) -> np.ndarray:
+    return np.concatenate([fn(np.asarray(images[i:i + BATCH], dtype=np.float32)) for i in range(0, len(images), BATCH)])
+
+
+def fit_run_confidence(run_dir, model, train_images, train_labels, val_images, val_labels,
+                       reject_rate: float = DEFAULT_REJECT_RATE, method: str = DEFAULT_METHOD, seed: int = 0) -> Confidence:
+    """Fit and save (confidence.json, confidence.npz) the confidence of the run in `run_dir` for a Keras `model`.
+
+    Example:
+        >>> fit_run_confidence(run.path, model, x_train, y_train, x_val, y_val)  # a trained run  # doctest: +SKIP
+    """
+    run = Run(run_dir)
+    raw = Predictor(model, run.classes, run.preprocess, source=str(run_dir))  # no confidence: uncalibrated outputs
+    val_probs = _batched(raw.predict_arrays, val_images)
+    kernel = bias = val_feats = train_feats = None
+    if raw.backend.has_embedding:
+        rng = np.random.default_rng(seed)
+        if len(train_labels) > MAX_TRAIN_IMAGES:
+            keep = np.sort(rng.choice(len(train_labels), MAX_TRAIN_IMAGES, replace=False))
+            train_images, train_labels = train_images[keep], np.asarray(train_labels)[keep]
+        val_feats = _batched(raw.backend.embed, val_images)
+        train_feats = _batched(raw.backend.embed, train_images)
+        try:
+            weights = model.get_layer("classifier").get_weights()
+            kernel, bias = np.asarray(weights[0], np.float32), np.asarray(weights[1], np.float32)
+        except (ValueError, IndexError):
+            pass
+    conf = fit_confidence(val_probs, val_labels, val_feats, train_feats, train_labels, kernel, bias,
+                          reject_rate=reject_rate, method=method, seed=seed)
+    conf.save(run.path)
+    info = conf.info
+    log(f"Calibration on {len(val_labels)} validation images: temperature {conf.temperature:.3f}, "
+        f"ECE {info['ece_before']:.3f} -> {info['ece_after']:.3f}; unknown score {conf.method}"
+        + (f", threshold {conf.reject_threshold():.4g} (reject rate {reject_rate:g})" if reject_rate else " (rejection off)"))
+    return conf
+
+
+class FitConfidence:
+    """End step of training: fit the confidence on the validation split (after `ChooseTTA`, whose choice it uses).
+
+    Example:
+        >>> FitConfidence().after_fit(trainer)  # a trained Trainer (tests/test_confidence_run.py)  # doctest: +SKIP
+    """
+
+    def after_fit(self, trainer) -> None:
+        """Fit and record; nothing for streamed shards (no pixels held), a non-chief worker or a run without model."""
+        val, train = trainer.sets["val"], trainer.sets["train"]
+        if (val.images is None or not len(val.images) or train.images is None or not trainer.dist.plan.is_chief
+                or not (trainer.run_dir / "model.keras").exists()):
+            if val.images is None:
+                log("Calibration: skipped for streamed shards; run `imgclf calibrate RUN` to fit it.")
+            return
+        # lazy: imports keras (imgclf.models.saving)
+        from imgclf.models.saving import load_keras_model
+
+        model = load_keras_model(Run(trainer.run_dir).model_path)
+        reject_rate = getattr(trainer.cfg, "reject_rate", DEFAULT_REJECT_RATE)
+        conf = fit_run_confidence(trainer.run_dir, model, train.images, train.labels, val.images, val.labels,
+                                  reject_rate=reject_rate, seed=trainer.cfg.seed)
+        trainer.summary["confidence"] = {k: conf.info[k] for k in ("temperature", "ece_before", "ece_after")}
+
+
+def _decode(rows: list[dict], classes: list[str], pre: dict):
+    index = {c: i for i, c in enumerate(classes)}
+    rows = [r for r in rows if r["label"] in index]
+    return decode_all([r["path"] for r in rows], [index[r["label"]] for r in rows], pre["img_size"], pre["color_mode"],
+                      resize=pre.get("resize", "squash"), label="Decoding", verbose=False)
+
+
+def calibrate(run, data: str | os.PathLike | None = None, reject_rate: float | None = None,
+              method: str = DEFAULT_METHOD) -> Confidence:
+    """Refit the confidence of an existing run on its validation split (or on `data`, a folder of class subfolders).
+
+    `reject_rate` None keeps the run's (config.yaml; 0.05 for runs made before it existed).
+
+    Example:
+        >>> imgclf.calibrate("runs/leaves", reject_rate=0.05).method  # a trained run  # doctest: +SKIP
+        'mahalanobis'
+    """
+    run = run if isinstance(run, Run) else Run(run)
+    if reject_rate is None:
+        try:
+            reject_rate = float(run.config.get("reject_rate", DEFAULT_REJECT_RATE))
+        except Exception:  # noqa: BLE001 - a hand-made run without config.yaml
+            reject_rate = DEFAULT_REJECT_RATE
+    if not 0 <= reject_rate < 1:
+        raise UserError(f"--reject-rate is a share in [0, 1) (0 = off), received {reject_rate}.")
+    pre, classes = run.preprocess, run.classes
+    manifest = run.manifest() if run.file("manifest.csv").exists() else []
+    cal_rows = eval_rows(run, os.fspath(data), None)[0] if data else [r for r in manifest if r["split"] == "val" and not is_skipped(r)]
+    if not cal_rows:
+        raise UserError(f"The run {str(run.path)!r} lists no validation images; pass --data DIR (one subfolder per class).")
+    val = _decode(cal_rows, classes, pre)
+    if not len(val):
+        raise UserError(f"None of the {len(cal_rows)} calibration images could be read; pass --data DIR.")
+    train = _decode([r for r in manifest if r["split"] == "train" and not is_skipped(r)][:4 * MAX_TRAIN_IMAGES], classes, pre)
+    if not len(train):
+        log("Calibration: the run's training images cannot be read; the class statistics come from the calibration images.")
+        train = val
+    # lazy: imports keras (imgclf.models.saving)
+    from imgclf.models.saving import load_keras_model
+
+    model = load_keras_model(run.model_path)
+    return fit_run_confidence(run.path, model, train.images, train.labels, val.images, val.labels,
+                              reject_rate=reject_rate, method=method)

@@ -1,0 +1,111 @@
+"""The search space of `imgclf tune`: which settings a trial draws, from the model registry and the data.
+
+Models: small_cnn (trained from scratch, fits any data) and every model of
+`--model auto`'s preference list whose ImageNet weights are on this machine
+now (none for tiny images, where auto picks small_cnn too), or those given
+with ``--models`` (one whose weights are not here trains from scratch). Per trial: image size (among sizes the model accepts),
+learning rate, weight decay, label smoothing, augmentation preset, MixUp,
+CutMix, dropout, epochs, and for pretrained backbones whether to fine-tune.
+No TensorFlow and no Optuna here: `suggest` takes any object with Optuna's
+``suggest_*`` methods.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+
+from imgclf.core.errors import UserError, did_you_mean
+from imgclf.data.decode import probe_images
+from imgclf.data.scan import scan_folder
+from imgclf.models.registry import get_spec, list_models
+from imgclf.models.weights import pretrained_location
+from imgclf.training.auto_model import FEW_SHOT, PREFERENCE, TINY_SIDE
+
+AUGMENT = ("none", "flip", "light", "standard", "strong")
+SCRATCH = "small_cnn"
+
+
+def data_facts(data: str | os.PathLike) -> dict:
+    """What the search space depends on: median image side, grayscale, images per class (median), classes.
+
+    Example:
+        >>> data_facts("data/")["classes"]
+        3
+    """
+    scan = scan_folder(os.fspath(data))
+    counts: dict[str, int] = {}
+    for row in scan.rows:
+        counts[row["label"]] = counts.get(row["label"], 0) + 1
+    probe = probe_images([r["path"] for r in scan.rows])
+    return {"median_side": probe["median_side"], "grayscale": probe["grayscale"], "classes": len(counts),
+            "per_class": int(statistics.median(counts.values())) if counts else 0}
+
+
+def candidate_models(asked: str = "", median_side: int = 0) -> list[str]:
+    """The models to search: those in `asked` (comma-separated), else small_cnn and the installed pretrained ones.
+
+    Example:
+        >>> candidate_models("small_cnn")
+        ['small_cnn']
+        >>> candidate_models("", median_side=28)
+        ['small_cnn']
+    """
+    if asked:
+        names = [n.strip() for n in asked.split(",") if n.strip()]
+        known = list_models()
+        for name in names:
+            if name not in known:
+                raise UserError(f"Unknown model {name!r} in --models: expected names from `imgclf models`."
+                                + did_you_mean(name, known))
+        return names
+    if median_side and median_side < TINY_SIDE:
+        return [SCRATCH]
+    return [SCRATCH] + [n for n in PREFERENCE if n in list_models() and pretrained_location(n) is not None]
+
+
+def image_sizes(model: str) -> list[int]:
+    """Input sides a trial of `model` may use: 0 (from the data) for small_cnn, else its default and 3/4 of it.
+
+    Example:
+        >>> image_sizes("small_cnn")
+        [0]
+    """
+    spec = get_spec(model)
+    if not spec.default_size:
+        return [0]
+    smaller = max(spec.min_size, int(round(spec.default_size * 0.75 / 32)) * 32)
+    return sorted({smaller, spec.default_size})
+
+
+def suggest(trial, models: list[str], facts: dict, trial_epochs: int = 10) -> dict:
+    """Draw one trial's training settings (keywords of `imgclf.train`) from `trial` (an Optuna trial).
+
+    Example:
+        >>> import optuna
+        >>> fixed = optuna.trial.FixedTrial({"model": "small_cnn", "img_size_small_cnn": 0, "lr": 0.003,
+        ...     "weight_decay": 1e-4, "label_smoothing": 0.1, "augment": "light", "mixup": 0.0, "cutmix": 0.0,
+        ...     "dropout": 0.2, "epochs": 4})
+        >>> suggest(fixed, ["small_cnn"], {"per_class": 100}, trial_epochs=4)["weights"]
+        'none'
+    """
+    model = trial.suggest_categorical("model", models)
+    spec = get_spec(model)
+    pretrained = spec.pretrained and pretrained_location(model) is not None
+    settings = {
+        "model": model,
+        "weights": "imagenet" if pretrained else "none",
+        "img_size": trial.suggest_categorical(f"img_size_{model}", image_sizes(model)),
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        "label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.2),
+        "augment": trial.suggest_categorical("augment", AUGMENT),
+        "mixup": trial.suggest_categorical("mixup", (0.0, 0.2)),
+        "cutmix": trial.suggest_categorical("cutmix", (0.0, 1.0)),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "epochs": trial.suggest_int("epochs", max(1, trial_epochs // 2), trial_epochs),
+    }
+    if pretrained:
+        choices = ("none", "top") if facts.get("per_class", 0) > FEW_SHOT else ("none",)
+        settings["finetune"] = trial.suggest_categorical("finetune", choices)
+    return settings

@@ -1,0 +1,287 @@
+"""`tune(data, out, time_budget)`: an Optuna study whose trials are ordinary imgclf runs.
+
+OUT holds everything: ``study.db`` (the study, Optuna's RDB storage on
+SQLite; ``storage=`` takes any SQLAlchemy URL instead, for several machines
+on one study), ``trials/trial-NNNN`` (one run folder per trial, listed by
+`imgclf runs OUT`), ``tune.json`` (the search's settings and totals),
+``best.yaml`` (the best trial's settings, for ``imgclf train --config``),
+and ``tune.html``.
+
+The sampler is TPE, the pruner the median rule on each epoch's validation
+accuracy (`imgclf.tuning.pruning`). The time budget counts every session of
+the study: a tune killed at any moment and started again with the same OUT
+goes on where it stopped, and the trial that was running is tried again with
+the same settings. Trials hold out the same test split (the same seed), which
+the search never sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+from imgclf.core.config import load_yaml, make_config, to_yaml
+from imgclf.core.errors import UserError
+from imgclf.core.fs import atomic_write_json, atomic_write_text
+from imgclf.core.progress import log
+from imgclf.core.tracking import SPENT, open_tracker
+from imgclf.evaluation.figures.curves import read_history
+from imgclf.training.api import train
+from imgclf.tuning.space import candidate_models, data_facts, suggest
+
+STUDY = "imgclf-tune"
+# Settings of a trial that best.yaml leaves at their defaults: where it ran, and --max-images (a final run trains on all).
+NOT_KEPT = ("out", "auto_choice", "resume", "max_images", "verbose")
+SEARCH_KEYS = ("data", "models", "trial_epochs", "seed", "settings")  # what a resumed study must keep
+
+
+def _settings_record(data, models, trial_epochs, seed, settings) -> dict:
+    return {"data": os.path.abspath(os.fspath(data)), "models": models, "trial_epochs": trial_epochs, "seed": seed,
+            "settings": settings}
+
+
+def _check_resume(out: Path, record: dict) -> dict:
+    """tune.json of `out`, written now for a new study; a resumed one must have been started with the same search."""
+    path = out / "tune.json"
+    if not path.exists():
+        atomic_write_json(path, record)
+        return record
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    changed = [k for k in SEARCH_KEYS if saved.get(k) != record.get(k)]
+    if changed:
+        listed = ", ".join(f"{k} {saved.get(k)!r} (asked: {record.get(k)!r})" for k in changed)
+        raise UserError(f"{str(out)!r} holds a study started with other settings: {listed}. Resume it with the same "
+                        "DATA and options, or pass a new --out for a new search.")
+    return saved
+
+
+def storage_url(out: str | os.PathLike, storage: str | None = None) -> str:
+    """The study's database: `storage` if given, else OUT/study.db (SQLite).
+
+    Example:
+        >>> storage_url("/tmp/tune")
+        'sqlite:////tmp/tune/study.db'
+    """
+    return storage or "sqlite:///" + str(Path(os.path.abspath(out)) / "study.db")
+
+
+def _open_study(url: str, shared: bool, seed: int):
+    # lazy: Optuna is an optional extra (imgclf[tune])
+    import optuna
+    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # On a shared database the trial of a crashed machine is failed by the heartbeat and tried again once.
+    kwargs = {"heartbeat_interval": 60, "grace_period": 180, "failed_trial_callback": RetryFailedTrialCallback(max_retry=1)} if shared else {}
+    storage = RDBStorage(url, **kwargs)
+    study = optuna.load_study(study_name=STUDY, storage=storage) if STUDY in [
+        s.study_name for s in optuna.get_all_study_summaries(storage)] else None
+    done = len(study.trials) if study else 0
+    # Seeded by the trials so far: a resumed session does not draw the first session's settings again.
+    sampler = optuna.samplers.TPESampler(seed=seed + done, n_startup_trials=5)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    return optuna.create_study(study_name=STUDY, storage=storage, direction="maximize", sampler=sampler, pruner=pruner,
+                               load_if_exists=True)
+
+
+def requeue_interrupted(study) -> int:
+    """Mark trials left running by a killed session as failed and queue their settings again; return how many.
+
+    Only for a study of one process (the default SQLite file): on a shared
+    database another machine's trial may still be running.
+
+    Example:
+        >>> requeue_interrupted(optuna.create_study())  # needs Optuna  # doctest: +SKIP
+        0
+    """
+    # lazy: Optuna is an optional extra (imgclf[tune])
+    from optuna.trial import TrialState
+
+    stale = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    for t in stale:
+        # Its time until the last epoch it finished counts against the budget, not the time until now.
+        study._storage.set_trial_user_attr(t._trial_id, "spent_s", float(t.user_attrs.get("alive_s", 0.0)))
+        study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        log(f"Trial {t.number} was interrupted: it runs again with the same settings")
+    return len(stale)
+
+
+def _seconds(trial) -> float:
+    if "spent_s" in trial.user_attrs:  # an interrupted trial: until its last finished epoch
+        return float(trial.user_attrs["spent_s"])
+    if trial.datetime_start is None:
+        return 0.0
+    end = trial.datetime_complete or trial.datetime_start
+    return (end - trial.datetime_start).total_seconds()
+
+
+def spent_seconds(study) -> float:
+    """Seconds the study's finished trials took, over every session (what the time budget counts).
+
+    Example:
+        >>> spent_seconds(optuna.create_study())  # needs Optuna  # doctest: +SKIP
+        0.0
+    """
+    return sum(_seconds(t) for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None)
+
+
+def best_value(run) -> float:
+    """The validation accuracy of a run's saved model (the best epoch by its monitor), from history.csv.
+
+    Example:
+        >>> 0 <= best_value(Run("runs/leaves")) <= 1  # doctest: +SKIP
+        True
+    """
+    summary = run.read_json("summary.json")
+    best = summary.get("best_epoch")
+    rows = read_history(run.file("history.csv"))
+    for row in rows:
+        if int(float(row.get("epoch", -1))) == best and row.get("val_accuracy") not in (None, ""):
+            return float(row["val_accuracy"])
+    values = [float(r["val_accuracy"]) for r in rows if r.get("val_accuracy") not in (None, "")]
+    if not values:
+        raise UserError(f"The trial run {run.path} recorded no validation accuracy: the data needs a validation split.")
+    return max(values)
+
+
+class Objective:
+    """One trial: draw settings, train an ordinary run under OUT/trials with the pruning callback, return its score."""
+
+    def __init__(self, data, out: Path, models, facts, trial_epochs, seed, settings, deadline, track, parent, callback):
+        self.callback = callback  # the class of the pruning callback (imgclf.tuning.pruning.PruneTrial, imports keras)
+        self.data, self.out, self.models, self.facts = data, out, models, facts
+        self.trial_epochs, self.seed, self.settings, self.deadline = trial_epochs, seed, settings, deadline
+        self.track, self.parent = track, parent
+        self.train_s = self.callback_s = 0.0
+
+    def __call__(self, trial) -> float:
+        params = suggest(trial, self.models, self.facts, self.trial_epochs)
+        trial.set_user_attr("settings", {**self.settings, **params, "seed": self.seed})
+        pruner = self.callback(trial, deadline=self.deadline)
+        folder = self.out / "trials" / f"trial-{trial.number:04d}"
+        log(f"Trial {trial.number}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.items()))
+        start = time.perf_counter()
+        tags = {"imgclf.tune": str(self.out.resolve()), "imgclf.trial": trial.number}
+        if self.parent is not None:
+            tags["mlflow.parentRunId"] = self.parent.run_id
+        try:
+            run = train(self.data, out=str(folder), callbacks=[pruner], verbose=0, seed=self.seed, track=self.track,
+                        track_tags=tags, track_dir=self.out, **{**self.settings, **params})
+        finally:
+            self.train_s += time.perf_counter() - start - pruner.spent_s
+            self.callback_s += pruner.spent_s
+            trial.set_user_attr("run", str(folder))
+        value = best_value(run)
+        trial.set_user_attr("train_time_s", run.read_json("summary.json").get("train_time_s"))
+        log(f"Trial {trial.number}: validation accuracy {value:.4f} ({run.path})")
+        return value
+
+
+def write_best(study, out: Path, data, settings: dict) -> Path | None:
+    """OUT/best.yaml: the best trial's settings as a config `imgclf train --config` takes (None if no trial finished).
+
+    Example:
+        >>> write_best(study, Path("tune/"), "data/", {})  # needs a study with a finished trial  # doctest: +SKIP
+        PosixPath('tune/best.yaml')
+    """
+    try:
+        best = study.best_trial
+    except ValueError:
+        return None
+    run_dir = Path(best.user_attrs["run"])
+    # The run's resolved settings when its folder is here; the trial's own record when it ran on another machine.
+    chosen = load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else best.user_attrs["settings"]
+    chosen = {k: v for k, v in chosen.items() if k not in NOT_KEPT}
+    cfg = make_config(chosen, {"data": os.path.abspath(os.fspath(data))})
+    header = (f"# imgclf tune: the best of {len(study.trials)} trials, trial {best.number} "
+              f"(validation accuracy {best.value:.4f}, run {run_dir})\n"
+              f"# train it: imgclf train --config {out / 'best.yaml'} --out runs/best\n"
+              "# (the trials' --max-images is not kept: a run from this file trains on every image)\n")
+    return atomic_write_text(out / "best.yaml", header + to_yaml(cfg))
+
+
+def _sessions(record: dict, wall: float, objective: Objective, tracker_s: float) -> list[dict]:
+    """The timings of every session that ran trials (tune.json's "sessions"), this one last if it ran any."""
+    sessions = list(record.get("sessions", []))
+    if objective.train_s > 0:
+        # train_s: inside `train`, less the pruning callback and the tracker; overhead_s: the rest of wall_s
+        # (sampler, storage, callback, tracker). A killed session writes none.
+        sessions.append({"wall_s": round(wall, 2), "train_s": round(objective.train_s - tracker_s, 2),
+                         "callback_s": round(objective.callback_s, 4), "tracker_s": round(tracker_s, 2),
+                         "overhead_s": round(wall - objective.train_s + tracker_s, 2)})
+    return sessions
+
+
+def tune(data: str | os.PathLike, out: str | os.PathLike, time_budget: float, trials: int | None = None,
+         storage: str | None = None, models: str = "", trial_epochs: int = 10, seed: int = 0,
+         track: str | None = None, **settings) -> dict:
+    """Search training settings on `data` for `time_budget` minutes (or `trials` trials); write OUT (see above).
+
+    `settings` are training settings every trial keeps (batch_size,
+    max_images, test_fraction, ...). Returns tune.json's content: the best
+    trial, its value, the counts of trials by state, and the timings.
+
+    Example:
+        >>> result = tune("data/", "tune/", time_budget=5, trials=3)  # trains 3 models (tests/test_experiments.py)  # doctest: +SKIP
+        >>> result["best"]["value"] > 0  # doctest: +SKIP
+        True
+    """
+    if time_budget <= 0:
+        raise UserError(f"Invalid time budget: expected minutes > 0, received {time_budget!r}. Pass --time-budget 60.")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in settings.items() if v is not None}
+    facts = data_facts(data)
+    names = candidate_models(models, facts["median_side"])
+    record = _check_resume(out, _settings_record(data, names, trial_epochs, seed, settings))
+    study = _open_study(storage_url(out, storage), shared=bool(storage), seed=seed)
+    if not storage:
+        requeue_interrupted(study)
+    remaining = time_budget * 60 - spent_seconds(study)
+    # lazy: Optuna is an optional extra (imgclf[tune])
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    # lazy: imports keras and Optuna; here, before the clock of the trials starts
+    from imgclf.tuning.pruning import PruneTrial
+
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    done = sum(t.state in finished for t in study.trials)
+    parent = open_tracker(track, out, run_name=f"tune {out.name}", run_dir=out)
+    if parent is not None:
+        parent.remember(out)  # a resumed session adds to the same MLflow run
+    objective = Objective(data, out, names, facts, trial_epochs, seed, settings, time.monotonic() + remaining, track, parent,
+                          PruneTrial)
+    start, tracked_before = time.perf_counter(), SPENT["seconds"]
+    if remaining > 0 and (trials is None or done < trials):
+        log(f"Tuning {', '.join(names)} on {data}: {remaining / 60:.1f} minutes left of {time_budget:g}"
+            + (f", {trials - done} trials to go" if trials else ""))
+        study.optimize(objective, timeout=remaining, catch=(UserError,),
+                       callbacks=[MaxTrialsCallback(trials, states=finished)] if trials else None)
+    wall, tracker_s = time.perf_counter() - start, SPENT["seconds"] - tracked_before
+    best_path = write_best(study, out, data, settings)
+    counts = {s.name.lower(): sum(t.state == s for t in study.trials) for s in TrialState}
+    result = {**record, "time_budget_min": time_budget, "trials": counts, "storage": "OUT/study.db" if storage is None else "given with --storage",
+              "sessions": _sessions(record, wall, objective, tracker_s),
+              "updated": datetime.now().isoformat(timespec="seconds")}
+    if best_path is not None:
+        best = study.best_trial
+        result["best"] = {"trial": best.number, "value": best.value, "params": best.params, "run": best.user_attrs.get("run"),
+                          "config": str(best_path)}
+    # lazy: the report draws with Matplotlib (Optuna's visualisations)
+    from imgclf.tuning.report import write_tune_report
+
+    result["report"] = str(write_tune_report(study, out, result))
+    if parent is not None:
+        parent.log_params({"data": record["data"], "models": ",".join(names), "trial_epochs": trial_epochs, "seed": seed})
+        # The budget may grow on a resume: a metric, since MLflow params cannot change.
+        parent.log_metrics({"time_budget_min": time_budget, **{f"trials_{k}": v for k, v in counts.items()},
+                            **({"best_val_accuracy": result["best"]["value"]} if "best" in result else {})})
+        parent.log_files(out, ("best.yaml", "tune.html", "tune.json"))
+        parent.end()
+    atomic_write_json(out / "tune.json", result)
+    return result

@@ -1,0 +1,200 @@
+"""Issue 17: `imgclf runs`, `imgclf compare`, `imgclf tune` and `--track mlflow`.
+
+The runs and compare tests build run folders by hand (as an older imgclf
+wrote them, and with known paired predictions), so they need no TensorFlow;
+the tune test trains a few one-epoch models on a tiny folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from scipy.stats import binomtest
+
+from conftest import make_image_folder
+from imgclf.cli import main
+from imgclf.core.config import load_yaml, make_config
+from imgclf.evaluation.compare import compare_runs
+from imgclf.evaluation.runs_table import format_runs, list_runs
+
+CLASSES = ["cat", "dog"]
+
+
+def _old_run(folder: Path, model: str, accuracy: float | None, answers=None, paths=None, labels=None) -> Path:
+    """A run folder as imgclf wrote them before this change: settings, classes, summary, maybe an evaluation."""
+    folder.mkdir(parents=True)
+    (folder / "classes.json").write_text(json.dumps(CLASSES))
+    (folder / "config.yaml").write_text(yaml.safe_dump({"data": "data/", "model": model, "weights": "none", "epochs": 5,
+                                                        "time_budget": 0.0, "versions": {"imgclf": "0.9"}}))
+    (folder / "summary.json").write_text(json.dumps({"train_time_s": 12.5}))
+    (folder / "model.keras").write_bytes(b"0" * 2000)
+    if accuracy is not None:
+        metrics = {"accuracy": accuracy, "balanced_accuracy": accuracy, "macro_avg": {"f1": accuracy - 0.01},
+                   "expected_calibration_error": 0.05, "evaluated_on": "test split of the run", "evaluation_id": "e1"}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    if answers is not None:
+        probs = np.eye(2)[answers] * 0.8 + 0.1
+        np.savez(folder / "predictions.npz", y_true=np.asarray(labels), probs=probs, paths=np.asarray(paths),
+                 classes=np.asarray(CLASSES), evaluation_id=np.asarray("e1"))
+    return folder
+
+
+def test_runs_lists_runs_made_before_this_change(tmp_path, capsys):
+    _old_run(tmp_path / "runs" / "a", "small_cnn", 0.81)
+    _old_run(tmp_path / "runs" / "group" / "b", "mobilenet_v2", 0.93)
+    _old_run(tmp_path / "runs" / "c", "resnet50", None)  # trained, never evaluated
+    rows = list_runs(tmp_path / "runs", sort="accuracy", descending=True)
+    assert [r["run"] for r in rows] == ["group/b", "a", "c"]
+    assert rows[0]["model"] == "mobilenet_v2" and rows[0]["budget"] == "5 epochs" and rows[0]["train_time_s"] == 12.5
+    assert rows[2]["accuracy"] is None and rows[0]["size_mb"] == 0.0
+    assert format_runs(rows, "markdown").splitlines()[2].startswith("| group/b | data/ | mobilenet_v2 |")
+    assert main(["runs", str(tmp_path / "runs"), "--format", "csv", "--sort", "model"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("run,data,model,") and [line.split(",")[0] for line in out[1:]] == ["group/b", "c", "a"]
+    assert main(["runs", str(tmp_path / "runs"), "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+
+
+@pytest.fixture
+def paired_runs(tmp_path):
+    """Two runs evaluated on the same 40 images: 8 only A gets right, 1 only B, 27 both, 4 neither."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(40):
+        path = tmp_path / "images" / f"{i:02d}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    y = np.array([i % 2 for i in range(40)])
+    a_right = np.array([1] * 8 + [0] * 1 + [1] * 27 + [0] * 4, bool)
+    b_right = np.array([0] * 8 + [1] * 1 + [1] * 27 + [0] * 4, bool)
+    pred_a, pred_b = np.where(a_right, y, 1 - y), np.where(b_right, y, 1 - y)
+    a = _old_run(tmp_path / "runs" / "a", "small_cnn", float(a_right.mean()), pred_a, paths, y)
+    # B's predictions list the same images in another order: they are matched by path
+    order = rng.permutation(40)
+    b = _old_run(tmp_path / "runs" / "b", "small_cnn", float(b_right.mean()), pred_b[order], [paths[i] for i in order], y[order])
+    return a, b
+
+
+def test_compare_gives_the_exact_mcnemar_p_value(paired_runs, tmp_path, capsys):
+    a, b = paired_runs
+    before = {p: p.stat().st_mtime_ns for p in a.rglob("*")}
+    result = compare_runs(a, b, out=tmp_path / "cmp", resamples=500, verbose=False)
+    m = result["mcnemar"]
+    assert (m["only_a"], m["only_b"], m["both_right"], m["both_wrong"]) == (8, 1, 27, 4)
+    assert m["p_value"] == pytest.approx(2 * (1 + 9) / 2**9) == pytest.approx(binomtest(8, 9, 0.5).pvalue)
+    assert result["answers"]["a"].startswith("saved predictions") and result["answers"]["b"].startswith("saved")
+    acc = result["bootstrap"]["accuracy"]
+    assert acc["difference"] == pytest.approx(-7 / 40) and acc["low"] < acc["difference"] < acc["high"] < 0
+    assert result["verdict"].startswith("A is better than B")
+    assert [r["class"] for r in result["per_class"]] == CLASSES
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "A is better than B" in page and "data:image/png;base64" in page and "<script" not in page
+    assert (tmp_path / "cmp" / "disagreements.png").exists()
+    assert {p: p.stat().st_mtime_ns for p in a.rglob("*")} == before  # the runs are read, never written
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "cmp2"), "--bootstrap", "200"]) == 0
+    assert "McNemar exact p = 0.03906" in capsys.readouterr().out
+
+
+def test_two_runs_tracked_to_mlflow_show_up_with_their_metrics(paired_runs, tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    from imgclf.evaluation.tracked import log_evaluation
+
+    store = tmp_path / "store"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())  # a file store: no database to create, quick
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    ids = [log_evaluation(run, "mlflow") for run in paired_runs]
+    client = mlflow.MlflowClient(store.as_uri())
+    found = {r.info.run_id: r for r in client.search_runs([client.get_experiment_by_name("imgclf").experiment_id])}
+    assert set(found) == set(ids)
+    assert {round(r.data.metrics["eval_accuracy"], 3) for r in found.values()} == {0.875, 0.7}
+    assert all(json.loads((run / "tracking.json").read_text())["run_id"] in ids for run in paired_runs)
+    assert log_evaluation(paired_runs[0], "none") is None  # nothing logged unless asked
+
+
+def _states(out: Path) -> list[str]:
+    import optuna
+
+    study = optuna.load_study(study_name="imgclf-tune", storage=f"sqlite:///{out / 'study.db'}")
+    return [t.state.name for t in study.trials]
+
+
+@pytest.mark.slow
+def test_tune_resumes_after_a_kill_and_its_best_yaml_trains(tmp_path, monkeypatch):
+    pytest.importorskip("optuna")
+    mlflow = pytest.importorskip("mlflow")
+    import imgclf
+    from imgclf.tuning.study import tune
+
+    data = make_image_folder(tmp_path / "data", per_class=8, size=16)
+    out = tmp_path / "tune"
+    args = ["tune", data, "--time-budget", "10", "--trials", "3", "--trial-epochs", "1", "--out", str(out),
+            "--batch-size", "8", "--models", "small_cnn"]
+    env = {**os.environ, "IMGCLF_TEST_KILL_AT": "checkpoint.saved:2", "TF_NUM_INTRAOP_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(imgclf.__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
+    killed = subprocess.run([sys.executable, "-m", "imgclf", *args], env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL in trial 1's first checkpoint
+    assert _states(out) == ["COMPLETE", "RUNNING"]
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    result = tune(data, out, time_budget=10, trials=3, trial_epochs=1, models="small_cnn", batch_size=8, track="mlflow")
+    states = _states(out)
+    assert states[:2] == ["COMPLETE", "FAIL"] and states.count("FAIL") == 1 and len(states) == 4  # trial 1 again, then 1 more
+    assert result["trials"]["complete"] + result["trials"]["pruned"] == 3
+    import optuna
+
+    interrupted = optuna.load_study(study_name="imgclf-tune", storage=f"sqlite:///{out / 'study.db'}").trials[1]
+    assert 0 <= interrupted.user_attrs["spent_s"] < 60  # the budget counts it until its last epoch, not until the resume
+    assert (out / "tune.html").exists() and "Optimisation history" in (out / "tune.html").read_text()
+    assert sorted(p.name for p in (out / "trials").iterdir())[:2] == ["trial-0000", "trial-0001"]
+    assert 0 <= result["best"]["value"] <= 1 and result["sessions"][-1]["train_s"] > 0
+
+    client = mlflow.MlflowClient((tmp_path / "mlruns").as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("imgclf").experiment_id])
+    trials = [r for r in runs if "imgclf.trial" in r.data.tags]
+    assert len(trials) == 2 and all("val_accuracy" in r.data.metrics and r.data.params["model"] == "small_cnn" for r in trials)
+    assert all(r.data.tags["mlflow.parentRunId"] in {x.info.run_id for x in runs} for r in trials)
+
+    best = out / "best.yaml"
+    cfg = make_config(load_yaml(best))
+    assert cfg.model == "small_cnn" and cfg.data == os.path.abspath(data)
+    assert main(["train", "--config", str(best), "--out", str(tmp_path / "best"), "--epochs", "1", "--verbose", "0"]) == 0
+    assert (tmp_path / "best" / "model.keras").exists()
+
+
+def test_compare_refuses_images_a_run_trained_on(paired_runs, tmp_path):
+    from imgclf.core.errors import UserError
+
+    a, b = paired_runs
+    saved = np.load(b / "predictions.npz")
+    (b / "manifest.csv").write_text("path,label,split\n" + f"{saved['paths'][0]},cat,train\n")
+    with pytest.raises(UserError, match="trained .* on 1 of the 40 images"):
+        compare_runs(a, b, out=tmp_path / "cmp", verbose=False)
+
+
+def test_the_pruning_callback_prunes_and_stops_at_the_deadline():
+    optuna = pytest.importorskip("optuna")
+    from imgclf.tuning.pruning import PruneTrial
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+    trial = study.ask()
+    callback = PruneTrial(trial, deadline=None)
+    callback.on_epoch_end(0, {"val_accuracy": 0.9})  # above the threshold: goes on
+    with pytest.raises(optuna.TrialPruned):
+        callback.on_epoch_end(1, {"val_accuracy": 0.1})
+    stored = trial.storage.get_trial(trial._trial_id)
+    assert stored.intermediate_values == {1: 0.9, 2: 0.1} and stored.user_attrs["alive_s"] >= 0
+    late = PruneTrial(study.ask(), deadline=0.0)  # the tune's time is spent: the trial stops after its epoch
+    late.set_params({"epochs": 2})
+    with pytest.raises(optuna.TrialPruned, match="time budget"):
+        late.on_epoch_end(0, {"val_accuracy": 0.9})
+    late.on_epoch_end(1, {"val_accuracy": 0.9})  # but its last epoch ends it anyway: it completes
