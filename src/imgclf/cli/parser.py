@@ -248,8 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--top-k", type=COUNT, default=1, help="how many classes to show per image (default: 1)")
     p.add_argument("--format", choices=("table", "csv", "json", "jsonl"), default="table", help="output format (default: table)")
-    p.add_argument("--probabilities", action="store_true",
-                   help="every class's probability: CSV columns p_<class>, a 'probabilities' object in JSON")
+    p.add_argument("--probabilities", action="store_true", help="every class's probability: CSV columns p_<class>, a JSON object")
     p.add_argument("--output", help="write to this file instead of standard output (an existing file needs --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="allow --output to replace an existing file")
     p.add_argument("--batch-size", type=COUNT, default=64, help="images per model call (default: 64)")
@@ -336,8 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("augment-preview", help="a grid PNG of augmented training images", formatter_class=fmt,
                        epilog="examples:\n  imgclf augment-preview data/ --augment strong\n  imgclf augment-preview data/ --augment light --mixup 0.2 --out aug.png\n")
     p.add_argument("data", help="folder of class subfolders")
-    p.add_argument("--augment", choices=("auto", "none", "flip", "light", "standard", "strong"), default="auto",
-                   help="preset to show (default: auto, the one `imgclf train` with the same --model, --weights and --epochs uses)")
+    p.add_argument("--augment", choices=("auto", "none", "flip", "light", "standard", "strong"), default="auto", help="preset to show (default: auto, the one `imgclf train` with the same --model, --weights and --epochs uses)")
     p.add_argument("--model", default="auto", help="as train's --model: decides auto's preset and size (default: auto)")
     p.add_argument("--weights", default="auto", help="as train's --weights (default: auto)")
     p.add_argument("--epochs", type=COUNT, default=10, help="as train's --epochs (default: 10)")
@@ -345,8 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixup", type=finite(0, None, "an alpha"), default=0.0, help="MixUp alpha (default: 0 = off)")
     p.add_argument("--cutmix", type=finite(0, None, "an alpha"), default=0.0, help="CutMix alpha (default: 0 = off)")
     p.add_argument("--img-size", type=img_size, default=0, help="side in pixels (default: from the data)")
-    p.add_argument("--samples", type=whole(0, None, "a number of rows"), default=0,
-                   help="rows: how many images, taken round the classes (default: 0 = one per class)")
+    p.add_argument("--samples", type=whole(0, None, "a number of rows"), default=0, help="rows: images, taken round the classes (default: 0 = one per class)")
     p.add_argument("--seed", type=SEED, default=0, help="which images and which random draws (default: 0)")
     p.add_argument("--out", default="augment_preview.png", help="PNG to write (default: augment_preview.png)")
 
