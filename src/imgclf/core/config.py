@@ -163,7 +163,7 @@ class TrainConfig:
     ema: bool = False  # evaluate and save an exponential moving average of the weights
     weight_decay: float = 0.0001  # decoupled weight decay (adamw, sgd)
     label_smoothing: float | str = "model"  # share of each label spread over the other classes (raised validation accuracy in bench/; probabilities a little less confident); model = the value the model was tuned with (0.1 unless its registry entry says otherwise); 0 = plain cross-entropy
-    class_weight: str = "auto"  # auto (above an imbalance ratio of 1.5: none, sqrt or balanced compared on validation when the head is solved, else sqrt for a balanced-accuracy or macro-F1 monitor and none otherwise; printed) | none | sqrt (inverse square root of class size) | balanced (inverse class size)
+    class_weight: str = "auto"  # auto (above an imbalance ratio of 1.5: none, sqrt or balanced compared on validation when the head is solved, else sqrt; printed) | none | sqrt (inverse square root of class size) | balanced (inverse class size)
     sampling: str = "natural"  # natural | balanced (each class drawn equally often per epoch)
     augment: str = "auto"  # auto (none for short runs, light otherwise) | none | flip | light | standard | strong
     flip: str = "auto"  # auto (none for digit/letter classes, else horizontal) | none | horizontal | both
