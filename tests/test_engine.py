@@ -73,8 +73,10 @@ def test_keras_run_on_two_actors_matches_imgclf_predict(local_ray, trained_run, 
     broken = [r for r in rows if r["path"].endswith("broken.png")]
     assert broken[0]["error"].startswith("not an image") and broken[0]["probability"] is None
     # The model learned the shapes: most answers are right, so the comparison is not between two blind guesses.
-    right = sum(r["class"] in r["path"].split("/")[-2] for r in rows if not r["error"])
-    assert right >= 0.8 * 300
+    # Images the run rejects as unknown (on by default, threshold from a tiny validation split) are left out.
+    answered = [r for r in rows if not r["error"] and r["class"] != "unknown"]
+    right = sum(r["class"] in r["path"].split("/")[-2] for r in answered)
+    assert len(answered) >= 150 and right >= 0.8 * len(answered)
 
 
 @pytest.mark.slow
