@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from imgclf.inference.confidence.calibration import reliability
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts with true classes as rows and predicted classes as columns.
@@ -215,18 +217,9 @@ def calibration(y_true, probs, n_bins: int = 15) -> dict:
         >>> round(calibration(np.array([0, 1]), np.array([[0.9, 0.1], [0.6, 0.4]]))["ece"], 3)
         0.35
     """
-    y_true = np.asarray(y_true)
-    probs = np.asarray(probs, dtype=np.float64)
-    confidence = probs.max(axis=1) if len(probs) else np.zeros(0)
-    correct = (probs.argmax(axis=1) == y_true).astype(np.float64) if len(probs) else np.zeros(0)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    ids = np.searchsorted(edges[1:-1], confidence)
-    count = np.bincount(ids, minlength=n_bins)
-    acc = _safe_div(np.bincount(ids, weights=correct, minlength=n_bins), count)
-    conf = _safe_div(np.bincount(ids, weights=confidence, minlength=n_bins), count)
-    ece = float(np.sum(np.abs(acc - conf) * count) / max(len(y_true), 1))
-    return {"ece": ece, "bin_edges": edges.round(6).tolist(), "bin_accuracy": acc.tolist(),
-            "bin_confidence": conf.tolist(), "bin_count": count.tolist()}
+    r = reliability(probs, y_true, bins=n_bins)  # the one binning, shared with the fitted calibration
+    return {"ece": r["ece"], "bin_edges": np.round(r["edges"], 6).tolist(), "bin_accuracy": r["accuracy"],
+            "bin_confidence": r["confidence"], "bin_count": r["count"]}
 
 
 def best_f1_threshold(y_true, p_positive) -> dict:

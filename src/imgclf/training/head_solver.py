@@ -128,7 +128,7 @@ def fit_softmax_regression(x_train, y_train, x_val, y_val, n_classes: int, sampl
 
 
 def feature_scale(x, floor: float | None = None):
-    """Per-feature standardisation scale: the standard deviation, floored at a share of the typical one.
+    """Per-feature standardisation scale: sqrt(std^2 + (floor * RMS std)^2), never below a share of the typical spread.
 
     The kernel is divided by this scale when the standardisation is folded in,
     so a feature that barely varies on these images (common for upsampled or
