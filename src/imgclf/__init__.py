@@ -24,7 +24,7 @@ _LAZY = {
     "evaluate": ("imgclf.evaluation.evaluate", "evaluate"),
     "calibrate": ("imgclf.training.confidence", "calibrate"),
     "Evaluation": ("imgclf.evaluation.results", "Evaluation"),
-    "load": ("imgclf.inference.predictor", "load"),
+    "load": ("imgclf.inference.loader", "load"),
     "Predictor": ("imgclf.inference.predictor", "Predictor"),
     "Run": ("imgclf.core.run", "Run"),
     "TrainConfig": ("imgclf.core.config", "TrainConfig"),

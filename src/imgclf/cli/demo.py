@@ -8,7 +8,8 @@ from pathlib import Path
 from imgclf.core.progress import log
 from imgclf.data.builtin import export_dataset
 from imgclf.evaluation.evaluate import evaluate
-from imgclf.inference.predictor import iter_image_paths, load
+from imgclf.inference.loader import load
+from imgclf.inference.paths import iter_image_paths
 from imgclf.training.api import train
 
 # Settings per dataset: enough epochs to reach the accuracy the README promises.

@@ -25,7 +25,7 @@ from imgclf.evaluation.compare_stats import bootstrap_differences, mcnemar_exact
 from imgclf.evaluation.evaluate import eval_rows
 from imgclf.evaluation.figures.run_figures import PREDICTIONS
 from imgclf.evaluation.results import same_evaluation
-from imgclf.inference.predictor import load
+from imgclf.inference.loader import load
 
 
 @dataclass

@@ -26,7 +26,7 @@ from imgclf.evaluation.confidence_metrics import confidence_metrics
 from imgclf.evaluation.figures.run_figures import collect_visuals, plot_run, save_predictions
 from imgclf.evaluation.report import write_report
 from imgclf.evaluation.results import EVALUATION_ID, Evaluation, check_positive_class
-from imgclf.inference.predictor import load
+from imgclf.inference.loader import load
 
 
 def eval_rows(run: Run, data: str | None, split: str | None) -> tuple[list[dict], str]:

@@ -43,7 +43,8 @@ from imgclf.inference.backends import open_backend
 from imgclf.inference.backends.keras_model import feature_model
 from imgclf.inference.backends.metadata import add_tflite_metadata
 from imgclf.inference.confidence.store import Confidence, stats_path, write_stats
-from imgclf.inference.predictor import Predictor, load
+from imgclf.inference.loader import load
+from imgclf.inference.predictor import Predictor
 
 FORMATS = {  # format -> default file name under RUN/exports/
     "keras": "model.keras",

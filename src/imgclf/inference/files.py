@@ -13,7 +13,8 @@ from typing import Iterator
 
 from imgclf.core.errors import UserError
 from imgclf.core.progress import Progress
-from imgclf.inference.predictor import iter_image_paths, load
+from imgclf.inference.loader import load
+from imgclf.inference.paths import iter_image_paths
 from imgclf.inference.sort_into import Sorter
 from imgclf.inference.writers import write_predictions
 

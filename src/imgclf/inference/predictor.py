@@ -1,38 +1,33 @@
-"""Prediction behind one interface, from a Run bundle or an exported model.
+"""`Predictor`: a trained classifier behind one interface, whatever runtime holds the model.
 
-`load()` returns a `Predictor` for a Run bundle, a .keras file, a SavedModel
-folder, a .tflite or a .onnx file (the runtimes live in `imgclf.inference.backends`);
-it decodes with the same function and settings as training (from
-preprocess.json) and returns class names with probabilities. A .tflite or
-.onnx model never imports TensorFlow. Folder prediction streams: paths are
-expanded lazily and the next batch is decoded in a thread pool while the
+It decodes with the same function and settings as training (from
+preprocess.json), runs the model through a backend
+(`imgclf.inference.backends`), applies the run's test-time augmentation and
+fitted confidence, and returns class names with probabilities. `load()`
+(`imgclf.inference.loader`) builds one from a run or an export. Folder
+prediction streams: the next batch is decoded in a thread pool while the
 model works on this one, so memory stays bounded (two batches in flight).
 """
 
 from __future__ import annotations
 
-import glob
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from imgclf.core.config import check_preprocess
 from imgclf.core.errors import UserError
-from imgclf.core.run import Run
 from imgclf.data.decode import DecodeError, decode_image
-from imgclf.data.scan import IMAGE_EXTENSIONS, is_hidden_or_system, is_image_name
-from imgclf.inference.backends import metadata, open_backend
 from imgclf.inference.backends.base import Backend
 from imgclf.inference.backends.keras_model import KerasBackend
 from imgclf.inference.confidence import conformal
 from imgclf.inference.confidence.store import Confidence
+from imgclf.inference.paths import iter_image_paths  # noqa: F401 - re-exported: callers from before the split import it here
+from imgclf.inference.rows import UNKNOWN, prediction_row  # noqa: F401 - UNKNOWN re-exported likewise
 from imgclf.inference.tta import tta_predict
-
-UNKNOWN = "unknown"  # the class given when the top probability is below the threshold, or the unknown score above its own
 
 
 class Predictor:
@@ -228,36 +223,6 @@ class Predictor:
                 yield {"path": path, "class": "", "probability": float("nan"), "top_k": [], "error": decoded[i][1]}
 
 
-def prediction_row(path: str, p: np.ndarray, classes: list[str], top_k: int = 1, threshold: float = 0.0,
-                   extra: dict | None = None) -> dict:
-    """One image's probabilities as a prediction row: the shape every writer, engine and the server use.
-
-    Below `threshold` (top probability), or when `extra` says ``unknown``
-    (the unknown score crossed its threshold), the class is ``'unknown'``;
-    top_k still lists the model's best guesses. `extra`'s ``unknown_score``
-    and ``prediction_set`` become columns of the row.
-
-    Example:
-        >>> prediction_row("a.jpg", np.array([0.1, 0.7, 0.2]), ["cat", "dog", "fox"], top_k=2)
-        {'path': 'a.jpg', 'class': 'dog', 'probability': 0.7, 'top_k': [['dog', 0.7], ['fox', 0.2]], 'error': ''}
-        >>> prediction_row("b.jpg", np.array([0.4, 0.3, 0.3]), ["cat", "dog", "fox"], threshold=0.5)["class"]
-        'unknown'
-        >>> prediction_row("c.jpg", np.array([0.9, 0.1]), ["cat", "dog"], extra={"unknown_score": 9.5, "unknown": True})
-        {'path': 'c.jpg', 'class': 'unknown', 'probability': 0.9, 'top_k': [['cat', 0.9]], 'error': '', 'unknown_score': 9.5}
-    """
-    extra = extra or {}
-    order = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(classes)))]
-    row = {
-        "path": path,
-        "class": classes[order[0]] if p[order[0]] >= threshold and not extra.get("unknown") else UNKNOWN,
-        "probability": float(p[order[0]]),
-        "top_k": [[classes[i], float(p[i])] for i in order],
-        "error": "",
-    }
-    row.update({k: extra[k] for k in ("unknown_score", "prediction_set") if k in extra})
-    return row
-
-
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
     chunk = []
     for item in items:
@@ -281,120 +246,3 @@ def _describe(item) -> str:
     if isinstance(item, (str, os.PathLike)):
         return str(item)
     return f"<{type(item).__name__}>"
-
-
-def iter_image_paths(inputs: list[str]) -> Iterator[str]:
-    """Expand files, folders (recursively, sorted) and glob patterns into image paths, lazily.
-
-    A path that does not exist, or a file given by name that is not an image
-    file, is a `UserError`; non-image files found inside folders are passed
-    over silently.
-
-    Example:
-        >>> import tempfile
-        >>> root = tempfile.mkdtemp()
-        >>> for name in ("photos/a.jpg", "photos/sub/b.png", "photos/notes.txt", "extra/c.jpg"):
-        ...     os.makedirs(os.path.dirname(os.path.join(root, name)), exist_ok=True)
-        ...     _ = open(os.path.join(root, name), "wb").write(b"")
-        >>> [os.path.relpath(p, root) for p in iter_image_paths([os.path.join(root, "photos"), os.path.join(root, "extra/*.jpg")])]
-        ['photos/a.jpg', 'photos/sub/b.png', 'extra/c.jpg']
-    """
-    _check_inputs(inputs)
-    for item in inputs:
-        if os.path.isdir(item):
-            for dirpath, dirnames, filenames in os.walk(item):
-                dirnames[:] = sorted(d for d in dirnames if not is_hidden_or_system(d))
-                for name in sorted(filenames):
-                    if is_image_name(name) and not is_hidden_or_system(name):
-                        yield os.path.join(dirpath, name)
-        elif os.path.exists(item):
-            yield item
-        else:
-            for match in sorted(glob.glob(item, recursive=True)):
-                if os.path.isfile(match) and is_image_name(match):
-                    yield match
-
-
-def _check_inputs(inputs: list[str]) -> None:
-    for item in inputs:
-        if os.path.isdir(item):
-            continue
-        if os.path.exists(item):
-            if not is_image_name(item):
-                raise UserError(
-                    f"Not an image file: {item!r}. Expected a file ending in {', '.join(IMAGE_EXTENSIONS)}, "
-                    "a folder, or a glob pattern such as 'photos/*.jpg'."
-                )
-        elif not glob.has_magic(item):
-            raise UserError(f"File or folder not found: {item!r}. Pass image files, folders or glob patterns.")
-        elif not any(os.path.isfile(m) and is_image_name(m) for m in glob.iglob(item, recursive=True)):
-            raise UserError(f"The pattern {item!r} matches no image files.")
-
-
-def load(path: str | os.PathLike, tta: str = "auto", reject_rate: float | None = None,
-         coverage: float | None = None) -> Predictor:
-    """Load a Run bundle or an exported model (.keras, SavedModel folder, .tflite, .onnx) as a `Predictor`.
-
-    Class names and preprocessing come from the run, from metadata inside the
-    file (.tflite, .onnx), or from the sidecar JSON that `imgclf export` writes.
-    A .tflite or .onnx model is run by LiteRT or ONNX Runtime without importing
-    TensorFlow. `tta="flip"` averages each image with its mirror; "auto" (the
-    default) does what training chose on validation (`imgclf.inference.tta.choose_tta`).
-    Probabilities are calibrated (confidence.json); `reject_rate` (None: the run's, 0: off) sets the share of
-    known images called 'unknown'; `coverage` (e.g. 0.9) adds conformal prediction sets.
-
-    Example:
-        >>> clf = imgclf.load("runs/leaves")
-        >>> clf.classes, clf.format
-        (['bird', 'cat', 'dog'], 'keras')
-        >>> imgclf.load("runs/leaves/exports/model.tflite").format  # `imgclf export` wrote it
-        'tflite'
-    """
-    p = Path(path)
-    if not p.exists():
-        raise UserError(
-            f"Model not found: {str(path)!r}. Pass a run folder (for example runs/leaves), a .keras, "
-            ".tflite or .onnx file, or a SavedModel folder."
-        )
-    if p.is_dir() and (p / "classes.json").exists() and not (p / "saved_model.pb").exists():
-        run = Run(p)
-        # lazy: imports keras (imgclf.models.saving)
-        from imgclf.models.saving import as_float32, load_keras_model  # heavy: TensorFlow, which .tflite and .onnx never need
-
-        # float32 as every export computes, also for a run trained in mixed precision: evaluate measures what ships
-        clf = Predictor(as_float32(load_keras_model(run.model_path)), run.classes, run.preprocess, source=str(p), tta=tta,
-                        confidence=Confidence.load(p), reject_rate=reject_rate, coverage=coverage)
-        clf.info = _run_info(run)
-        return clf
-    if p.suffix == ".keras" and p.is_file():
-        meta = metadata.require(metadata.read_sidecar(p), p)
-        # lazy: imports keras (imgclf.models.saving)
-        from imgclf.models.saving import as_float32, load_keras_model  # heavy: TensorFlow, which .tflite and .onnx never need
-
-        clf = Predictor(as_float32(load_keras_model(p)), meta["classes"], meta["preprocess"], source=str(p), tta=tta,
-                        confidence=Confidence.from_metadata(meta, p), reject_rate=reject_rate, coverage=coverage)
-        clf.info = {k: meta[k] for k in ("model", "metrics") if k in meta}
-        return clf
-    if p.is_dir() and not (p / "saved_model.pb").exists():
-        raise UserError(
-            f"{str(path)!r} is neither an imgclf run (no classes.json) nor a SavedModel folder (no saved_model.pb)."
-        )
-
-    backend, meta = open_backend(p)
-    meta = metadata.require(meta, p)
-    clf = Predictor(backend, meta["classes"], meta["preprocess"], source=str(p), tta=tta,
-                    confidence=Confidence.from_metadata(meta, p), reject_rate=reject_rate, coverage=coverage)
-    clf.info = {k: meta[k] for k in ("model", "metrics") if k in meta}
-    return clf
-
-
-def _run_info(run) -> dict:
-    info = {}
-    try:
-        info["model"] = run.config.get("model", "")
-    except Exception:  # noqa: BLE001 - a hand-made run without config.yaml still predicts
-        pass
-    if run.file("metrics.json").exists():
-        m = run.read_json("metrics.json")
-        info["metrics"] = {k: m[k] for k in ("accuracy", "macro_f1", "num_samples") if k in m}
-    return info

@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from imgclf.core.errors import UserError
-from imgclf.inference.predictor import load
+from imgclf.inference.loader import load
 
 CONFIG_ENV = "IMGCLF_SERVE_CONFIG"  # how worker processes learn what to serve
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgclf.core.errors import UserError
-from imgclf.inference.predictor import iter_image_paths
+from imgclf.inference.paths import iter_image_paths
 
 SHARD_MARKERS = (".tfrecord", ".tfrec")  # shard names: data-00000-of-00008.tfrecord, also with .gz after
 LIST_SUFFIXES = (".txt", ".lst")

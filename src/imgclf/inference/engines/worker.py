@@ -18,7 +18,7 @@ from pyarrow import fs
 
 from imgclf.core.errors import UserError
 from imgclf.data.decode import DecodeError, DecodeErrorKind, read_bytes
-from imgclf.inference.predictor import load
+from imgclf.inference.loader import load
 
 # Column names of the tables that pass between engine workers and the driver.
 PATH, SOURCE = "path", "source"  # input: the name shown in the output, and what to decode (a path or bytes)
