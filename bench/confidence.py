@@ -65,8 +65,6 @@ def outputs(run: Path, x: np.ndarray):
     """Calibrated probabilities (with the run's TTA, as `imgclf predict` gives them), the model's own
     probabilities (the temperature undone), and the penultimate features of grey images `x`."""
     import imgclf
-    from imgclf.inference.confidence.calibration import apply_temperature
-
     clf = imgclf.load(run)
     size, channels = clf.preprocess["img_size"], clf.preprocess.get("channels", 3)
     imgs = np.stack([clf.decode(Image.fromarray(a, "L")) for a in x]) if x.shape[1] != size or channels != 1 else x[..., None]
@@ -76,7 +74,7 @@ def outputs(run: Path, x: np.ndarray):
         probs.append(clf.predict_arrays(batch))
         feats.append(clf.backend.embed(batch.astype(np.float32)))
     cal = np.concatenate(probs)
-    return cal, apply_temperature(cal, 1.0 / clf.confidence.temperature), np.concatenate(feats), clf.confidence
+    return cal, clf.confidence.uncalibrate(cal), np.concatenate(feats), clf.confidence
 
 
 def calibration_part(run: Path, x, names: list[str]) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from imgclf.inference.confidence import conformal
-from imgclf.inference.confidence.calibration import apply_temperature, nll, reliability
+from imgclf.inference.confidence.calibration import nll, reliability
 
 COVERAGES = (0.9, 0.95)
 
@@ -43,9 +43,9 @@ def confidence_metrics(probs, labels, confidence, extras: list[dict] | None = No
         (2.0, 0.107, 0.25)
     """
     labels = np.asarray(labels, dtype=int)
-    raw = apply_temperature(probs, 1.0 / confidence.temperature)  # the model's own probabilities again
+    raw = confidence.uncalibrate(probs)  # the model's own probabilities again
     before, after = reliability(raw, labels), reliability(probs, labels)
-    out = {"calibrated": confidence.calibrated, "temperature": confidence.temperature,
+    out = {"calibrated": confidence.calibrated, "temperature": confidence.temperature, "scaling": confidence.scaling,
            "ece_before": before["ece"], "ece_after": after["ece"], "nll_before": nll(raw, labels),
            "nll_after": nll(probs, labels), "reliability_before": before, "reliability_after": after,
            "selective": selective_curve(probs, labels), "conformal": []}

@@ -234,7 +234,9 @@ def _confidence_section(run, m: dict) -> list[str]:
     if not c["calibrated"]:
         parts.append('<p class="muted">This run has no calibration (made before imgclf calibrated its runs): the '
                      f"probabilities are the model's own. Run <code>imgclf calibrate {html.escape(str(run.path))}</code>.</p>")
-    rows = [["temperature (fitted on validation)", _fmt(c["temperature"])],
+    ct = (c.get("scaling") or {}).get("class_temperatures")
+    rows = [["temperature per predicted class (chosen on validation)", ", ".join(_fmt(t) for t in ct)] if ct else
+            ["temperature (fitted on validation)", _fmt(c["temperature"])],
             ["ECE before / after", f"{c['ece_before']:.4f} / {c['ece_after']:.4f}"],
             ["NLL before / after", f"{c['nll_before']:.4f} / {c['nll_after']:.4f}"]]
     for s in c.get("conformal", []):

@@ -224,7 +224,8 @@ def parity_check(reference, exported, images: np.ndarray, labels: list[str], bat
     y = np.array([index.get(label, -1) for label in labels])
     result = {"images": int(len(images)), "agreement": float(np.mean(ref.argmax(1) == out.argmax(1))),
               "max_prob_diff": float(np.abs(ref - out).max()), "keras_accuracy": None, "export_accuracy": None,
-              "temperature": [reference.confidence.temperature, exported.confidence.temperature]}
+              "temperature": [reference.confidence.temperature, exported.confidence.temperature],
+              "scaling": [reference.confidence.scaling, exported.confidence.scaling]}
     if len(y) and (y >= 0).all():
         result["keras_accuracy"] = float(np.mean(ref.argmax(1) == y))
         result["export_accuracy"] = float(np.mean(out.argmax(1) == y))
@@ -325,9 +326,9 @@ def _judge(fmt: str, parity: dict, max_int8_drop: float) -> None:
                 f"(more than the allowed {max_int8_drop:.1%}); the export was removed. Use --format tflite-fp16 "
                 "or tflite, or calibrate on more training images."
             )
-    elif len(set(parity.get("temperature", ()))) > 1:
-        raise ExportCheckError(f"The {fmt} export carries temperature {parity['temperature'][1]} where the run has "
-                               f"{parity['temperature'][0]}; the export was removed. Please report this as a bug.")
+    elif len(set(parity.get("temperature", ()))) > 1 or (parity.get("scaling") and parity["scaling"][0] != parity["scaling"][1]):
+        raise ExportCheckError(f"The {fmt} export carries the calibration {parity['scaling'][1]} where the run has "
+                               f"{parity['scaling'][0]}; the export was removed. Please report this as a bug.")
     elif parity["agreement"] < FLOAT_MIN_AGREEMENT:
         raise ExportCheckError(
             f"The {fmt} export agrees with the Keras model on top-1 for only {parity['agreement']:.2%} of "

@@ -267,6 +267,7 @@ def create_app(predictor, max_upload_mb: float = 10.0, max_batch: int = 32, max_
                 "resize": pre.get("resize", "squash"), "metrics": predictor.info.get("metrics", {}),
                 "max_upload_mb": max_upload_mb, "max_batch": max_batch,
                 "confidence": {"calibrated": conf.calibrated, "temperature": conf.temperature,
+                               "class_temperatures": conf.class_temperatures,
                                "unknown_score": conf.method if predictor.unknown_threshold is not None else "",
                                "unknown_threshold": predictor.unknown_threshold}}
 

@@ -27,19 +27,26 @@ def log_probs(probs) -> np.ndarray:
     return np.log(np.clip(np.asarray(probs, dtype=np.float64), TINY, None))
 
 
-def apply_temperature(probs, temperature: float) -> np.ndarray:
+def apply_temperature(probs, temperature) -> np.ndarray:
     """``softmax(log(probs) / temperature)``, as float32; temperature 1 returns the input unchanged.
+
+    `temperature` is one number, or one per row (N,): each row is still
+    divided by a single positive number, so its class order never changes.
 
     Example:
         >>> apply_temperature(np.array([[0.9, 0.1]]), 2.0).round(3)
         array([[0.75, 0.25]], dtype=float32)
         >>> apply_temperature(np.array([[0.9, 0.1]]), 1.0)
         array([[0.9, 0.1]], dtype=float32)
+        >>> apply_temperature(np.array([[0.9, 0.1], [0.9, 0.1]]), np.array([1.0, 2.0])).round(3)
+        array([[0.9 , 0.1 ],
+               [0.75, 0.25]], dtype=float32)
     """
     probs = np.asarray(probs, dtype=np.float32)
-    if temperature == 1.0 or probs.size == 0:
+    t = np.asarray(temperature, dtype=np.float64)
+    if probs.size == 0 or (t == 1.0).all():
         return probs
-    z = log_probs(probs) / temperature
+    z = log_probs(probs) / (t[:, None] if t.ndim else t)
     z -= z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
@@ -58,11 +65,12 @@ def nll(probs, labels) -> float:
     return float(-log_probs(probs)[np.arange(len(labels)), labels].mean())
 
 
-def fit_temperature(probs, labels) -> float:
+def fit_temperature(probs, labels, center: float = 1.0, prior_images: float = PRIOR_IMAGES) -> float:
     """The temperature that minimises the validation NLL of ``softmax(log p / T)`` (bounded 1-D search).
 
-    A small penalty on ``(log T)^2`` (worth `PRIOR_IMAGES` images) keeps a
-    tiny validation set without errors from driving T to 0.
+    A small penalty on ``(log T - log center)^2`` (worth `prior_images`
+    images) keeps a tiny validation set without errors from driving T to 0;
+    `center` is returned when no temperature does better than it.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -77,7 +85,7 @@ def fit_temperature(probs, labels) -> float:
 
     labels = np.asarray(labels, dtype=int)
     if not len(labels):
-        return 1.0
+        return float(center)
     z = log_probs(probs)
     picked = z[np.arange(len(labels)), labels]
 
@@ -86,11 +94,12 @@ def fit_temperature(probs, labels) -> float:
         s = z / t
         m = s.max(axis=1)
         lse = m + np.log(np.exp(s - m[:, None]).sum(axis=1))
-        return float((lse - picked / t).mean()) + PRIOR_IMAGES * log_t ** 2 / (2 * len(labels))
+        return float((lse - picked / t).mean()) + prior_images * (log_t - log_c) ** 2 / (2 * len(labels))
 
+    log_c = float(np.log(center))
     res = minimize_scalar(loss, bounds=tuple(np.log(T_RANGE)), method="bounded", options={"xatol": 1e-4})
     t = float(np.exp(res.x))
-    return t if loss(np.log(t)) < loss(0.0) else 1.0
+    return t if loss(np.log(t)) < loss(log_c) else float(center)
 
 
 def reliability(probs, labels, bins: int = 15) -> dict:

@@ -1,4 +1,4 @@
-"""Fit a `Confidence` from validation outputs: temperature, unknown-score threshold, conformal quantiles.
+"""Fit a `Confidence` from validation outputs: calibration map, unknown-score threshold, conformal quantiles.
 
 Pure NumPy: training's end step and `imgclf calibrate` compute the outputs
 (`imgclf.training.confidence`) and call `fit_confidence` with them.
@@ -11,7 +11,8 @@ import time
 import numpy as np
 
 from imgclf.inference.confidence import conformal, ood
-from imgclf.inference.confidence.calibration import apply_temperature, fit_temperature, nll, reliability
+from imgclf.inference.confidence.calibration import nll, reliability
+from imgclf.inference.confidence.scaling import choose_scaling
 from imgclf.inference.confidence.store import Confidence
 from imgclf.inference.confidence.tables import quantile_table
 
@@ -24,8 +25,11 @@ def fit_confidence(val_probs, val_labels, val_features=None, train_features=None
                    seed: int = 0) -> Confidence:
     """Fit everything on the validation images' uncalibrated probabilities (and features, for the feature scores).
 
-    Without features (a model with no 'classifier' layer), the unknown score
-    falls back to max-softmax.
+    The calibration map is one temperature, or one per predicted class where
+    cross-validation on these images shows a clear gain (`scaling.choose_scaling`);
+    the unknown-score tables and the conformal quantiles are fitted on the
+    calibrated probabilities. Without features (a model with no 'classifier'
+    layer), the unknown score falls back to max-softmax.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -38,15 +42,20 @@ def fit_confidence(val_probs, val_labels, val_features=None, train_features=None
     """
     val_labels = np.asarray(val_labels, dtype=int)
     n_classes = np.asarray(val_probs).shape[1]
-    t = fit_temperature(val_probs, val_labels)
-    probs = apply_temperature(val_probs, t)
+    scaling = choose_scaling(val_probs, val_labels, seed=seed)
+    info = {"temperature": scaling["temperature"]}
+    if scaling["method"] == "class_temperature":
+        info["class_temperatures"] = scaling["class_temperatures"]
+    probs = Confidence(info).calibrate(val_probs)
     before, after = reliability(val_probs, val_labels), reliability(probs, val_labels)
-    info = {"temperature": round(t, 6), "fitted_on": {"images": int(len(val_labels)), "split": "val"},
-            "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "ece_before": round(before["ece"], 6), "ece_after": round(after["ece"], 6),
-            "nll_before": round(nll(val_probs, val_labels), 6), "nll_after": round(nll(probs, val_labels), 6),
-            "accuracy": round(float(np.mean(np.asarray(probs).argmax(1) == val_labels)), 6) if len(val_labels) else 0.0,
-            "conformal": conformal.fit_conformal(probs, val_labels)}
+    info.update({
+        "scaling": {k: v for k, v in scaling.items() if k != "class_temperatures"},  # the choice and its evidence
+        "fitted_on": {"images": int(len(val_labels)), "split": "val"},
+        "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "ece_before": round(before["ece"], 6), "ece_after": round(after["ece"], 6),
+        "nll_before": round(nll(val_probs, val_labels), 6), "nll_after": round(nll(probs, val_labels), 6),
+        "accuracy": round(float(np.mean(np.asarray(probs).argmax(1) == val_labels)), 6) if len(val_labels) else 0.0,
+        "conformal": conformal.fit_conformal(probs, val_labels)})
     stats = None
     tables = {"msp": quantile_table(ood.msp_score(probs))}
     if val_features is not None and train_features is not None and len(train_features):

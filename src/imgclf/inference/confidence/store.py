@@ -1,6 +1,7 @@
 """`Confidence`: what was fitted on validation, as `Predictor` applies it, and how it is stored.
 
-A run keeps it in two files: confidence.json (the temperature, the unknown
+A run keeps it in two files: confidence.json (the temperature, or one
+temperature per predicted class where validation chose them, the unknown
 score, its threshold and the validation quantiles behind it, the conformal
 quantiles, the measures before and after) and confidence.npz (feature
 statistics for the energy, Mahalanobis and kNN scores). An export carries the
@@ -29,6 +30,7 @@ from imgclf.core.errors import UserError
 from imgclf.core.fs import atomic_write_json
 from imgclf.inference.confidence import conformal, ood
 from imgclf.inference.confidence.calibration import apply_temperature
+from imgclf.inference.confidence.scaling import apply_class_temperatures, undo_class_temperatures
 from imgclf.inference.confidence.tables import table_quantile
 
 CONFIDENCE_JSON = "confidence.json"
@@ -66,6 +68,13 @@ class Confidence:
             raise UserError(f"Invalid temperature in {source or CONFIDENCE_JSON}: expected a positive number, "
                             f"received {t!r}. Refit it with `imgclf calibrate RUN`.")
         self.temperature = float(t)
+        ct = self.info.get("class_temperatures")
+        if ct is not None and (not isinstance(ct, list) or not ct or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0 for x in ct)):
+            raise UserError(f"Invalid class_temperatures in {source or CONFIDENCE_JSON}: expected a list of positive "
+                            f"numbers, one per class, received {ct!r}. Refit it with `imgclf calibrate RUN`.")
+        # One temperature per predicted class where validation chose them (imgclf.inference.confidence.scaling).
+        self.class_temperatures = [float(x) for x in ct] if ct else None
 
     @property
     def calibrated(self) -> bool:
@@ -120,8 +129,48 @@ class Confidence:
 
     # ------------------------------------------------------------------ applying
     def calibrate(self, probs) -> np.ndarray:
-        """Probabilities with the temperature applied (the class order never changes)."""
-        return apply_temperature(probs, self.temperature)
+        """Probabilities with the calibration applied (one positive temperature per row: the class order never changes).
+
+        Example:
+            >>> Confidence({"temperature": 1.0, "class_temperatures": [2.0, 1.0]}).calibrate(np.array([[0.9, 0.1]])).round(2)
+            array([[0.75, 0.25]], dtype=float32)
+        """
+        if self.class_temperatures is None:
+            return apply_temperature(probs, self.temperature)
+        self._check_classes(probs)
+        return apply_class_temperatures(probs, self.class_temperatures)
+
+    def uncalibrate(self, calibrated) -> np.ndarray:
+        """The model's own probabilities again, from calibrated ones (the inverse of `calibrate`).
+
+        Example:
+            >>> c = Confidence({"temperature": 2.0})
+            >>> c.uncalibrate(c.calibrate(np.array([[0.9, 0.1]]))).round(3)
+            array([[0.9, 0.1]], dtype=float32)
+        """
+        if self.class_temperatures is None:
+            return apply_temperature(calibrated, 1.0 / self.temperature)
+        self._check_classes(calibrated)
+        return undo_class_temperatures(calibrated, self.class_temperatures)
+
+    def _check_classes(self, probs) -> None:
+        k = np.shape(probs)[-1] if np.ndim(probs) else 0
+        if k != len(self.class_temperatures):
+            raise UserError(f"{self.source or CONFIDENCE_JSON} holds {len(self.class_temperatures)} class temperatures "
+                            f"for a model of {k} classes. Refit it with `imgclf calibrate RUN` (then export again).")
+
+    @property
+    def scaling(self) -> dict:
+        """The calibration map as applied: what the export parity check compares between a run and its export.
+
+        Example:
+            >>> Confidence({"temperature": 0.8}).scaling
+            {'method': 'temperature', 'temperature': 0.8}
+        """
+        out = {"method": "class_temperature" if self.class_temperatures else "temperature", "temperature": self.temperature}
+        if self.class_temperatures:
+            out["class_temperatures"] = self.class_temperatures
+        return out
 
     @property
     def method(self) -> str:
@@ -176,7 +225,8 @@ class Confidence:
         """One line for the terminal about what is applied."""
         if not self.calibrated:
             return f"uncalibrated (no {CONFIDENCE_JSON}: run `imgclf calibrate RUN`)"
-        line = f"temperature {self.temperature:.3f}"
+        ct = self.class_temperatures
+        line = f"temperature per predicted class {min(ct):.3f}-{max(ct):.3f}" if ct else f"temperature {self.temperature:.3f}"
         thr = self.reject_threshold()
         if thr is not None:
             line += f"; unknown above {self.method} score {thr:.4g} (reject rate {self.default_reject_rate():g})"
