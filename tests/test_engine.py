@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from imgclf.cli import main
 from imgclf.core.errors import UserError
@@ -45,9 +46,18 @@ def tflite(trained_run, tmp_path_factory):
     return str(export(trained_run, "tflite", out=tmp_path_factory.mktemp("engine_model") / "m.tflite").path)
 
 
-def _local_rows(model, inputs, tmp_path, top_k=2):
+@pytest.fixture(scope="module")
+def odd_images(tmp_path_factory):
+    """A blank and a noise image: far from every class, so the run answers 'unknown' for them."""
+    root = tmp_path_factory.mktemp("engine_odd")
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(root / "blank.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 24, 3)).astype(np.uint8)).save(root / "noise.png")
+    return str(root)
+
+
+def _local_rows(model, inputs, tmp_path, top_k=2, **confidence):
     out = tmp_path / "local.jsonl"
-    predict_files(model, inputs, top_k=top_k, fmt="jsonl", output=str(out), progress=False)
+    predict_files(model, inputs, top_k=top_k, fmt="jsonl", output=str(out), progress=False, **confidence)
     return [json.loads(line) for line in out.read_text().splitlines()]
 
 
@@ -59,6 +69,11 @@ def _assert_same(engine_rows, local_rows):
             assert e["probability"] == pytest.approx(loc["probability"], abs=1e-5)
             assert [c for c, _ in e["top_k"]] == [c for c, _ in loc["top_k"]]
             assert np.allclose([p for _, p in e["top_k"]], [p for _, p in loc["top_k"]], atol=1e-5)
+            # the run's confidence (on by default): the same unknown score, and the same set where --coverage asks
+            assert ("unknown_score" in e) == ("unknown_score" in loc), e["path"]
+            if "unknown_score" in loc:
+                assert e["unknown_score"] == pytest.approx(loc["unknown_score"], rel=1e-4, abs=1e-4), e["path"]
+            assert e.get("prediction_set") == loc.get("prediction_set"), e["path"]
 
 
 @pytest.mark.slow
@@ -84,7 +99,8 @@ def test_every_output_format_parses_with_the_same_rows(local_ray, tflite, images
     local = _local_rows(tflite, [images], tmp_path)
     predict_with_engine(tflite, [images], str(tmp_path / "p.parquet"), top_k=2, options={"actors": 1}, progress=False)
     table = pq.read_table(tmp_path / "p.parquet")
-    assert table.column_names == ["path", "class", "probability", "class_2", "probability_2", "error"]
+    # the run rejects unknowns by default: its score is a column, as in `imgclf predict`'s CSV
+    assert table.column_names == ["path", "class", "probability", "class_2", "probability_2", "unknown_score", "error"]
     assert str(table.schema.field("probability").type) == "double"
     rows = table.to_pylist()
     assert [r["path"] for r in rows] == [r["path"] for r in local]
@@ -98,7 +114,7 @@ def test_every_output_format_parses_with_the_same_rows(local_ray, tflite, images
     predict_with_engine(tflite, [images], str(tmp_path / "p.csv"), top_k=2, options={"actors": 1}, progress=False)
     with open(tmp_path / "p.csv", newline="") as f:
         csv_rows = list(csv.DictReader(f))
-    assert list(csv_rows[0]) == ["path", "class", "probability", "class_2", "probability_2", "error"]
+    assert list(csv_rows[0]) == ["path", "class", "probability", "class_2", "probability_2", "unknown_score", "error"]
     assert [(r["path"], r["class"]) for r in csv_rows] == [(r["path"], r["class"]) for r in local]
     predict_with_engine(tflite, [images], str(tmp_path / "p.json"), options={"actors": 1}, progress=False)
     assert [r["class"] for r in json.loads((tmp_path / "p.json").read_text())] == [r["class"] for r in local]
@@ -134,6 +150,37 @@ def test_shards_from_datasets_pack_give_the_same_answers(local_ray, tflite, imag
     local = [r for r in _local_rows(tflite, [images], tmp_path) if not r["error"]]
     engine = [{**by_name[os.path.relpath(r["path"], images)], "path": r["path"]} for r in local]
     _assert_same(engine, local)
+
+
+@pytest.mark.slow
+def test_unknown_answers_scores_and_prediction_sets_match_imgclf_predict(local_ray, tflite, images, odd_images, tmp_path):
+    """`--coverage` and `--reject-rate` reach the workers: the engine's rows and columns are `imgclf predict`'s."""
+    inputs = [images + "/circle", odd_images]
+    local = _local_rows(tflite, inputs, tmp_path, coverage=0.9)
+    assert all("unknown_score" in r and r["prediction_set"] for r in local if not r["error"])
+    assert [r["class"] for r in local[-2:]] == ["unknown", "unknown"]  # blank.png, noise.png
+    out = tmp_path / "p.jsonl"
+    predict_with_engine(tflite, inputs, str(out), top_k=2, coverage=0.9, options={"actors": 1}, progress=False)
+    _assert_same([json.loads(line) for line in out.read_text().splitlines()], local)
+
+    predict_with_engine(tflite, inputs, str(tmp_path / "p.parquet"), top_k=2, coverage=0.9, options={"actors": 1},
+                        progress=False)
+    table = pq.read_table(tmp_path / "p.parquet")
+    assert table.column_names[-3:] == ["unknown_score", "prediction_set", "error"]
+    assert str(table.schema.field("unknown_score").type) == "double"
+    for r, loc in zip(table.to_pylist(), local):
+        assert r["prediction_set"] == ("|".join(loc["prediction_set"]) if not loc["error"] else None), r["path"]
+        if not loc["error"]:
+            assert r["unknown_score"] == pytest.approx(loc["unknown_score"], rel=1e-4, abs=1e-4)
+
+    off = tmp_path / "off.csv"
+    predict_with_engine(tflite, inputs, str(off), reject_rate=0, options={"actors": 1}, progress=False)
+    with open(off, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["path", "class", "probability", "error"]  # no score column when rejection is off
+    assert "unknown" not in {r["class"] for r in rows}
+    with pytest.raises(UserError, match="--coverage"):
+        predict_with_engine(tflite, inputs, str(tmp_path / "x.csv"), coverage=1.5)
 
 
 def test_user_errors_before_any_worker_starts(tmp_path, monkeypatch, capsys):

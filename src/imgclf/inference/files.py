@@ -40,6 +40,21 @@ def validate_options(top_k: int, threshold: float, batch_size: int, sort_into=No
         raise UserError("--move only makes sense with --sort-into DIR (it moves the files there instead of copying).")
 
 
+def validate_confidence_options(reject_rate: float | None, coverage: float | None) -> None:
+    """Check --reject-rate and --coverage before any model loads (shared with the engines).
+
+    Example:
+        >>> validate_confidence_options(0.05, 0.9)
+        >>> validate_confidence_options(None, 1.5)
+        Traceback (most recent call last):
+        imgclf.core.errors.UserError: --coverage is a probability between 0 and 1 (for example 0.9), received 1.5.
+    """
+    if reject_rate is not None and not 0 <= reject_rate < 1:
+        raise UserError(f"--reject-rate is a share of known images in [0, 1) (0 = off), received {reject_rate}.")
+    if coverage is not None and not 0 < coverage < 1:
+        raise UserError(f"--coverage is a probability between 0 and 1 (for example 0.9), received {coverage}.")
+
+
 def predict_files(model, inputs: list[str], top_k: int = 1, fmt: str = "table", output: str | None = None,
                   threshold: float = 0.0, batch_size: int = 64, tta: str = "auto", sort_into: str | None = None,
                   move: bool = False, progress: bool | None = None, reject_rate: float | None = None,
@@ -61,10 +76,7 @@ def predict_files(model, inputs: list[str], top_k: int = 1, fmt: str = "table", 
     """
 
     validate_options(top_k, threshold, batch_size, sort_into, move)
-    if reject_rate is not None and not 0 <= reject_rate < 1:
-        raise UserError(f"--reject-rate is a share of known images in [0, 1) (0 = off), received {reject_rate}.")
-    if coverage is not None and not 0 < coverage < 1:
-        raise UserError(f"--coverage is a probability between 0 and 1 (for example 0.9), received {coverage}.")
+    validate_confidence_options(reject_rate, coverage)
     paths = iter_image_paths(inputs)
     first = next(paths, None)  # validate inputs before paying for the model
     if first is None:

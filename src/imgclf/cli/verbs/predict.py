@@ -21,7 +21,8 @@ def run(args) -> int:
         counts = predict_with_engine(args.model, args.paths, args.output, engine=args.engine, top_k=args.top_k,
                                      threshold=args.threshold, batch_size=args.batch_size, tta=args.tta,
                                      options=parse_options(args.engine_options), progress=args.progress,
-                                     fmt=None if args.format == "table" else args.format)
+                                     fmt=None if args.format == "table" else args.format,
+                                     reject_rate=args.reject_rate, coverage=args.coverage)
         return _report_predict(args, counts)
     counts = predict_files(args.model, args.paths, top_k=args.top_k, fmt=args.format, output=args.output,
                            threshold=args.threshold, batch_size=args.batch_size, tta=args.tta,

@@ -18,7 +18,7 @@ import os
 from imgclf.core.errors import UserError
 from imgclf.core.progress import Progress
 from imgclf.inference.engines.inputs import resolve_inputs
-from imgclf.inference.files import validate_options
+from imgclf.inference.files import validate_confidence_options, validate_options
 
 ENGINES = ("local", "ray")
 EXTRAS = {"ray": ("ray", "ray")}  # engine -> (module that must import, imgclf extra that installs it)
@@ -79,10 +79,12 @@ def check_model_path(model: str) -> None:
 
 def predict_with_engine(model: str, inputs: list[str], output: str, engine: str = "ray", top_k: int = 1,
                         threshold: float = 0.0, batch_size: int = 64, tta: str | None = None, options: dict | None = None,
-                        progress: bool | None = None, fmt: str | None = None) -> dict:
+                        progress: bool | None = None, fmt: str | None = None, reject_rate: float | None = None,
+                        coverage: float | None = None) -> dict:
     """Predict every image under `inputs` on `engine` and write `output`; returns ``{'images', 'errors'}``.
 
     The format comes from the extension of `output`; `fmt`, where given, must agree with it.
+    `reject_rate` and `coverage` are `imgclf predict`'s (see `imgclf.inference.files.predict_files`).
 
     Example:
         >>> predict_with_engine("runs/leaves", ["photos/"], "preds.parquet", engine="ray", options={"actors": 2})  # needs a trained model and Ray  # doctest: +SKIP
@@ -92,6 +94,7 @@ def predict_with_engine(model: str, inputs: list[str], output: str, engine: str 
     from imgclf.inference.engines.output import output_format, write_output
 
     validate_options(top_k, threshold, batch_size)
+    validate_confidence_options(reject_rate, coverage)
     if fmt and fmt != output_format(output):
         raise UserError(f"--format {fmt} disagrees with --output {output!r}: an engine job takes its format from the "
                         f"extension. Drop --format, or name the output something.{fmt}.")
@@ -113,6 +116,7 @@ def predict_with_engine(model: str, inputs: list[str], output: str, engine: str 
                 bar.update(1)
                 yield row
 
-        rows = run_ray(model, found, options or {}, top_k=top_k, threshold=threshold, tta=tta, batch_size=batch_size)
+        rows = run_ray(model, found, options or {}, top_k=top_k, threshold=threshold, tta=tta, batch_size=batch_size,
+                       reject_rate=reject_rate, coverage=coverage)
         counts["errors"] = write_output(counted(rows), output, top_k)
     return counts

@@ -3,16 +3,19 @@
 JSON Lines, JSON and CSV are written by `imgclf predict`'s own writer, so the
 fields and columns are the same; Parquet has the CSV's columns (one
 definition: `writers.table_columns`) with real types (probabilities as
-float64, null on error rows). The file is written under a temporary name
+float64, null on error rows). The ``unknown_score`` and ``prediction_set``
+columns appear as in `imgclf predict`'s output: when the rows carry them
+(rejection on; ``--coverage`` given). The file is written under a temporary name
 and renamed at the end: a job that fails halfway leaves no half-written
 file behind.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -39,9 +42,34 @@ def output_format(output: str | None) -> str:
     return fmt
 
 
-def _write_parquet(rows: Iterable[dict], path: str, top_k: int, chunk: int = 4096) -> int:
-    cols = table_columns(top_k)
-    schema = pa.schema([(c, pa.float64() if c.startswith("probability") else pa.string()) for c in cols])
+EXTRA_COLUMNS = ("unknown_score", "prediction_set")  # in this order, as `imgclf predict` writes them
+
+
+def extra_columns(rows: Iterable[dict]) -> tuple[tuple, Iterator[dict]]:
+    """The extra columns the rows carry (from the first row without error) and the rows, none lost.
+
+    An engine's driver does not load the model, so it learns from the rows
+    what `imgclf predict` knows from its `Predictor` (every answered row of a
+    job has the same keys).
+
+    Example:
+        >>> rows = [{"error": "empty file"}, {"error": "", "unknown_score": 3.0}]
+        >>> extra, again = extra_columns(rows)
+        >>> extra, len(list(again))
+        (('unknown_score',), 2)
+    """
+    it, seen = iter(rows), []
+    for row in it:
+        seen.append(row)
+        if not row["error"]:
+            return tuple(c for c in EXTRA_COLUMNS if c in row), itertools.chain(seen, it)
+    return (), iter(seen)
+
+
+def _write_parquet(rows: Iterable[dict], path: str, top_k: int, extra: tuple = (), chunk: int = 4096) -> int:
+    cols = table_columns(top_k, extra)
+    schema = pa.schema([(c, pa.float64() if c.startswith("probability") or c == "unknown_score" else pa.string())
+                        for c in cols])
     errors = 0
     with pq.ParquetWriter(path, schema) as writer:
         buffer: list[list] = [[] for _ in cols]
@@ -53,7 +81,7 @@ def _write_parquet(rows: Iterable[dict], path: str, top_k: int, chunk: int = 409
 
         for row in rows:
             errors += bool(row["error"])
-            for column, value in zip(buffer, table_values(row, top_k)):
+            for column, value in zip(buffer, table_values(row, top_k, extra)):
                 column.append(value)
             if len(buffer[0]) >= chunk:
                 flush()
@@ -73,6 +101,10 @@ def write_output(rows: Iterable[dict], output: str, top_k: int) -> int:
         0
         >>> pq.read_table(path).column_names
         ['path', 'class', 'probability', 'class_2', 'probability_2', 'class_3', 'probability_3', 'error']
+        >>> _ = write_output([{"path": "b.jpg", "class": "unknown", "probability": 0.6, "top_k": [["cat", 0.6]],
+        ...                    "error": "", "unknown_score": 41.5, "prediction_set": ["cat", "dog"]}], path, top_k=1)
+        >>> pq.read_table(path).to_pylist()[0]["prediction_set"], pq.read_table(path).column_names[3:]
+        ('cat|dog', ['unknown_score', 'prediction_set', 'error'])
     """
 
     fmt = output_format(output)
@@ -81,10 +113,11 @@ def write_output(rows: Iterable[dict], output: str, top_k: int) -> int:
         raise UserError(f"The folder of --output {output!r} does not exist: create {folder!r} first.")
     partial = os.path.join(folder, f".{os.path.basename(output)}.partial")
     try:
+        extra, rows = extra_columns(rows)
         if fmt == "parquet":
-            errors = _write_parquet(rows, partial, top_k)
+            errors = _write_parquet(rows, partial, top_k, extra)
         else:
-            errors = write_predictions(rows, fmt, partial, top_k)
+            errors = write_predictions(rows, fmt, partial, top_k, extra)
         os.replace(partial, output)
     finally:
         if os.path.exists(partial):

@@ -115,8 +115,12 @@ def _unwrap(error: Exception) -> Exception:
 
 
 def run_ray(model: str, inputs: Inputs, options: dict, top_k: int = 1, threshold: float = 0.0, tta: str | None = None,
-            batch_size: int = 64) -> Iterator[dict]:
+            batch_size: int = 64, reject_rate: float | None = None, coverage: float | None = None) -> Iterator[dict]:
     """Yield prediction rows, in input order, computed by a Ray Data actor pool.
+
+    The rows are `imgclf predict`'s: calibrated probabilities, ``unknown``
+    past the run's unknown-score threshold (`reject_rate` None: the run's;
+    0: off) with its ``unknown_score``, and a ``prediction_set`` for `coverage`.
 
     Example:
         >>> rows = run_ray("runs/leaves", resolve_inputs(["photos/"]), {"actors": 2})  # needs a trained model and Ray  # doctest: +SKIP
@@ -140,7 +144,7 @@ def run_ray(model: str, inputs: Inputs, options: dict, top_k: int = 1, threshold
         ds = _dataset(inputs).map_batches(
             BatchPredictor,
             fn_constructor_kwargs={"model": model, "top_k": top_k, "threshold": threshold, "tta": tta,
-                                   "batch_size": batch_size},
+                                   "batch_size": batch_size, "reject_rate": reject_rate, "coverage": coverage},
             batch_size=batch_size,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=_pool_size(options, float(extra["num_cpus"]))),

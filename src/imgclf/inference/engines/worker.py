@@ -4,7 +4,9 @@
 the model once, in its constructor, and then turns batches of inputs (file
 paths, or encoded image bytes from TFRecord shards) into prediction rows
 through `Predictor.predict_paths`, the very function behind `imgclf predict`,
-so both give the same classes and the same probabilities. An unreadable
+so both give the same classes, the same calibrated probabilities, the same
+``unknown`` answers and prediction sets (the run's confidence, with
+`reject_rate` and `coverage` as `imgclf predict` takes them). An unreadable
 image is a row with its reason in ``error``, never an exception.
 This module imports neither Ray nor TensorFlow itself.
 """
@@ -23,6 +25,7 @@ from imgclf.inference.loader import load
 # Column names of the tables that pass between engine workers and the driver.
 PATH, SOURCE = "path", "source"  # input: the name shown in the output, and what to decode (a path or bytes)
 CLASS, PROBABILITY, TOP_CLASSES, TOP_PROBS, ERROR = "class", "probability", "top_classes", "top_probs", "error"
+UNKNOWN_SCORE, PREDICTION_SET = "unknown_score", "prediction_set"  # null where the row has none (rejection off, no --coverage)
 
 
 def read_source(path: str) -> bytes:
@@ -61,11 +64,13 @@ class BatchPredictor:
         (True, 2)
     """
 
-    def __init__(self, model: str, top_k: int = 1, threshold: float = 0.0, tta: str | None = None, batch_size: int = 64):
+    def __init__(self, model: str, top_k: int = 1, threshold: float = 0.0, tta: str | None = None, batch_size: int = 64,
+                 reject_rate: float | None = None, coverage: float | None = None):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
         try:
-            self.predictor = load(model) if tta is None else load(model, tta=tta)  # None: load()'s default, as `imgclf predict`
+            # tta None: load()'s default, as `imgclf predict`; reject_rate None: the run's; coverage None: no sets
+            self.predictor = load(model, **({} if tta is None else {"tta": tta}), reject_rate=reject_rate, coverage=coverage)
         except UserError:
             raise
         except Exception as e:  # noqa: BLE001 - a damaged model file: one clear line at the driver, not a worker traceback
@@ -126,10 +131,13 @@ def _fetch(source):
 def rows_to_table(rows: list[dict]):
     """Prediction rows as a pyarrow Table with flat, typed columns (top-k as two list columns).
 
+    Every table has the ``unknown_score`` and ``prediction_set`` columns
+    (null in rows without them), so all batches of a job share one schema.
+
     Example:
         >>> rows_to_table([{"path": "a.jpg", "class": "cat", "probability": 0.9,
         ...                 "top_k": [["cat", 0.9]], "error": ""}]).column_names
-        ['path', 'class', 'probability', 'top_classes', 'top_probs', 'error']
+        ['path', 'class', 'probability', 'top_classes', 'top_probs', 'error', 'unknown_score', 'prediction_set']
     """
 
     return pa.table({
@@ -139,20 +147,26 @@ def rows_to_table(rows: list[dict]):
         TOP_CLASSES: pa.array([[c for c, _ in r["top_k"]] for r in rows], pa.list_(pa.string())),
         TOP_PROBS: pa.array([[p for _, p in r["top_k"]] for r in rows], pa.list_(pa.float64())),
         ERROR: pa.array([r["error"] for r in rows], pa.string()),
+        UNKNOWN_SCORE: pa.array([r.get(UNKNOWN_SCORE) for r in rows], pa.float64()),
+        PREDICTION_SET: pa.array([r.get(PREDICTION_SET) for r in rows], pa.list_(pa.string())),
     })
 
 
 def table_rows(table) -> list[dict]:
-    """The inverse of `rows_to_table`: rows as `imgclf predict` yields them.
+    """The inverse of `rows_to_table`: rows as `imgclf predict` yields them (the extra keys only where set).
 
     Example:
-        >>> rows = [{"path": "a.jpg", "class": "cat", "probability": 0.9, "top_k": [["cat", 0.9], ["dog", 0.1]], "error": ""}]
+        >>> rows = [{"path": "a.jpg", "class": "cat", "probability": 0.9, "top_k": [["cat", 0.9], ["dog", 0.1]], "error": ""},
+        ...         {"path": "b.jpg", "class": "unknown", "probability": 0.6, "top_k": [["dog", 0.6]], "error": "",
+        ...          "unknown_score": 41.5, "prediction_set": ["dog", "cat"]}]
         >>> table_rows(rows_to_table(rows)) == rows
         True
     """
     out = []
     for r in table.to_pylist():
         prob = r[PROBABILITY]
-        out.append({"path": r[PATH], "class": r[CLASS], "probability": float("nan") if prob is None else prob,
-                    "top_k": [[c, p] for c, p in zip(r[TOP_CLASSES] or [], r[TOP_PROBS] or [])], "error": r[ERROR]})
+        row = {"path": r[PATH], "class": r[CLASS], "probability": float("nan") if prob is None else prob,
+               "top_k": [[c, p] for c, p in zip(r[TOP_CLASSES] or [], r[TOP_PROBS] or [])], "error": r[ERROR]}
+        row.update({k: r[k] for k in (UNKNOWN_SCORE, PREDICTION_SET) if r.get(k) is not None})
+        out.append(row)
     return out
