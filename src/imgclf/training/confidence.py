@@ -4,12 +4,16 @@ The model's own outputs on the validation images (with the test-time
 augmentation the run chose) fit the temperature, the unknown-score
 threshold for the run's ``reject_rate`` and the conformal quantiles; the
 penultimate features of up to 5,000 training images give the class
-statistics of the Mahalanobis and kNN scores. The math is in
+statistics of the Mahalanobis and kNN scores. A run trained from streamed
+shards holds no pixels, so its images are decoded from the shards at the end
+(the first `MAX_VAL_IMAGES` validation and `MAX_TRAIN_IMAGES` training
+records: random samples, since packing shuffled each split). The math is in
 `imgclf.inference.confidence`; this module only feeds it images.
 
 Example:
-    >>> calibrate("runs/leaves").temperature  # a trained run (tests/test_confidence_run.py)  # doctest: +SKIP
-    1.43
+    >>> conf = calibrate("runs/leaves")
+    >>> conf.calibrated, conf.info["fitted_on"]["split"], conf.temperature > 0
+    (True, 'val', True)
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from imgclf.core.errors import UserError
 from imgclf.core.manifest import is_skipped
 from imgclf.core.progress import log
 from imgclf.core.run import Run
+from imgclf.data.decode import DEFAULT_MAX_PIXELS
 from imgclf.data.pipeline import decode_all
+from imgclf.data.shards.reader import decode_split, shard_source
 from imgclf.evaluation.evaluate import eval_rows
 from imgclf.inference.confidence.fit import DEFAULT_METHOD, DEFAULT_REJECT_RATE, fit_confidence
 from imgclf.inference.confidence.scaling import explain
@@ -30,6 +36,7 @@ from imgclf.inference.confidence.store import Confidence
 from imgclf.inference.predictor import Predictor
 
 MAX_TRAIN_IMAGES = 5000  # training images whose features give the class statistics (a seeded sample)
+MAX_VAL_IMAGES = 20_000  # validation images decoded from shards for the fit (a large pack's split may not fit in memory)
 BATCH = 128
 
 
@@ -42,7 +49,13 @@ def fit_run_confidence(run_dir, model, train_images, train_labels, val_images, v
     """Fit and save (confidence.json, confidence.npz) the confidence of the run in `run_dir` for a Keras `model`.
 
     Example:
-        >>> fit_run_confidence(run.path, model, x_train, y_train, x_val, y_val)  # a trained run  # doctest: +SKIP
+        >>> from imgclf.models.saving import load_keras_model
+        >>> run = Run("runs/leaves")
+        >>> train, val = shard_sets("shards/", run.classes, run.preprocess)  # data/ packed: the run's images
+        >>> conf = fit_run_confidence(run.path, load_keras_model(run.model_path), train.images, train.labels,
+        ...                           val.images, val.labels)
+        >>> conf.info["fitted_on"]["images"] == len(val), conf.method
+        (True, 'mahalanobis')
     """
     run = Run(run_dir)
     raw = Predictor(model, run.classes, run.preprocess, source=str(run_dir))  # no confidence: uncalibrated outputs
@@ -70,20 +83,40 @@ def fit_run_confidence(run_dir, model, train_images, train_labels, val_images, v
     return conf
 
 
+def shard_sets(root: str, classes: list[str], pre: dict, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """(train, val) `DecodedSet`s for a fit from packed shards: their first records, at most the caps above.
+
+    Example:
+        >>> train, val = shard_sets("shards/", ["bird", "cat", "dog"], {"img_size": 16, "color_mode": "rgb"})
+        >>> len(train), len(val), val.images.shape[1:]
+        (30, 3, (16, 16, 3))
+    """
+    def decode(split, limit):
+        return decode_split(root, split, classes, pre["img_size"], pre["color_mode"], resize=pre.get("resize", "squash"),
+                            max_pixels=max_pixels, verbose=False, limit=limit)
+
+    return decode("train", MAX_TRAIN_IMAGES), decode("val", MAX_VAL_IMAGES)
+
+
 class FitConfidence:
     """End step of training: fit the confidence on the validation split (after `ChooseTTA`, whose choice it uses).
 
     Example:
-        >>> FitConfidence().after_fit(trainer)  # a trained Trainer (tests/test_confidence_run.py)  # doctest: +SKIP
+        >>> FitConfidence().after_fit(trainer)  # one step inside training: a prepared Trainer (tests/test_confidence_run.py, tests/test_confidence_shards.py)  # doctest: +SKIP
     """
 
     def after_fit(self, trainer) -> None:
-        """Fit and record; nothing for streamed shards (no pixels held), a non-chief worker or a run without model."""
+        """Fit and record; nothing for a non-chief worker or a run without model. Streamed shards are decoded here."""
+        if not trainer.dist.plan.is_chief or not (trainer.run_dir / "model.keras").exists():
+            return
         val, train = trainer.sets["val"], trainer.sets["train"]
-        if (val.images is None or not len(val.images) or train.images is None or not trainer.dist.plan.is_chief
-                or not (trainer.run_dir / "model.keras").exists()):
-            if val.images is None:
-                log("Calibration: skipped for streamed shards; run `imgclf calibrate RUN` to fit it.")
+        if val.images is None:  # streamed shards hold no pixels: decode bounded samples of both splits now
+            root = getattr(trainer.source, "root", "")
+            if not root:
+                log("Calibration: skipped (no pixels and no shards to read them from); run `imgclf calibrate RUN --data DIR`.")
+                return
+            train, val = shard_sets(root, trainer.classes, Run(trainer.run_dir).preprocess, trainer.cfg.max_pixels)
+        if not len(val.images) or train.images is None:
             return
         # lazy: imports keras (imgclf.models.saving)
         from imgclf.models.saving import load_keras_model
@@ -106,11 +139,13 @@ def calibrate(run, data: str | os.PathLike | None = None, reject_rate: float | N
               method: str = DEFAULT_METHOD) -> Confidence:
     """Refit the confidence of an existing run on its validation split (or on `data`, a folder of class subfolders).
 
+    A run trained from packed shards refits on the shards' validation split
+    (its image files need not exist here); `data` may also be such a pack.
     `reject_rate` None keeps the run's (config.yaml; 0.05 for runs made before it existed).
 
     Example:
-        >>> imgclf.calibrate("runs/leaves", reject_rate=0.05).method  # a trained run  # doctest: +SKIP
-        'mahalanobis'
+        >>> imgclf.calibrate("runs/leaves", reject_rate=0.02).info["reject"]["reject_rate"]
+        0.02
     """
     run = run if isinstance(run, Run) else Run(run)
     if reject_rate is None:
@@ -121,6 +156,14 @@ def calibrate(run, data: str | os.PathLike | None = None, reject_rate: float | N
     if not 0 <= reject_rate < 1:
         raise UserError(f"--reject-rate is a share in [0, 1) (0 = off), received {reject_rate}.")
     pre, classes = run.preprocess, run.classes
+    # lazy: imports keras (imgclf.models.saving)
+    from imgclf.models.saving import load_keras_model
+
+    shards = shard_source(run, data)
+    if shards:
+        train, val = shard_sets(shards, classes, pre)
+        return fit_run_confidence(run.path, load_keras_model(run.model_path), train.images, train.labels, val.images,
+                                  val.labels, reject_rate=reject_rate, method=method)
     manifest = run.manifest() if run.file("manifest.csv").exists() else []
     cal_rows = eval_rows(run, os.fspath(data), None)[0] if data else [r for r in manifest if r["split"] == "val" and not is_skipped(r)]
     if not cal_rows:
@@ -132,9 +175,5 @@ def calibrate(run, data: str | os.PathLike | None = None, reject_rate: float | N
     if not len(train):
         log("Calibration: the run's training images cannot be read; the class statistics come from the calibration images.")
         train = val
-    # lazy: imports keras (imgclf.models.saving)
-    from imgclf.models.saving import load_keras_model
-
-    model = load_keras_model(run.model_path)
-    return fit_run_confidence(run.path, model, train.images, train.labels, val.images, val.labels,
-                              reject_rate=reject_rate, method=method)
+    return fit_run_confidence(run.path, load_keras_model(run.model_path), train.images, train.labels, val.images,
+                              val.labels, reject_rate=reject_rate, method=method)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -308,13 +309,19 @@ def iter_records(root: str, split: str):
 
 
 def decode_split(root: str, split: str, classes: list[str], img_size: int, color_mode: str = "rgb",
-                 resize: str = "squash", max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 0, verbose: bool = True):
-    """Decode a whole split into memory as a `DecodedSet` with labels in `classes`' order (for evaluation).
+                 resize: str = "squash", max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 0, verbose: bool = True,
+                 limit: int | None = None):
+    """Decode a split into memory as a `DecodedSet` with labels in `classes`' order (for evaluation, calibration).
+
+    `limit` keeps its first records only: a random sample, since packing
+    shuffled each split (a large pack need not fit in memory).
 
     Example:
         >>> test = decode_split("shards/", "test", ["bird", "cat", "dog"], 16)
         >>> test.images.shape
         (3, 16, 16, 3)
+        >>> len(decode_split("shards/", "train", ["bird", "cat", "dog"], 16, limit=5, verbose=False))
+        5
     """
 
     info = read_index(root)
@@ -324,7 +331,7 @@ def decode_split(root: str, split: str, classes: list[str], img_size: int, color
                         f"Expected the run's classes: {', '.join(classes)}.")
     index = {c: i for i, c in enumerate(classes)}
     source = info.get("source", "")
-    records = list(iter_records(root, split))
+    records = list(itertools.islice(iter_records(root, split), limit))
     if not records:
         raise UserError(f"The shards in {root!r} have no {split} images.")
     channels = 1 if color_mode == "grayscale" else 3
