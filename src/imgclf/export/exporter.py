@@ -327,8 +327,9 @@ def _judge(fmt: str, parity: dict, max_int8_drop: float) -> None:
                 "or tflite, or calibrate on more training images."
             )
     elif len(set(parity.get("temperature", ()))) > 1 or (parity.get("scaling") and parity["scaling"][0] != parity["scaling"][1]):
-        raise ExportCheckError(f"The {fmt} export carries the calibration {parity['scaling'][1]} where the run has "
-                               f"{parity['scaling'][0]}; the export was removed. Please report this as a bug.")
+        run_has, export_has = parity.get("scaling") or parity["temperature"]
+        raise ExportCheckError(f"The {fmt} export carries the calibration {export_has} where the run has "
+                               f"{run_has}; the export was removed. Please report this as a bug.")
     elif parity["agreement"] < FLOAT_MIN_AGREEMENT:
         raise ExportCheckError(
             f"The {fmt} export agrees with the Keras model on top-1 for only {parity['agreement']:.2%} of "
