@@ -49,7 +49,7 @@ def fit_tracked(cfg: TrainConfig, kind: str, callbacks=None, tags: dict | None =
 
     Example:
         >>> from imgclf.core.config import make_config
-        >>> cfg = make_config({"data": "data/", "model": "small_cnn", "img_size": 16, "epochs": 1, "out": "runs/a"})
+        >>> cfg = make_config({"data": "data/", "model": "small_cnn", "img_size": 16, "epochs": 1, "out": "runs/a", "verbose": 0})
         >>> run = fit_tracked(cfg, "mlflow")  # MLflow's local store: runs/mlruns
         >>> (run.path / "tracking.json").is_file(), Path("runs/mlruns").is_dir()
         (True, True)

@@ -47,7 +47,7 @@ class Trainer:
     """Carries one training run through data, model, phases and the bundle. Use `fit_new()` or `fit_resume()`.
 
     Example:
-        >>> run = Trainer(TrainConfig(data="data/", model="small_cnn", img_size=16, epochs=1, out="runs/first")).fit_new()
+        >>> run = Trainer(TrainConfig(data="data/", model="small_cnn", img_size=16, epochs=1, out="runs/first", verbose=0)).fit_new()
         >>> run.classes, run.model_path.name
         (['bird', 'cat', 'dog'], 'model.keras')
     """

@@ -85,7 +85,7 @@ def predict_with_engine(model: str, inputs: list[str], output: str, engine: str 
     The format comes from the extension of `output`; `fmt`, where given, must agree with it.
 
     Example:
-        >>> predict_with_engine("runs/leaves/exports/model.tflite", ["data/"], "preds.csv", engine="ray",
+        >>> predict_with_engine("runs/leaves/exports/model.tflite", ["data/"], "preds.parquet", engine="ray",
         ...                     options={"actors": 1, "num_cpus": 1}, progress=False)  # Ray on this machine
         {'images': 36, 'errors': 0}
     """
