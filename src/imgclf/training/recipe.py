@@ -24,8 +24,8 @@ def freeze_for_phase(model, phase: str, cfg) -> None:
         >>> model.get_layer("backbone").trainable
         False
         >>> freeze_for_phase(model, "finetune", TrainConfig(finetune_fraction=0.5))
-        >>> [layer.name for layer in model.get_layer("backbone").layers if layer.trainable]  # the top half, BatchNorm kept frozen
-        ['...']
+        >>> [layer.name for layer in model.get_layer("backbone").layers if layer.trainable][:4]  # the top half, not BatchNorm
+        ['stage1a_relu', 'stage1b_conv', 'stage1b_relu', 'stage2_pool']
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
