@@ -122,7 +122,14 @@ def exported_workspace(trained_workspace, tmp_path_factory):
     return export_leaves(root)
 
 
-@pytest.mark.parametrize("name", MODULES)
+# Modules whose examples train models, export them or start Ray: 15 to 120 s each on two busy cores
+# (cli.demo is the whole `imgclf demo` journey, its only test). `-m "not slow"` leaves them out.
+SLOW = {"imgclf.cli.demo", "imgclf.core.config", "imgclf.export.exporter", "imgclf.inference.engines",
+        "imgclf.inference.engines.ray_engine", "imgclf.training.api", "imgclf.training.fit_loop",
+        "imgclf.training.label_issues", "imgclf.training.tracked", "imgclf.training.tta_choice"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m for m in MODULES])
 def test_docstring_examples_run(name, request, monkeypatch, tmp_path):
     module = importlib.import_module(name)
     tests = [t for t in doctest.DocTestFinder(exclude_empty=True).find(module, name) if t.examples]
