@@ -27,7 +27,7 @@ def run_demo(dataset: str = "digits", out: str | None = None, data_dir: str = "i
         >>> import contextlib, io
         >>> with contextlib.redirect_stdout(io.StringIO()) as printed:  # the evaluation and a few predictions
         ...     run, ev = run_demo("digits", epochs=1)  # the full demo (30 epochs, about a minute) passes 0.97
-        >>> run.path.name, ev.accuracy > 0.5, "Test accuracy" in printed.getvalue()
+        >>> run.path.name, ev.accuracy > 0.9, "Test accuracy" in printed.getvalue()  # one epoch: about 0.96
         ('demo-digits', True, True)
     """
 
