@@ -77,7 +77,12 @@ def quiet_python_libraries() -> None:
     Call from the command-line entry point only (a program that imports imgclf owns its warnings).
 
     Example:
-        >>> quiet_python_libraries()  # changes this process's warning filters  # doctest: +SKIP
+        >>> import subprocess, sys
+        >>> program = ("import warnings; from imgclf.core.quiet_stderr import quiet_python_libraries; "
+        ...            "quiet_python_libraries(); warnings.warn('a library notice', FutureWarning); print('done')")
+        >>> done = subprocess.run([sys.executable, "-W", "default", "-c", program], capture_output=True, text=True)
+        >>> done.stdout, done.stderr  # a program of its own: the filters are the whole process's
+        ('done\\n', '')
     """
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("default", module=r"imgclf(\.|$)")
@@ -94,8 +99,13 @@ def filter_native_stderr() -> bool:
     stream): whoever replaced it owns it.
 
     Example:
-        >>> filter_native_stderr()  # replaces this process's stderr file descriptor  # doctest: +SKIP
-        True
+        >>> import subprocess, sys
+        >>> program = ("import sys; from imgclf.core.quiet_stderr import filter_native_stderr; print(filter_native_stderr()); "
+        ...            "print('W0101 00:00:00.1 7 port.cc:153] a TensorFlow notice', file=sys.__stderr__, flush=True); "
+        ...            "print('an error', file=sys.__stderr__, flush=True)")  # sys.__stderr__ writes to descriptor 2
+        >>> done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+        >>> done.stdout, done.stderr  # a program of its own: this replaces the whole process's descriptor 2
+        ('True\\n', 'an error\\n')
     """
     if _state or os.environ.get("IMGCLF_RAW_STDERR") or sys.stderr is not sys.__stderr__:
         return False

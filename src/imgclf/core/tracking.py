@@ -91,8 +91,11 @@ class MlflowTracker:
     """One MLflow run, written through `mlflow.MlflowClient` (no global state, safe beside other users of MLflow).
 
     Example:
-        >>> tracker = MlflowTracker("runs/")  # a local store in runs/mlruns; needs mlflow  # doctest: +SKIP
-        >>> tracker.log_metrics({"val_accuracy": 0.9}, step=1); tracker.end()  # doctest: +SKIP
+        >>> tracker = MlflowTracker("runs/", run_name="by-hand")  # a local store in runs/mlruns; needs mlflow
+        >>> tracker.log_params({"lr": 0.01}); tracker.log_metrics({"val_accuracy": 0.9}, step=1); tracker.end()
+        >>> run = tracker.client.get_run(tracker.run_id)
+        >>> run.data.params, run.data.metrics, run.info.status
+        ({'lr': '0.01'}, {'val_accuracy': 0.9}, 'FINISHED')
     """
 
     @timed

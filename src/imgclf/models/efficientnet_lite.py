@@ -17,7 +17,10 @@ Keras' padding='same' matches it exactly). `load_lite_state_dict` maps that
 state dict onto these layers, read by `pth_reader` without PyTorch.
 
 Example:
-    >>> model = create_model("efficientnet_lite0", num_classes=5, weights="imagenet")  # tests/test_efficientnet_lite.py builds it  # doctest: +SKIP
+    >>> from imgclf.models.factory import create_model
+    >>> model = create_model("efficientnet_lite0", num_classes=5, img_size=64, weights="imagenet")  # from the package
+    >>> model.get_layer("backbone").output_shape, model.output_shape
+    ((None, 2, 2, 1280), (None, 5))
 """
 
 from __future__ import annotations
@@ -191,7 +194,12 @@ def load_lite_state_dict(backbone, state: dict) -> None:
     """Copy a reference-layout state dict into a `build_lite` backbone, checking every shape.
 
     Example:
-        >>> load_lite_state_dict(backbone, read_pth(weights_package_path("efficientnet_lite0")))  # a built backbone  # doctest: +SKIP
+        >>> from imgclf.models.pth_reader import read_pth
+        >>> state = read_pth(weights_package_path("efficientnet_lite0"))
+        >>> backbone = build_lite((64, 64, 3), 1.0, 1.0, "efficientnet_lite0")
+        >>> load_lite_state_dict(backbone, state)
+        >>> bool(np.allclose(backbone.get_layer("stem_conv").get_weights()[0], state["_conv_stem.weight"].transpose(2, 3, 1, 0)))
+        True
     """
     n_blocks = sum(1 for layer in backbone.layers if layer.name.endswith("_dwconv"))
     try:

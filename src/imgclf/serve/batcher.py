@@ -71,7 +71,15 @@ class MicroBatcher:
         round-robin between requests); None puts it in a line of its own.
 
         Example:
-            >>> probs, n = await batcher.submit(clf.decode("a.jpg"))  # inside a coroutine, see the class  # doctest: +SKIP
+            >>> from imgclf.inference.predictor import load
+            >>> clf = load("runs/leaves")
+            >>> async def one_request():
+            ...     batcher = MicroBatcher(clf.predict_arrays)
+            ...     probs, n = await batcher.submit(clf.decode("a.png"))
+            ...     await batcher.stop()
+            ...     return probs.shape, n
+            >>> asyncio.run(one_request())
+            ((3,), 1)
         """
         if self._arrived is None:
             await self.start()

@@ -69,8 +69,14 @@ class DecodeGate:
         """Wait for room for one decode of `cost` bytes for request `key`; release it on exit. Raises `GateBusy`.
 
         Example:
-            >>> async with gate.admit(request_id, decode_cost(img, 224)):  # inside a coroutine, see the class  # doctest: +SKIP
-            ...     array = await loop.run_in_executor(pool, decode_upload, img, 224)
+            >>> from pathlib import Path
+            >>> from imgclf.serve.uploads import decode_cost, decode_upload, open_upload
+            >>> async def decode(gate, request_id, body: bytes):
+            ...     img = open_upload(body, size=64)
+            ...     async with gate.admit(request_id, decode_cost(img, 64)):  # waits while others hold the room
+            ...         return await asyncio.get_running_loop().run_in_executor(None, decode_upload, img, 64)
+            >>> asyncio.run(decode(DecodeGate(capacity=2**26, slots=2), "request-1", Path("cat.jpg").read_bytes())).shape
+            (64, 64, 3)
         """
         cost = min(max(0, int(cost)), self.capacity)  # one image under the pixel cap always fits on its own
         waiter = _Waiter(key, next(self._seq), cost, asyncio.get_running_loop().create_future())

@@ -31,7 +31,7 @@ class TimedH11Protocol(H11Protocol):
     """H11Protocol that closes connections whose request headers do not arrive in time (see the module docstring).
 
     Example:
-        >>> uvicorn.run(app, http=timed_protocol(10.0))  # starts a server  # doctest: +SKIP
+        >>> uvicorn.run(app, http=timed_protocol(10.0))  # starts a server that runs until stopped (tests/test_serve_limits.py)  # doctest: +SKIP
     """
 
     header_timeout_s = HEADER_TIMEOUT_S

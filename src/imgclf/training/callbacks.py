@@ -33,7 +33,16 @@ class RunWriter(keras.callbacks.Callback):
     readable copy written after it.
 
     Example:
-        >>> model.fit(ds, callbacks=[RunWriter(run_dir, "train", state, n_train)])  # inside training: a model and a tf.data pipeline  # doctest: +SKIP
+        >>> from pathlib import Path
+        >>> from imgclf.models.factory import create_model
+        >>> images, labels = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3)), np.array([0, 1] * 4)
+        >>> model = create_model("small_cnn", num_classes=2, img_size=16)
+        >>> model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        >>> state = {"epoch": 0, "phase": "", "history": []}
+        >>> _ = model.fit(images, labels, validation_data=(images, labels), epochs=2, verbose=0,
+        ...               callbacks=[RunWriter(Path("runs/mine"), "train", state, train_images=len(images))])
+        >>> state["epoch"], sorted(p.name for p in Path("runs/mine").rglob("*") if p.is_file())
+        (2, ['history.csv', 'last.keras', 'model.keras', 'state.json'])
     """
 
     def __init__(self, run_dir, phase: str, state: dict, train_images: int, monitor: str = "val_accuracy",

@@ -12,8 +12,17 @@ The usual callbacks (schedule, Run bundle writer, early stopping, progress)
 see the full model, so checkpoints and model.keras are complete models.
 
 Example:
-    >>> if feature_cache_applies(cfg, "head", model):  # a model with a frozen backbone (tests/test_transfer.py)  # doctest: +SKIP
-    ...     fit_head_on_features(model, sets, callbacks, batch_size=64, epochs=3, initial_epoch=0)
+    >>> from imgclf.core.config import make_config
+    >>> from imgclf.training.trainer import Trainer
+    >>> trainer = Trainer(make_config({"data": "data/", "model": "small_cnn", "img_size": 16, "augment": "none", "out": "runs/cached"}))
+    >>> trainer.prepare()  # split and decode data/ (what `imgclf train` does first)
+    >>> model = trainer.build_model()
+    >>> trainer.prepare_phase(model, "head")  # freeze the backbone, compile
+    >>> if feature_cache_applies(trainer.settings, "head", model):
+    ...     timings = fit_head_on_features(model, trainer.sets, [], batch_size=8, epochs=2, initial_epoch=0,
+    ...                                    one_hot=trainer.plan.one_hot)
+    >>> sorted(timings)
+    ['features_s', 'fit_s']
 """
 
 from __future__ import annotations
@@ -29,7 +38,13 @@ def feature_cache_applies(cfg, phase: str, model) -> bool:
     """True when the phase trains only the head on inputs that are the same every epoch.
 
     Example:
-        >>> feature_cache_applies(TrainConfig(weights="imagenet"), "train", model)  # a model with a frozen backbone (tests/test_transfer.py)  # doctest: +SKIP
+        >>> from imgclf.models.factory import create_model
+        >>> model = create_model("small_cnn", num_classes=2, img_size=16)
+        >>> model.get_layer("backbone").trainable = False  # the head phase of a pretrained backbone
+        >>> from imgclf.core.config import TrainConfig
+        >>> feature_cache_applies(TrainConfig(augment="none"), "head", model)
+        True
+        >>> feature_cache_applies(TrainConfig(augment="light"), "head", model)  # augmented inputs change every epoch
         False
     """
     if phase != "head" or getattr(cfg, "feature_cache", "auto") == "off":
@@ -45,7 +60,12 @@ def frozen_backbone_with_head(model) -> bool:
     """True when `model` is imgclf's shape (a 'backbone' then [dropout,] classifier) and its backbone is frozen.
 
     Example:
-        >>> frozen_backbone_with_head(model)  # a model with a frozen backbone (tests/test_transfer.py)  # doctest: +SKIP
+        >>> from imgclf.models.factory import create_model
+        >>> model = create_model("small_cnn", num_classes=2, img_size=16)
+        >>> frozen_backbone_with_head(model)
+        False
+        >>> model.get_layer("backbone").trainable = False
+        >>> frozen_backbone_with_head(model)
         True
     """
     try:
@@ -71,8 +91,10 @@ def compute_features(model, images, batch_size: int = 128):
     """Pooled backbone features of `images` (N, H, W, C, 0..255) as float32, shape (N, D).
 
     Example:
-        >>> compute_features(model, sets["train"].images).shape  # a model with a frozen backbone (tests/test_transfer.py)  # doctest: +SKIP
-        (900, 1280)
+        >>> from imgclf.models.factory import create_model
+        >>> model = create_model("small_cnn", num_classes=2, img_size=16)
+        >>> compute_features(model, np.zeros((5, 16, 16, 3), np.uint8)).shape  # small_cnn pools 96 channels
+        (5, 96)
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
@@ -107,7 +129,19 @@ def fit_head_on_features(model, sets: dict, callbacks: list, *, batch_size: int,
     Returns timings: {"features_s": ..., "fit_s": ...}.
 
     Example:
-        >>> fit_head_on_features(model, trainer.sets, [RunWriter(...)], batch_size=64, epochs=3, initial_epoch=0)  # a model with a frozen backbone (tests/test_transfer.py)  # doctest: +SKIP
+        >>> from imgclf.models.factory import create_model
+        >>> model = create_model("small_cnn", num_classes=2, img_size=16)
+        >>> model.get_layer("backbone").trainable = False  # the head phase of a pretrained backbone
+        >>> model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        >>> from imgclf.data.pipeline import DecodedSet
+        >>> rng = np.random.default_rng(0)
+        >>> sets = {s: DecodedSet(rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8), np.array([0, 1] * 4), [])
+        ...         for s in ("train", "val")}
+        >>> import keras
+        >>> history = keras.callbacks.History()
+        >>> _ = fit_head_on_features(model, sets, [history], batch_size=4, epochs=2, initial_epoch=0)
+        >>> sorted(history.history)
+        ['accuracy', 'loss', 'val_accuracy', 'val_loss']
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras

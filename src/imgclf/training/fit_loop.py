@@ -6,7 +6,15 @@ mid-phase model keeps its restored optimizer), fits, then writes
 summary.json after the trainer's end steps (the TTA choice).
 
 Example:
-    >>> run = run_phases(trainer, trainer.build_model(), {"epoch": 0, "phase": "", "history": []})  # trains a model (tests/test_train.py)  # doctest: +SKIP
+    >>> from imgclf.core.config import TrainConfig
+    >>> from imgclf.training.trainer import Trainer
+    >>> trainer = Trainer(TrainConfig(data="data/", model="small_cnn", img_size=16, epochs=1, out="runs/loop", verbose=0))
+    >>> trainer.prepare()  # split and decode data/
+    >>> trainer._write_bundle_start()  # config.yaml, classes.json, preprocess.json: `Trainer.fit_new` does both first
+    >>> state = {"epoch": 0, "phase": "", "history": []}
+    >>> run = run_phases(trainer, trainer.build_model(), state)
+    >>> state["epoch"], state["phases_done"], run.model_path.is_file()
+    (1, ['train'], True)
 """
 
 from __future__ import annotations

@@ -11,7 +11,17 @@ too (`solve_head(use_val=True)`); its validation figures are then the
 cross-validated ones.
 
 Example:
-    >>> solve_head_epoch(trainer, model, callbacks, trainer.val_dataset(), epoch=0)  # trains a model (tests/test_head_solver.py)  # doctest: +SKIP
+    >>> from imgclf.core.config import make_config
+    >>> from imgclf.training.trainer import Trainer
+    >>> trainer = Trainer(make_config({"data": "data/", "model": "small_cnn", "img_size": 16, "out": "runs/head"}))
+    >>> trainer.prepare()  # split and decode data/ (what `imgclf train` does first)
+    >>> model = trainer.build_model()
+    >>> trainer.prepare_phase(model, "head")  # freeze the backbone, compile
+    >>> from imgclf.training.callbacks import RunWriter
+    >>> writer = RunWriter(trainer.run_dir, "head", {"epoch": 0, "phase": "", "history": []}, len(trainer.sets["train"]))
+    >>> fit = solve_head_epoch(trainer, model, [writer], trainer.val_dataset(), epoch=0)
+    >>> (trainer.run_dir / "model.keras").is_file(), trainer.summary["head_solver"]["C"] == fit["C"]
+    (True, True)
 """
 
 from __future__ import annotations

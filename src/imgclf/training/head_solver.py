@@ -18,8 +18,17 @@ kernel and bias, so the Keras model is exactly the solved regression. Class
 weights become sample weights.
 
 Example:
-    >>> if trainer.plan.head_solver and frozen_backbone_with_head(model):  # a model with a frozen backbone (tests/test_head_solver.py)  # doctest: +SKIP
+    >>> from imgclf.core.config import make_config
+    >>> from imgclf.training.trainer import Trainer
+    >>> trainer = Trainer(make_config({"data": "data/", "model": "small_cnn", "img_size": 16, "out": "runs/solved"}))
+    >>> trainer.prepare()  # split and decode data/ (what `imgclf train` does first)
+    >>> model = trainer.build_model()
+    >>> trainer.prepare_phase(model, "head")  # freeze the backbone, compile
+    >>> from imgclf.training.feature_cache import frozen_backbone_with_head
+    >>> if frozen_backbone_with_head(model):
     ...     result = solve_head(model, trainer.sets)
+    >>> result["selected_by"], 0 <= result["val_accuracy"] <= 1  # 3 validation images: too few to choose C on
+    ('...-fold cross-validation', True)
 """
 
 from __future__ import annotations
@@ -58,8 +67,12 @@ def augmented_features(model, images, layers: list, views: int, batch_size: int 
     """Features of `views` augmented copies of `images`, stacked: shape (views * N, D).
 
     Example:
-        >>> augmented_features(model, images, augmentation_layers("light"), views=2).shape  # a built model  # doctest: +SKIP
-        (120, 1280)
+        >>> from imgclf.data.augment import augmentation_layers
+        >>> from imgclf.models.factory import create_model
+        >>> model = create_model("small_cnn", num_classes=2, img_size=16)
+        >>> images = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+        >>> augmented_features(model, images, augmentation_layers("light"), views=2).shape  # 2 views x 6 images, 96 features
+        (12, 96)
     """
     # lazy: TensorFlow takes seconds to import; only code that runs a model pays for it
     import tensorflow as tf
@@ -271,8 +284,16 @@ def solve_head(model, sets: dict, *, augment_layers: list | None = None, views: 
     result's "weighting" says which and why.
 
     Example:
-        >>> solve_head(model, trainer.sets)["val_accuracy"]  # a model with a frozen backbone (tests/test_head_solver.py)  # doctest: +SKIP
-        0.97
+        >>> from imgclf.models.factory import create_model
+        >>> model = create_model("small_cnn", num_classes=2, img_size=16)
+        >>> model.get_layer("backbone").trainable = False  # the head phase of a pretrained backbone
+        >>> from imgclf.data.pipeline import DecodedSet
+        >>> rng = np.random.default_rng(0)
+        >>> sets = {s: DecodedSet(rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8), np.array([0, 1] * 4), [])
+        ...         for s in ("train", "val")}
+        >>> fit = solve_head(model, sets)
+        >>> fit["selected_by"], 0 <= fit["val_accuracy"] <= 1
+        ('4-fold cross-validation', True)
     """
     t0 = time.perf_counter()
     train, val = sets["train"], sets["val"]

@@ -11,9 +11,15 @@ monitored metric on the held-out images (validation, or out of fold) wins;
 ties go to the milder treatment. Fine-tuning then uses the winner's weights.
 
 Example:
-    >>> fit = choose_weighting({"none": None, "balanced": {0: 0.6, 1: 3.0}}, solve, "val_loss", 2)  # doctest: +SKIP
-    >>> fit["weighting"]["chosen"]  # doctest: +SKIP
-    'none'
+    >>> from imgclf.training.head_solver import fit_softmax_regression
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat([0, 1], [60, 12]); x = rng.normal(y[:, None] * 2.0, 1.0, (72, 4))  # 5:1, features of two classes
+    >>> def solve(weights):  # the head solve, with the class weights as sample weights
+    ...     w = None if weights is None else np.array([weights[c] for c in y[::2]])
+    ...     return fit_softmax_regression(x[::2], y[::2], x[1::2], y[1::2], 2, sample_weight=w)
+    >>> fit = choose_weighting({"none": None, "balanced": {0: 0.6, 1: 3.0}}, solve, "val_loss", 2)
+    >>> fit["weighting"]["chosen"], sorted(fit["weighting"]["candidates"])
+    ('none', ['balanced', 'none'])
 """
 
 from __future__ import annotations

@@ -101,8 +101,13 @@ def find_lr(trainer, out: str | os.PathLike = "lr_find.png", steps: int = 100, s
     `Trainer.prepare_phase`), so the rate found is the rate for that recipe.
 
     Example:
-        >>> find_lr(trainer, out="runs/x/plots/lr_find.png")["suggested_lr"]  # a prepared Trainer (tests/test_augment.py)  # doctest: +SKIP
-        0.0031
+        >>> from imgclf.core.config import TrainConfig
+        >>> from imgclf.training.trainer import Trainer
+        >>> trainer = Trainer(TrainConfig(data="data/", model="small_cnn", img_size=16, out="runs/x"))
+        >>> trainer.prepare()
+        >>> found = find_lr(trainer, out="runs/x/plots/lr_find.png", steps=10)  # 100 steps (the default) for a real sweep
+        >>> 1e-6 <= found["suggested_lr"] <= 1.0, os.path.isfile("runs/x/plots/lr_find.png")
+        (True, True)
     """
     model = trainer.build_model()
     trainer.prepare_phase(model, "head" if trainer.plan.weights not in ("none", "") else "train")

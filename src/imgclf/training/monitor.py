@@ -25,7 +25,15 @@ class ValidationMetrics(keras.callbacks.Callback):
     `val_ds` yields (images, labels) batches in the order of `labels` (not shuffled).
 
     Example:
-        >>> model.fit(train_ds, callbacks=[ValidationMetrics(val_ds, labels, classes), RunWriter(...)])  # inside training: a model and its validation pipeline  # doctest: +SKIP
+        >>> import tensorflow as tf
+        >>> from imgclf.models.factory import create_model
+        >>> images, labels = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3)), np.array([0, 1] * 4)
+        >>> val_ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+        >>> model = create_model("small_cnn", num_classes=2, img_size=16)
+        >>> model.compile("adam", "sparse_categorical_crossentropy")
+        >>> fit = model.fit(images, labels, epochs=1, verbose=0, callbacks=[ValidationMetrics(val_ds, labels, ["cat", "dog"])])
+        >>> sorted(fit.history)
+        ['loss', 'val_balanced_accuracy', 'val_macro_f1']
     """
 
     def __init__(self, val_ds, labels, classes: list[str]):

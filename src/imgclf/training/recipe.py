@@ -17,9 +17,15 @@ def freeze_for_phase(model, phase: str, cfg) -> None:
     """Set `trainable` on the 'backbone' sub-model for a phase ('train', 'head' or 'finetune').
 
     Example:
-        >>> freeze_for_phase(model, "head", cfg)  # a built model (tests/test_transfer.py)  # doctest: +SKIP
-        >>> model.get_layer("backbone").trainable  # a built model (tests/test_transfer.py)  # doctest: +SKIP
+        >>> from imgclf.core.config import TrainConfig
+        >>> from imgclf.models.factory import create_model
+        >>> model = create_model("small_cnn", num_classes=3, img_size=16)
+        >>> freeze_for_phase(model, "head", TrainConfig())
+        >>> model.get_layer("backbone").trainable
         False
+        >>> freeze_for_phase(model, "finetune", TrainConfig(finetune_fraction=0.5))
+        >>> [layer.name for layer in model.get_layer("backbone").layers if layer.trainable][:4]  # the top half, not BatchNorm
+        ['stage1a_relu', 'stage1b_conv', 'stage1b_relu', 'stage2_pool']
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras
@@ -47,8 +53,10 @@ def layer_lr_multipliers(model, spread: float) -> dict[str, float]:
     `spread` = 1 gives {} (one rate for all).
 
     Example:
-        >>> layer_lr_multipliers(model, 0.1)["backbone/block15_project_conv/kernel"]  # a built model (tests/test_transfer.py)  # doctest: +SKIP
-        1.0
+        >>> from imgclf.models.factory import create_model
+        >>> rates = layer_lr_multipliers(create_model("small_cnn", num_classes=3, img_size=16), 0.1)
+        >>> rates["stage0a_conv/kernel"], rates["stage2b_conv/kernel"]  # the first conv moves least, the last near the full rate
+        (0.1, 0.8111...)
     """
     if spread >= 1.0:
         return {}
@@ -130,7 +138,12 @@ def compile_for_training(model, cfg, one_hot: bool, phase: str = "train") -> Non
     """Compile with a fresh optimizer and the loss that matches the labels (one-hot for smoothing/MixUp/CutMix).
 
     Example:
-        >>> compile_for_training(model, cfg, one_hot=False)  # a built model (tests/test_transfer.py)  # doctest: +SKIP
+        >>> from imgclf.core.config import TrainConfig
+        >>> from imgclf.models.factory import create_model
+        >>> model = create_model("small_cnn", num_classes=3, img_size=16)
+        >>> compile_for_training(model, TrainConfig(lr=0.01), one_hot=False)
+        >>> type(model.optimizer).__name__, type(model.loss).__name__
+        ('AdamW', 'SparseCategoricalCrossentropy')
     """
     # lazy: Keras imports TensorFlow (seconds); only code that runs a model pays for it
     import keras

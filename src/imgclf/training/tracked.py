@@ -25,7 +25,15 @@ class TrackEpochs(keras.callbacks.Callback):
     """Log each epoch's numbers (loss, accuracy, val_*, lr) to a tracker at step = the epoch (1-based).
 
     Example:
-        >>> model.fit(ds, epochs=3, callbacks=[TrackEpochs(tracker)])  # needs a model, data and MLflow  # doctest: +SKIP
+        >>> from imgclf.models.factory import create_model
+        >>> images, labels = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3)), np.array([0, 1] * 4)
+        >>> model = create_model("small_cnn", num_classes=2, img_size=16)
+        >>> model.compile("adam", "sparse_categorical_crossentropy")
+        >>> tracker = open_tracker("mlflow", "runs/", run_name="by-hand")  # a local store in runs/mlruns
+        >>> _ = model.fit(images, labels, epochs=2, verbose=0, callbacks=[TrackEpochs(tracker)])
+        >>> tracker.end()
+        >>> [m.step for m in tracker.client.get_metric_history(tracker.run_id, "loss")]
+        [1, 2]
     """
 
     def __init__(self, tracker):
@@ -40,7 +48,11 @@ def fit_tracked(cfg: TrainConfig, kind: str, callbacks=None, tags: dict | None =
     """Train a new run from `cfg` with tracker `kind` ("mlflow"); the local MLflow store is in `near`, else beside the run.
 
     Example:
-        >>> fit_tracked(make_config({"data": "data/", "out": "runs/a"}), "mlflow")  # trains a model (tests/test_experiments.py)  # doctest: +SKIP
+        >>> from imgclf.core.config import make_config
+        >>> cfg = make_config({"data": "data/", "model": "small_cnn", "img_size": 16, "epochs": 1, "out": "runs/a", "verbose": 0})
+        >>> run = fit_tracked(cfg, "mlflow")  # MLflow's local store: runs/mlruns
+        >>> (run.path / "tracking.json").is_file(), Path("runs/mlruns").is_dir()
+        (True, True)
     """
     near = near if near is not None else Path(cfg.out).parent if cfg.out else Path("runs")
     tracker = open_tracker(kind, near, run_name=Path(cfg.out).name if cfg.out else cfg.model, tags=tags)

@@ -47,7 +47,9 @@ class Trainer:
     """Carries one training run through data, model, phases and the bundle. Use `fit_new()` or `fit_resume()`.
 
     Example:
-        >>> Trainer(TrainConfig(data="data/", epochs=5)).fit_new()  # trains a model (tests/test_train.py)  # doctest: +SKIP
+        >>> run = Trainer(TrainConfig(data="data/", model="small_cnn", img_size=16, epochs=1, out="runs/first", verbose=0)).fit_new()
+        >>> run.classes, run.model_path.name
+        (['bird', 'cat', 'dog'], 'model.keras')
     """
 
     def __init__(self, cfg: TrainConfig, run_dir: Path | None = None, callbacks=None, plan: TrainingPlan | None = None):
@@ -227,7 +229,12 @@ class Trainer:
         """Freeze what the phase ('train', 'head', 'finetune') keeps fixed and compile with a fresh optimizer.
 
         Example:
-            >>> trainer.prepare_phase(model, "head")  # trains a model (tests/test_train.py)  # doctest: +SKIP
+            >>> trainer = Trainer(TrainConfig(data="data/", model="small_cnn", img_size=16, out="runs/phases"))
+            >>> trainer.prepare()
+            >>> model = trainer.build_model()
+            >>> trainer.prepare_phase(model, "head")
+            >>> model.get_layer("backbone").trainable, [w.path for w in model.trainable_weights]
+            (False, ['classifier/kernel', 'classifier/bias'])
         """
         with self.dist.scope() if self.dist else contextlib.nullcontext():  # the optimizer's variables are mirrored too
             freeze_for_phase(model, name, self.settings)

@@ -7,7 +7,13 @@ its decision to the summary and to preprocess.json, which `evaluate` and
 `predict` read.
 
 Example:
-    >>> ChooseTTA().after_fit(trainer)  # a trained Trainer (tests/test_tta.py)  # doctest: +SKIP
+    >>> from imgclf.core.config import TrainConfig
+    >>> from imgclf.training.trainer import Trainer
+    >>> trainer = Trainer(TrainConfig(data="data/", model="small_cnn", img_size=16, epochs=1, out="runs/tta", verbose=0))
+    >>> run = trainer.fit_new()  # its end steps decide once already; deciding again gives the same answer
+    >>> ChooseTTA().after_fit(trainer)
+    >>> trainer.summary["tta"]["tta"] == run.preprocess["tta"]
+    True
 """
 
 from __future__ import annotations

@@ -17,8 +17,17 @@ pixels, and switch the cache off, as do EMA and balanced sampling, and maps that
 would not fit in MAX_CACHE_BYTES.
 
 Example:
-    >>> if upper_cache_applies(trainer.settings, "finetune", model, n_images=900):  # a built, frozen model (tests/test_upper_cache.py)  # doctest: +SKIP
-    ...     fit_upper_on_cache(model, trainer.sets, callbacks, batch_size=64, epochs=10, initial_epoch=1, steps=15)
+    >>> from imgclf.core.config import make_config
+    >>> from imgclf.training.trainer import Trainer
+    >>> trainer = Trainer(make_config({"data": "data/", "model": "small_cnn", "img_size": 16, "augment": "light", "finetune_fraction": 0.5, "out": "runs/cached"}))
+    >>> trainer.prepare()  # split and decode data/ (what `imgclf train` does first)
+    >>> model = trainer.build_model()
+    >>> trainer.prepare_phase(model, "finetune")  # the lower half of the backbone stays frozen
+    >>> if upper_cache_applies(trainer.settings, "finetune", model, n_images=len(trainer.sets["train"])):
+    ...     timings = fit_upper_on_cache(model, trainer.sets, [], batch_size=8, epochs=1, initial_epoch=0, steps=2,
+    ...                                  one_hot=trainer.plan.one_hot)
+    >>> sorted(timings)
+    ['cut', 'fit_s', 'maps_s']
 """
 
 from __future__ import annotations
@@ -38,8 +47,15 @@ def upper_cache_applies(cfg, phase: str, model, n_images: int) -> bool:
     """True when fine-tuning can train on cached lower-block activations (see the module's rules).
 
     Example:
-        >>> upper_cache_applies(TrainConfig(weights="imagenet"), "finetune", model, 900)  # a built, frozen model (tests/test_upper_cache.py)  # doctest: +SKIP
+        >>> from imgclf.core.config import TrainConfig
+        >>> from imgclf.models.factory import create_model
+        >>> from imgclf.training.recipe import freeze_for_phase
+        >>> model = create_model("small_cnn", num_classes=2, img_size=16)
+        >>> freeze_for_phase(model, "finetune", TrainConfig(finetune_fraction=0.5))  # the lower half stays frozen
+        >>> upper_cache_applies(TrainConfig(augment="light"), "finetune", model, 900)
         True
+        >>> upper_cache_applies(TrainConfig(augment="strong"), "finetune", model, 900)  # heavy presets need the pixels
+        False
     """
     if phase != "finetune" or getattr(cfg, "feature_cache", "auto") == "off" or not getattr(cfg, "freeze_bn", True):
         return False

@@ -6,7 +6,11 @@ different cells with a visible difference (issue 20). A list of paths cannot
 settle that; a sheet of the pairs can. Pillow only: no Matplotlib.
 
 Example:
-    >>> write_pairs_sheet(report, "data/", "pairs.png")  # a `check` report with near duplicates  # doctest: +SKIP
+    >>> from PIL import Image
+    >>> from imgclf.data.check.health import check_folder
+    >>> Image.open("data/cat/00.png").resize((48, 48)).save("data/dog/big_cat.png")  # a near duplicate, in another class
+    >>> report = check_folder("data/", verbose=False)
+    >>> write_pairs_sheet(report, "data/", "pairs.png")
     PosixPath('pairs.png')
 """
 

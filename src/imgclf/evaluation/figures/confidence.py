@@ -17,7 +17,7 @@ def plot_confidence(conf: dict, path) -> Path:
 
     Example:
         >>> import json
-        >>> plot_confidence(json.load(open("runs/leaves/metrics.json"))["confidence"], "confidence.png")  # an evaluated run  # doctest: +SKIP
+        >>> plot_confidence(json.load(open("runs/leaves/metrics.json"))["confidence"], "confidence.png")  # an evaluated run
         PosixPath('confidence.png')
     """
     plt = pyplot()

@@ -87,8 +87,9 @@ def predict_with_engine(model: str, inputs: list[str], output: str, engine: str 
     `reject_rate` and `coverage` are `imgclf predict`'s (see `imgclf.inference.files.predict_files`).
 
     Example:
-        >>> predict_with_engine("runs/leaves", ["photos/"], "preds.parquet", engine="ray", options={"actors": 2})  # needs a trained model and Ray  # doctest: +SKIP
-        {'images': 1200, 'errors': 2}
+        >>> predict_with_engine("runs/leaves/exports/model.tflite", ["data/"], "preds.parquet", engine="ray",
+        ...                     options={"actors": 1, "num_cpus": 1}, progress=False)  # Ray on this machine
+        {'images': 36, 'errors': 0}
     """
     # lazy: output imports pyarrow, which only the ray extra installs (parse_options and ENGINES must not need it)
     from imgclf.inference.engines.output import output_format, write_output

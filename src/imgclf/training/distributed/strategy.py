@@ -45,8 +45,13 @@ class Distribution:
     """The plan for one training process plus the TensorFlow strategy built from it.
 
     Example:
-        >>> dist = Distribution.from_config(cfg)  # a strategy and a model (tests/test_distributed.py)  # doctest: +SKIP
-        >>> with dist.scope(): model = build()   # a strategy and a model (tests/test_distributed.py)  # doctest: +SKIP
+        >>> from imgclf.core.config import TrainConfig
+        >>> from imgclf.models.factory import create_model
+        >>> dist = Distribution.from_config(TrainConfig(batch_size=32, lr=0.001))
+        >>> with dist.scope():  # one device here; MirroredStrategy on several GPUs, MultiWorkerMirroredStrategy on a cluster
+        ...     model = create_model("small_cnn", num_classes=3, img_size=16)
+        >>> dist.summary()["strategy"], dist.plan.replicas, dist.global_batch
+        ('single', 1, 32)
     """
 
     def __init__(self, plan: Plan, cfg, lr=None):
