@@ -36,7 +36,7 @@ SRC = Path(imgclf.__file__).parent
 # What may keep an example from running, said in its comment: nothing else is out of this test's reach.
 SKIP_REASONS = re.compile(r"network|download|internet|\bGPUs?\b|cluster|several machines|server", re.IGNORECASE)
 # Examples other branches of issue 18 are rewriting; an entry goes once its +SKIPs are gone (the test says when).
-PENDING = ("tuning/", "training/confidence.py")
+PENDING = ("tuning/",)
 MODULES = sorted(m.name for m in pkgutil.walk_packages(imgclf.__path__, "imgclf.") if not m.name.endswith("__main__"))
 CLASSES = ("cat", "dog", "bird")
 MY_CNN = """\

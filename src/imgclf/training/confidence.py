@@ -102,7 +102,13 @@ class FitConfidence:
     """End step of training: fit the confidence on the validation split (after `ChooseTTA`, whose choice it uses).
 
     Example:
-        >>> FitConfidence().after_fit(trainer)  # one step inside training: a prepared Trainer (tests/test_confidence_run.py, tests/test_confidence_shards.py)  # doctest: +SKIP
+        >>> from imgclf.core.config import TrainConfig
+        >>> from imgclf.training.trainer import Trainer
+        >>> trainer = Trainer(TrainConfig(data="data/", model="small_cnn", img_size=16, epochs=1, out="runs/fitconf", verbose=0))
+        >>> run = trainer.fit_new()  # its end steps fit the confidence once already; fitting again rewrites it
+        >>> FitConfidence().after_fit(trainer)
+        >>> (run.path / "confidence.json").exists()
+        True
     """
 
     def after_fit(self, trainer) -> None:
