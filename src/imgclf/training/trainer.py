@@ -340,8 +340,9 @@ def _no_validation_line(cfg) -> str:
         >>> print(_no_validation_line(TrainConfig(epochs=3)))
         No validation split (--val-fraction 0, no val/ folder): all 3 epochs train and the last is kept. Skipped, as they need validation images: the best-epoch choice, early stopping, the test-time augmentation choice (none) and confidence calibration (`imgclf calibrate RUN --data DIR` fits it later).
     """
-    length = f"{cfg.time_budget:g} minutes of training" if cfg.time_budget else f"all {cfg.epochs} epochs"
-    return (f"No validation split (--val-fraction 0, no val/ folder): {length} train and the last is kept. "
+    length = (f"{cfg.time_budget:g} minutes of training, the last epoch kept" if cfg.time_budget
+              else "its 1 epoch trains and is kept" if cfg.epochs == 1 else f"all {cfg.epochs} epochs train and the last is kept")
+    return (f"No validation split (--val-fraction 0, no val/ folder): {length}. "
             "Skipped, as they need validation images: the best-epoch choice, early stopping, the test-time augmentation "
             "choice (none) and confidence calibration (`imgclf calibrate RUN --data DIR` fits it later).")
 

@@ -102,7 +102,7 @@ def refit(out: str | os.PathLike, trial_run: str | os.PathLike, trial: int, trac
     split = atomic_write_text(out / SPLIT_FILE, manifest_csv(rows))
     n_train, n_test = (sum(r["split"] == s for r in rows) for s in ("train", "test"))
     log(f"Refit: trial {trial}'s settings on train+val ({n_train} images; the {n_test} test images stay held out) for "
-        + (f"{minutes:g} minutes" if minutes else f"{epochs} epochs") + f" ({why}), without validation (the last "
+        + (f"{minutes:g} minutes" if minutes else f"{epochs} epoch{'s' * (epochs != 1)}") + f" ({why}), without validation (the last "
         f"epoch is kept) -> {folder}")
     # The split is the file's; early stopping and the monitored metric need the validation images that now train.
     run = train(config=out / "best.yaml", manifest=str(split), out=str(folder), val_fraction=0.0, monitor="none",

@@ -16,7 +16,7 @@ def run(args) -> int:
         print(f"Best: trial {best['trial']}, validation accuracy {best['value']:.4f} ({best['run']})")
         print(f"Settings: {best['config']}   Next: imgclf train --config {best['config']} --out runs/best")
     if "refit" in result:
-        print(f"Refit: {result['refit']['run']} (train+val, {result['refit']['epochs']} epochs)   "
+        print(f"Refit: {result['refit']['run']} (train+val, {result['refit']['epochs']} epoch(s))   "
               f"Next: imgclf evaluate {result['refit']['run']}")
     print(f"Report: {result['report']}")
     return 0
