@@ -125,6 +125,24 @@ def _states(out: Path) -> list[str]:
     return [t.state.name for t in study.trials]
 
 
+TINY = "one_conv"
+
+
+def _register_one_conv_model(monkeypatch):
+    """Register TINY, a backbone of one 3x3 convolution on 12 px inputs, in a copy of the registry that
+    monkeypatch puts back afterwards (so no other test sees it)."""
+    from imgclf.models import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @registry.register_model(TINY, default_size=12, min_size=8, preprocessing="unit", color_modes=("rgb", "grayscale"))
+    def one_conv(input_shape, weights=None, bn_momentum=0.9):
+        import keras
+
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs), name=TINY)
+
+
 class _Killed(BaseException):
     """A kill -9 as the study sees it: Optuna records a trial that raises Exception or KeyboardInterrupt as FAIL,
     but one this escapes is left RUNNING in study.db, exactly as a killed process leaves it."""
@@ -140,13 +158,15 @@ def test_tune_resumes_after_a_kill_refits_and_its_best_yaml_trains(tmp_path, mon
     from imgclf.core.run import Run
     from imgclf.tuning.study import tune
 
-    # 6 images of 12 px per class: 4 train, 1 validation, 1 test each; trials of one epoch of small_cnn without
-    # augmentation, MixUp or CutMix (each costs seconds of graph tracing per trial, and the search's logic is the
-    # same over a smaller space); in-process: a subprocess would pay TensorFlow's import again.
+    # 6 images of 12 px per class: 4 train, 1 validation, 1 test each. The search's logic is the same over a tiny
+    # space, and most of a trial's time is TensorFlow tracing its graphs: trials of one epoch of a one-convolution
+    # model (registered for this test only) without augmentation, MixUp or CutMix. In-process: a subprocess would
+    # pay TensorFlow's import again.
     data = make_image_folder(tmp_path / "data", per_class=6, size=12)
     out = tmp_path / "tune"
     for name in ("AUGMENT", "MIXUP", "CUTMIX"):
         monkeypatch.setattr(f"imgclf.tuning.space.{name}", ("none",) if name == "AUGMENT" else (0.0,))
+    _register_one_conv_model(monkeypatch)
     passages = []
 
     def kill_at_second_checkpoint(name):
@@ -156,13 +176,13 @@ def test_tune_resumes_after_a_kill_refits_and_its_best_yaml_trains(tmp_path, mon
 
     monkeypatch.setattr("imgclf.training.callbacks.kill_point", kill_at_second_checkpoint)
     with pytest.raises(_Killed):
-        tune(data, out, time_budget=10, trials=2, trial_epochs=1, models="small_cnn", batch_size=8)
+        tune(data, out, time_budget=10, trials=2, trial_epochs=1, models=TINY, batch_size=8)
     assert _states(out) == ["COMPLETE", "RUNNING"]
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     assert main(["tune", data, "--time-budget", "10", "--trials", "2", "--trial-epochs", "1", "--out", str(out),
-                 "--batch-size", "8", "--models", "small_cnn", "--track", "mlflow", "--refit"]) == 0
+                 "--batch-size", "8", "--models", TINY, "--track", "mlflow", "--refit"]) == 0
     printed = capsys.readouterr().out
     result = json.loads((out / "tune.json").read_text())
     assert _states(out) == ["COMPLETE", "FAIL", "COMPLETE"]  # the interrupted trial failed, then tried again
@@ -177,7 +197,7 @@ def test_tune_resumes_after_a_kill_refits_and_its_best_yaml_trains(tmp_path, mon
     client = mlflow.MlflowClient((tmp_path / "mlruns").as_uri())
     runs = client.search_runs([client.get_experiment_by_name("imgclf").experiment_id])
     trials = [r for r in runs if "imgclf.trial" in r.data.tags]  # this session's: the retried trial
-    assert len(trials) == 1 and all("val_accuracy" in r.data.metrics and r.data.params["model"] == "small_cnn" for r in trials)
+    assert len(trials) == 1 and all("val_accuracy" in r.data.metrics and r.data.params["model"] == TINY for r in trials)
     refits = [r for r in runs if "imgclf.refit" in r.data.tags]
     assert len(refits) == 1 and "loss" in refits[0].data.metrics and "val_accuracy" not in refits[0].data.metrics
     assert all(r.data.tags["mlflow.parentRunId"] in {x.info.run_id for x in runs} for r in trials + refits)
@@ -186,7 +206,7 @@ def test_tune_resumes_after_a_kill_refits_and_its_best_yaml_trains(tmp_path, mon
     # trials' training and validation images together, for the best trial's kept epochs, with no validation split.
     best = out / "best.yaml"
     cfg = make_config(load_yaml(best))
-    assert cfg.model == "small_cnn" and cfg.data == os.path.abspath(data)
+    assert cfg.model == TINY and cfg.data == os.path.abspath(data)
     refit = Run(out / "refit")
     assert result["refit"]["run"] == str(refit.path) and f"Refit: {refit.path}" in printed
     settings = load_yaml(refit.file("config.yaml"))
