@@ -1,8 +1,9 @@
-"""Issue 17: `imgclf runs`, `imgclf compare`, `imgclf tune` and `--track mlflow`.
+"""Issue 17: `imgclf runs`, `imgclf compare`, `imgclf tune` (with `--refit`) and `--track mlflow`.
 
 The runs and compare tests build run folders by hand (as an older imgclf
 wrote them, and with known paired predictions), so they need no TensorFlow;
-the tune test trains a few one-epoch models on a tiny folder.
+the tune test trains a few one-epoch models of one convolution on a tiny
+folder, then their refit on train + validation, which it evaluates.
 """
 
 from __future__ import annotations
