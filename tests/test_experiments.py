@@ -1,16 +1,15 @@
-"""Issue 17: `imgclf runs`, `imgclf compare`, `imgclf tune` and `--track mlflow`.
+"""Issue 17: `imgclf runs`, `imgclf compare`, `imgclf tune` (with `--refit`) and `--track mlflow`.
 
 The runs and compare tests build run folders by hand (as an older imgclf
 wrote them, and with known paired predictions), so they need no TensorFlow;
-the tune test trains a few one-epoch models on a tiny folder.
+the tune test trains a few one-epoch models of one convolution on a tiny
+folder, then their refit on train + validation, which it evaluates.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -127,32 +126,70 @@ def _states(out: Path) -> list[str]:
     return [t.state.name for t in study.trials]
 
 
+TINY = "one_conv"
+
+
+def _register_one_conv_model(monkeypatch):
+    """Register TINY, a backbone of one 3x3 convolution on 12 px inputs, in a copy of the registry that
+    monkeypatch puts back afterwards (so no other test sees it)."""
+    from imgclf.models import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @registry.register_model(TINY, default_size=12, min_size=8, preprocessing="unit", color_modes=("rgb", "grayscale"))
+    def one_conv(input_shape, weights=None, bn_momentum=0.9):
+        import keras
+
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs), name=TINY)
+
+
+class _Killed(BaseException):
+    """A kill -9 as the study sees it: Optuna records a trial that raises Exception or KeyboardInterrupt as FAIL,
+    but one this escapes is left RUNNING in study.db, exactly as a killed process leaves it."""
+
+
 @pytest.mark.slow
-def test_tune_resumes_after_a_kill_and_its_best_yaml_trains(tmp_path, monkeypatch):
+def test_tune_resumes_after_a_kill_refits_and_its_best_yaml_trains(tmp_path, monkeypatch, capsys):
     pytest.importorskip("optuna")
     mlflow = pytest.importorskip("mlflow")
+    import optuna
+
     import imgclf
+    from imgclf.core.run import Run
     from imgclf.tuning.study import tune
 
-    data = make_image_folder(tmp_path / "data", per_class=8, size=16)
+    # 6 images of 12 px per class: 4 train, 1 validation, 1 test each. The search's logic is the same over a tiny
+    # space, and most of a trial's time is TensorFlow tracing its graphs: trials of one epoch of a one-convolution
+    # model (registered for this test only) without augmentation, MixUp or CutMix. In-process: a subprocess would
+    # pay TensorFlow's import again.
+    data = make_image_folder(tmp_path / "data", per_class=6, size=12)
     out = tmp_path / "tune"
-    args = ["tune", data, "--time-budget", "10", "--trials", "3", "--trial-epochs", "1", "--out", str(out),
-            "--batch-size", "8", "--models", "small_cnn"]
-    env = {**os.environ, "IMGCLF_TEST_KILL_AT": "checkpoint.saved:2", "TF_NUM_INTRAOP_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(imgclf.__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
-    killed = subprocess.run([sys.executable, "-m", "imgclf", *args], env=env, capture_output=True, text=True, timeout=300)
-    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL in trial 1's first checkpoint
+    for name in ("AUGMENT", "MIXUP", "CUTMIX"):
+        monkeypatch.setattr(f"imgclf.tuning.space.{name}", ("none",) if name == "AUGMENT" else (0.0,))
+    _register_one_conv_model(monkeypatch)
+    passages = []
+
+    def kill_at_second_checkpoint(name):
+        passages.append(name)
+        if name == "checkpoint.saved" and passages.count(name) == 2:
+            raise _Killed  # trial 1's first checkpoint is saved, then the process "dies"
+
+    monkeypatch.setattr("imgclf.training.callbacks.kill_point", kill_at_second_checkpoint)
+    with pytest.raises(_Killed):
+        tune(data, out, time_budget=10, trials=2, trial_epochs=1, models=TINY, batch_size=8)
     assert _states(out) == ["COMPLETE", "RUNNING"]
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    result = tune(data, out, time_budget=10, trials=3, trial_epochs=1, models="small_cnn", batch_size=8, track="mlflow")
-    states = _states(out)
-    assert states[:2] == ["COMPLETE", "FAIL"] and states.count("FAIL") == 1 and len(states) == 4  # trial 1 again, then 1 more
-    assert result["trials"]["complete"] + result["trials"]["pruned"] == 3
-    import optuna
-
-    interrupted = optuna.load_study(study_name="imgclf-tune", storage=f"sqlite:///{out / 'study.db'}").trials[1]
+    assert main(["tune", data, "--time-budget", "10", "--trials", "2", "--trial-epochs", "1", "--out", str(out),
+                 "--batch-size", "8", "--models", TINY, "--track", "mlflow", "--refit"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "tune.json").read_text())
+    assert _states(out) == ["COMPLETE", "FAIL", "COMPLETE"]  # the interrupted trial failed, then tried again
+    assert result["trials"]["complete"] + result["trials"]["pruned"] == 2
+    _, interrupted, retried = optuna.load_study(study_name="imgclf-tune", storage=f"sqlite:///{out / 'study.db'}").trials
+    assert retried.params == interrupted.params and retried.user_attrs["retry_of"] == 1  # with the same settings
     assert 0 <= interrupted.user_attrs["spent_s"] < 60  # the budget counts it until its last epoch, not until the resume
     assert (out / "tune.html").exists() and "Optimisation history" in (out / "tune.html").read_text()
     assert sorted(p.name for p in (out / "trials").iterdir())[:2] == ["trial-0000", "trial-0001"]
@@ -160,15 +197,34 @@ def test_tune_resumes_after_a_kill_and_its_best_yaml_trains(tmp_path, monkeypatc
 
     client = mlflow.MlflowClient((tmp_path / "mlruns").as_uri())
     runs = client.search_runs([client.get_experiment_by_name("imgclf").experiment_id])
-    trials = [r for r in runs if "imgclf.trial" in r.data.tags]
-    assert len(trials) == 2 and all("val_accuracy" in r.data.metrics and r.data.params["model"] == "small_cnn" for r in trials)
-    assert all(r.data.tags["mlflow.parentRunId"] in {x.info.run_id for x in runs} for r in trials)
+    trials = [r for r in runs if "imgclf.trial" in r.data.tags]  # this session's: the retried trial
+    assert len(trials) == 1 and all("val_accuracy" in r.data.metrics and r.data.params["model"] == TINY for r in trials)
+    refits = [r for r in runs if "imgclf.refit" in r.data.tags]
+    assert len(refits) == 1 and "loss" in refits[0].data.metrics and "val_accuracy" not in refits[0].data.metrics
+    assert all(r.data.tags["mlflow.parentRunId"] in {x.info.run_id for x in runs} for r in trials + refits)
 
+    # best.yaml trained (the refit is `train --config best.yaml` with the split and epochs of the refit), on the
+    # trials' training and validation images together, for the best trial's kept epochs, with no validation split.
     best = out / "best.yaml"
     cfg = make_config(load_yaml(best))
-    assert cfg.model == "small_cnn" and cfg.data == os.path.abspath(data)
-    assert main(["train", "--config", str(best), "--out", str(tmp_path / "best"), "--epochs", "1", "--verbose", "0"]) == 0
-    assert (tmp_path / "best" / "model.keras").exists()
+    assert cfg.model == TINY and cfg.data == os.path.abspath(data)
+    refit = Run(out / "refit")
+    assert result["refit"]["run"] == str(refit.path) and f"Refit: {refit.path}" in printed
+    settings = load_yaml(refit.file("config.yaml"))
+    assert settings["val_fraction"] == 0.0 and settings["monitor"] == "none"
+    assert {k: settings[k] for k in ("lr", "dropout", "augment", "weight_decay")} == {
+        k: getattr(cfg, k) for k in ("lr", "dropout", "augment", "weight_decay")}
+    trial = Run(result["best"]["run"])
+    assert settings["epochs"] == trial.read_json("summary.json")["best_epoch"] == 1
+    summary = refit.read_json("summary.json")
+    assert summary["images"] == {"train": 15, "val": 0} and summary["best_epoch"] == 1
+    splits = {s: sorted(r["path"] for r in refit.manifest() if r["split"] == s) for s in ("train", "val", "test")}
+    held_out = {s: sorted(r["path"] for r in trial.manifest() if r["split"] == s) for s in ("train", "val", "test")}
+    assert splits == {"train": sorted(held_out["train"] + held_out["val"]), "val": [], "test": held_out["test"]}
+    ev = imgclf.evaluate(refit, verbose=False, plots=False, explain=False)
+    assert ev.metrics["num_samples"] == 3 and 0 <= ev.metrics["accuracy"] <= 1
+    answer = next(iter(imgclf.load(refit.path).predict_paths(held_out["test"][:1])))
+    assert answer["class"] in refit.classes
 
 
 def test_compare_refuses_images_a_run_trained_on(paired_runs, tmp_path):

@@ -24,6 +24,7 @@ EPILOG_TUNE = """examples:
   imgclf tune data/ --time-budget 30 --trials 20 --models small_cnn,mobilenet_v2 --out tune/leaves
   imgclf tune data/ --time-budget 60 --out tune/leaves --storage postgresql://host/db   # several machines, one study
   imgclf train --config tune/leaves/best.yaml --out runs/best
+  imgclf tune data/ --time-budget 60 --out tune/leaves --refit     # best.yaml retrained on train+val: tune/leaves/refit
 
 Every trial is an ordinary run under OUT/trials/; the study is OUT/study.db (Optuna, SQLite).
 """
@@ -80,4 +81,7 @@ def add_experiment_commands(sub, whole, finite, fmt) -> None:
     p.add_argument("--max-images", type=whole(0), default=None, help="each trial trains on at most this many images (default: all)")
     p.add_argument("--test-fraction", type=finite(0, 0.9, "a share", high_open=True), default=None,
                    help="share held out from the search as a test split (default: train's 0.1)")
+    p.add_argument("--refit", action="store_true",
+                   help="then train best.yaml on the trials' training and validation images together, for the epochs the "
+                        "best trial kept, into OUT/refit (no validation split; the test split stays held out)")
     add_track(p)

@@ -31,7 +31,7 @@ CHOICES = {
     "feature_cache": ("auto", "off"),
     "precision": ("auto", "float32", "bfloat16", "float16"),
     "cache": ("auto", "memory", "disk"),
-    "monitor": ("auto", "val_accuracy", "val_loss", "val_macro_f1", "val_balanced_accuracy"),
+    "monitor": ("auto", "val_accuracy", "val_loss", "val_macro_f1", "val_balanced_accuracy", "none"),
     "class_weight": ("auto", "none", "sqrt", "balanced"),
     "sampling": ("natural", "balanced"),
     "resize": ("squash", "crop", "pad"),
@@ -172,11 +172,11 @@ class TrainConfig:
     dropout: float = 0.2  # dropout before the classifier
     bn_momentum: float = 0.9  # BatchNorm momentum of trainable models; 0.99 is too slow for short runs
     seed: int = 0  # seeds the split, the shuffling and the weights
-    val_fraction: float = 0.1  # share of each class held out for validation when DATA has no val/
+    val_fraction: float = 0.1  # share of each class held out for validation when DATA has no val/; 0 (and no val/) = no validation split: every epoch trains, the last is kept, and what needs validation (early stopping, best epoch, TTA choice, calibration) is skipped
     test_fraction: float = 0.1  # share held out for testing when DATA has no test/ (0 = none)
     group_by: str = ""  # regex on paths: files with the same match (e.g. a patient id) stay in one split
     patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
-    monitor: str = "auto"  # metric that picks the best checkpoint: auto = val_loss when a pretrained backbone is fine-tuned (steadier on small validation sets), else val_accuracy
+    monitor: str = "auto"  # metric that picks the best checkpoint: auto = val_loss when a pretrained backbone is fine-tuned (steadier on small validation sets), else val_accuracy (none without a validation split); none = keep the last epoch
     finetune: str = "auto"  # pretrained backbones: auto (none for few images per class under --model auto, else top) | none (head only) | top | all layers
     finetune_fraction: float = 0.3  # share of backbone layers unfrozen by finetune=top
     head_epochs: int = 0  # epochs of head-only training by gradient steps first; 0 = solve the head on cached features in one step (shards or several replicas: about 150 steps)
@@ -246,6 +246,10 @@ class TrainConfig:
         if not 0 < self.finetune_lr_spread <= 1:
             raise UserError(f"Invalid finetune_lr_spread: expected a number in (0, 1] (the first unfrozen layer's "
                             f"rate relative to the last's; 1 = one rate), received {self.finetune_lr_spread!r}.")
+        if self.patience and self.monitor == "none":
+            raise UserError(f"Invalid patience: early stopping watches a validation metric, and monitor is 'none' (the last "
+                            f"epoch is kept), received patience={self.patience!r}. Pass --patience 0, or --monitor val_accuracy "
+                            "with a validation split.")
         if not 0 <= self.reject_rate < 1:
             raise UserError(f"Invalid reject_rate: expected a share in [0, 1) (0 = off), received {self.reject_rate!r}.")
         if not 0 < self.bn_momentum < 1:

@@ -58,8 +58,9 @@ class DataSource(Protocol):
     def load(self, rows: list[dict], classes: list[str], plan, cfg, run_dir: Path) -> tuple[dict, list[tuple[str, str]]]:
         """({"train": set, "val": set}, [(path, reason) skipped]); may update `rows` (sha1, status)."""
 
-    def check(self, sets: dict, classes: list[str]) -> None:
-        """Raise `UserError` when the loaded splits cannot train (an empty class, no validation images)."""
+    def check(self, sets: dict, classes: list[str], validation: bool = True) -> None:
+        """Raise `UserError` when the loaded splits cannot train (an empty class, no validation images when
+        `validation`: a run with ``val_fraction=0`` has none by design)."""
 
     def train_dataset(self, sets: dict, plan, cfg, *, batch_size: int, map_fn, drop_remainder: bool, workers: int,
                       repeat: bool):
@@ -129,11 +130,11 @@ class FolderSource:
                 log(f"  ... and {len(skipped) - 10} more")
         return sets, list(skipped.items())
 
-    def check(self, sets, classes) -> None:
+    def check(self, sets, classes, validation: bool = True) -> None:
         empty = [c for i, c in enumerate(classes) if not (sets["train"].labels == i).any()]
         if empty:
             raise UserError(f"No decodable training images left for class(es) {', '.join(empty)}; see manifest.csv for the reasons.")
-        if len(sets["val"]) == 0:
+        if validation and len(sets["val"]) == 0:
             raise UserError("No decodable validation images left; see manifest.csv for the reasons.")
 
     def train_dataset(self, sets, plan, cfg, *, batch_size, map_fn, drop_remainder, workers, repeat):
@@ -174,7 +175,7 @@ class ShardSource:
         sets = streamed_sets(self.root, classes, cfg.max_pixels)
         return sets, [(r["path"], skip_reason(r)) for r in rows if is_skipped(r)]
 
-    def check(self, sets, classes) -> None:
+    def check(self, sets, classes, validation: bool = True) -> None:
         pass  # `streamed_sets` checked the pack's counts
 
     def _dataset(self, split, plan, cfg, batch_size, shuffle, map_fn, drop_remainder, workers, **kwargs):

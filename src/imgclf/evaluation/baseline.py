@@ -62,8 +62,9 @@ def run_facts(config: dict, summary: dict, preprocess: dict) -> list[tuple[str, 
     if summary.get("train_time_s") is not None:
         facts.append(("training time", f"{summary['train_time_s'] / 60:.1f} min"))
     if summary.get("best_epoch"):
-        facts.append(("kept epoch", f"{summary['best_epoch']} of {summary.get('epochs_run', '?')} "
-                                    f"(best {config.get('monitor', 'validation metric')})"))
+        how = ("the last: no validation split" if config.get("monitor") == "none"
+               else f"best {config.get('monitor', 'validation metric')}")
+        facts.append(("kept epoch", f"{summary['best_epoch']} of {summary.get('epochs_run', '?')} ({how})"))
     if summary.get("images"):
         facts.append(("images", ", ".join(f"{s} {n}" for s, n in summary["images"].items())))
     weighting = summary.get("class_weighting") or {}

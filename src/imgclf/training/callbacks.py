@@ -27,7 +27,7 @@ def current_lr(optimizer) -> float:
 
 class RunWriter(keras.callbacks.Callback):
     """After every epoch: append to history.csv, save model.keras when the monitored metric
-    improves, and save checkpoints/last.keras for --resume. The training state (epoch,
+    improves (every epoch with monitor 'none', a run without validation), and save checkpoints/last.keras for --resume. The training state (epoch,
     phase, history, best) is stored inside last.keras, in the same atomic write, so
     a kill can never pair a checkpoint with another epoch's state; state.json is a
     readable copy written after it.
@@ -85,7 +85,10 @@ class RunWriter(keras.callbacks.Callback):
 
         value = logs.get(self.monitor)
         best = self.state.get("best")
-        if value is not None and not math.isnan(value):
+        if self.monitor == "none":  # no validation split: the last epoch is the model
+            self.state["best_epoch"] = epoch + 1
+            atomic_save_model(self.model, self.run_dir / "model.keras")
+        elif value is not None and not math.isnan(value):
             improved = best is None or (value > best if self.mode_max else value < best)
             if improved:
                 self.state["best"] = float(value)

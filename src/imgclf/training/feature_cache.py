@@ -148,12 +148,13 @@ def fit_head_on_features(model, sets: dict, callbacks: list, *, batch_size: int,
 
     t0 = time.perf_counter()
     n_classes = model.output_shape[-1]
-    feats = {split: compute_features(model, sets[split].images) for split in ("train", "val")}
-    labels = {split: np.asarray(sets[split].labels) for split in ("train", "val")}
+    splits = ("train", "val") if len(sets["val"]) else ("train",)  # no validation split (val_fraction 0): train only
+    feats = {split: compute_features(model, sets[split].images) for split in splits}
+    labels = {split: np.asarray(sets[split].labels) for split in splits}
     if one_hot:
         labels = {k: np.eye(n_classes, dtype="float32")[v] for k, v in labels.items()}
     features_s = time.perf_counter() - t0
-    log(f"Feature cache: backbone features of {len(labels['train'])} + {len(labels['val'])} images "
+    log(f"Feature cache: backbone features of {len(labels['train'])} + {len(labels.get('val', ()))} images "
         f"computed once in {features_s:.1f}s; the head trains on them (the backbone is frozen, inputs not augmented).")
 
     inputs = keras.Input((feats["train"].shape[1],), name="features")
@@ -171,6 +172,6 @@ def fit_head_on_features(model, sets: dict, callbacks: list, *, batch_size: int,
     keras.utils.set_random_seed(seed)  # the shuffling order of the cached features
     t1 = time.perf_counter()
     head.fit(feats["train"], labels["train"], batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch,
-             validation_data=(feats["val"], labels["val"]), class_weight=class_weight, callbacks=cb, verbose=0,
+             validation_data=(feats["val"], labels["val"]) if "val" in feats else None, class_weight=class_weight, callbacks=cb, verbose=0,
              shuffle=True)
     return {"features_s": round(features_s, 3), "fit_s": round(time.perf_counter() - t1, 3)}

@@ -74,7 +74,8 @@ def run_phases(trainer, model, state: dict) -> Run:
     trainer.summary.update({
         "train_time_s": round(time.perf_counter() - start, 2),
         "best_epoch": state.get("best_epoch"),
-        f"best_{trainer.settings.monitor}": state.get("best"),
+        **({f"best_{trainer.settings.monitor}": state.get("best")} if trainer.settings.monitor != "none" else {}),
+        **({} if trainer.plan.validation else {"validation": "none (val_fraction 0): the last epoch is kept"}),
         "images": {s: len(d) for s, d in trainer.sets.items()},
         "class_counts": {s: _class_counts(d.labels, trainer.classes) for s, d in trainer.sets.items()},
         "epochs_run": state.get("epoch"),
@@ -85,8 +86,12 @@ def run_phases(trainer, model, state: dict) -> Run:
         step.after_fit(trainer)
     atomic_write_json(trainer.run_dir / "summary.json", trainer.summary)
     run = Run(trainer.run_dir)
-    log(f"Best {trainer.settings.monitor}: {state.get('best', float('nan')):.4f} at epoch {state.get('best_epoch')}. "
-        f"Model saved to {run.path / 'model.keras'}")
+    if trainer.settings.monitor == "none":
+        log(f"Kept the last epoch ({state.get('best_epoch')}): no validation figure picks one. "
+            f"Model saved to {run.path / 'model.keras'}")
+    else:
+        log(f"Best {trainer.settings.monitor}: {state.get('best', float('nan')):.4f} at epoch {state.get('best_epoch')}. "
+            f"Model saved to {run.path / 'model.keras'}")
     return run
 
 
@@ -106,6 +111,8 @@ def _report_kept(trainer, state: dict, head_end: int) -> None:
     kept = "head" if best_epoch <= head_end else "finetune"
     trainer.summary["kept_phase"] = kept
     monitor = trainer.settings.monitor
+    if monitor == "none":
+        return  # the last epoch is kept whatever it scores: nothing compared
     if kept == "head":
         log(f"Kept the head (epoch {best_epoch}): fine-tuning did not improve {monitor} on validation "
             f"({state.get('best', float('nan')):.4f}), so model.keras is the head alone.")

@@ -79,7 +79,7 @@ def solve_head_epoch(trainer, model, callbacks: list, val_ds, epoch: int) -> dic
     views = extra_views(len(trainer.sets["train"]), plan.augment)
     layers = augmentation_layers(plan.augment, resolve_flip(cfg.flip, trainer.classes), cfg.seed) if views else None
     # Head only, on few images: validation joins the fit, and its figures become out-of-fold estimates.
-    use_val = plan.finetune == "none" and len(trainer.sets["val"]) < CV_BELOW
+    use_val = plan.validation and plan.finetune == "none" and len(trainer.sets["val"]) < CV_BELOW
     # With fine-tuning to follow, the head is scaled to the loss it will use (label smoothing).
     smoothing = 0.0 if plan.finetune == "none" else float(plan.label_smoothing or 0.0)
     weightings = _weightings(trainer)
@@ -87,7 +87,9 @@ def solve_head_epoch(trainer, model, callbacks: list, val_ds, epoch: int) -> dic
                      use_val=use_val, label_smoothing=smoothing, weightings=weightings, monitor=trainer.settings.monitor)
     if weightings:
         _adopt_weighting(trainer, fit["weighting"])
-    if use_val:
+    if not plan.validation:
+        logs = {}  # no validation split: the out-of-fold figures stay in summary.json ("head_solver")
+    elif use_val:
         logs = {"val_loss": fit["held_out_loss"], "val_accuracy": fit["held_out_accuracy"]}
     else:
         val = model.evaluate(val_ds, verbose=0, return_dict=True)

@@ -121,6 +121,8 @@ def fit_softmax_regression(x_train, y_train, x_val, y_val, n_classes: int, sampl
         w = None if sample_weight is None else sample_weight[:clean_rows]
         tried, oof = _cross_validated_losses(xs_train[:clean_rows], y_train[:clean_rows], w, grid, folds, n_classes)
         selected_by = f"{folds}-fold cross-validation"
+    elif not len(y_val):  # no validation split and a class too small for two folds: scikit-learn's default strength
+        tried, selected_by, oof = [(1.0, float("nan"), float("nan"))], "default (too few images to cross-validate)", None
     else:
         tried = _validation_losses(xs_train, y_train, xs_val, y_val, sample_weight, grid, n_classes)
         selected_by, oof = "validation", None
@@ -132,7 +134,8 @@ def fit_softmax_regression(x_train, y_train, x_val, y_val, n_classes: int, sampl
     train_probs, val_probs = _softmax(x_train @ kernel + bias), _softmax(x_val @ kernel + bias)
     return {"kernel": kernel.astype("float32"), "bias": bias.astype("float32"), "C": c, "selected_by": selected_by,
             "held_out_loss": held_out_loss, "held_out_accuracy": held_out_accuracy,
-            "val_loss": _log_loss(val_probs, y_val), "val_accuracy": float((val_probs.argmax(1) == y_val).mean()),
+            "val_loss": _log_loss(val_probs, y_val),
+            "val_accuracy": float((val_probs.argmax(1) == y_val).mean()) if len(y_val) else float("nan"),
             "train_loss": _log_loss(train_probs, y_train), "train_accuracy": float((train_probs.argmax(1) == y_train).mean()),
             "tried": [(g, round(loss, 5)) for g, loss, _ in tried],
             # The held-out labels and answers of the chosen strength (out of fold, or validation), for other metrics.
@@ -261,6 +264,8 @@ def _softmax(logits):
 
 
 def _log_loss(probs, labels) -> float:
+    if not len(labels):
+        return float("nan")  # no validation images (val_fraction 0)
     return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0))))
 
 
@@ -298,7 +303,9 @@ def solve_head(model, sets: dict, *, augment_layers: list | None = None, views: 
     t0 = time.perf_counter()
     train, val = sets["train"], sets["val"]
     y_train, y_val = np.asarray(train.labels), np.asarray(val.labels)
-    x_train, x_val = compute_features(model, train.images), compute_features(model, val.images)
+    x_train = compute_features(model, train.images)
+    # No validation split (val_fraction 0): the strength is chosen by cross-validation on the training images.
+    x_val = compute_features(model, val.images) if len(y_val) else np.zeros((0, x_train.shape[1]), "float32")
     x_fit, y_fit = (np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])) if use_val else (x_train, y_train)
     clean = len(y_fit)
     if views and augment_layers:  # clean rows first: cross-validation uses only them
@@ -312,7 +319,7 @@ def solve_head(model, sets: dict, *, augment_layers: list | None = None, views: 
     def fit_with(cw):
         weights = None if not cw else np.asarray([cw[int(c)] for c in y_fit], dtype="float64")
         return fit_softmax_regression(x_fit.astype("float64"), y_fit, x_val.astype("float64"), y_val, n_classes, weights,
-                                      clean_rows=clean, force_cv=use_val)
+                                      clean_rows=clean, force_cv=use_val or not len(y_val))
 
     # One BLAS thread: beside TensorFlow's thread pools, OpenBLAS' own threads made the solve 30x slower (63 s vs 2 s).
     with threadpool_limits(1):
@@ -324,8 +331,8 @@ def solve_head(model, sets: dict, *, augment_layers: list | None = None, views: 
     model.get_layer("classifier").set_weights([fit["kernel"], fit["bias"]])
     fit.update(features_s=round(features_s, 3), fit_s=round(time.perf_counter() - t0 - features_s, 3),
                views=views + 1, feature_rows=len(y_fit), val_in_fit=use_val)
-    figures = (f"out-of-fold loss {fit['held_out_loss']:.4f}, accuracy {fit['held_out_accuracy']:.4f}" if use_val
-               else f"validation loss {fit['val_loss']:.4f}, accuracy {fit['val_accuracy']:.4f}")
+    figures = (f"out-of-fold loss {fit['held_out_loss']:.4f}, accuracy {fit['held_out_accuracy']:.4f}"
+               if use_val or not len(y_val) else f"validation loss {fit['val_loss']:.4f}, accuracy {fit['val_accuracy']:.4f}")
     log(f"Head solved: softmax regression on {clean} images' backbone features"
         + (" (training and validation images: too few to hold any out)" if use_val else "")
         + (f", {views} augmented view(s) of each training image" if views else "")

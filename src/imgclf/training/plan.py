@@ -77,7 +77,8 @@ class TrainingPlan:
     head_epochs: int = 0
     batch_size: int = 64
     head_solver: bool = False  # the head phase is solved on cached features (`training.head_solver`)
-    monitor: str = "val_accuracy"  # the metric that picks the best epoch ('auto' resolved)
+    monitor: str = "val_accuracy"  # the metric that picks the best epoch ('auto' resolved); 'none' = the last epoch
+    validation: bool = True  # False: no validation split (val_fraction 0), every epoch trains and the last is kept
     split: dict = field(default_factory=dict)  # split settings the data fixed (packed shards): recorded, not chosen
 
     def phases(self, n_train: int | None = None) -> list[tuple[str, int, float]]:
@@ -199,14 +200,41 @@ class TrainingPlan:
                                    monitor=self.monitor, **self.split)
 
 
+def check_without_validation(cfg) -> None:
+    """Raise `UserError` when `cfg` asks for something a run without validation images cannot do.
+
+    Early stopping and a monitored metric pick epochs by validation figures;
+    without a validation split there are none, so asking for them explicitly
+    is a contradiction, not something to drop silently. 'auto' and 'none' pass.
+
+    Example:
+        >>> from imgclf.core.config import TrainConfig
+        >>> check_without_validation(TrainConfig(val_fraction=0.0))
+        >>> check_without_validation(TrainConfig(val_fraction=0.0, monitor="val_loss"))
+        Traceback (most recent call last):
+        ...
+        imgclf.core.errors.UserError: --monitor val_loss needs validation images, and this run has none (--val-fraction 0 and no val/ folder). ...
+    """
+    why = "this run has none (--val-fraction 0 and no val/ folder)"
+    if cfg.patience:
+        raise UserError(f"Early stopping (--patience {cfg.patience}) needs validation images, and {why}. Expected "
+                        "--patience 0 with a fixed --epochs (or --time-budget); or keep a validation split "
+                        "(--val-fraction 0.1) to stop early.")
+    if cfg.monitor not in ("auto", "none"):
+        raise UserError(f"--monitor {cfg.monitor} needs validation images, and {why}. Without validation the last "
+                        "epoch is kept (--monitor none); keep a validation split (--val-fraction 0.1) to pick the best epoch.")
+
+
 def make_plan(cfg, spec, probe: dict | None, replicas: int = 1, split: dict | None = None,
-              in_memory: bool = True) -> TrainingPlan:
+              in_memory: bool = True, validation: bool = True) -> TrainingPlan:
     """Resolve the automatic settings of `cfg` for the model `spec`, the data `probe` and the replicas.
 
     `probe` is `data.decode.probe_images`' answer ({"grayscale", "median_side"});
     it may be None when neither color_mode nor img_size is automatic (a resumed
     run, whose config.yaml holds resolved values). `split` holds split settings
     the data source fixed (`DataSource.split_settings`: packed shards keep their split).
+    `validation` False (no validation images: ``val_fraction=0``) checks that
+    nothing asked needs them (`check_without_validation`) and keeps the last epoch (monitor 'none').
 
     Example:
         >>> from imgclf.core.config import TrainConfig
@@ -215,7 +243,11 @@ def make_plan(cfg, spec, probe: dict | None, replicas: int = 1, split: dict | No
         96
         >>> make_plan(TrainConfig(model="small_cnn", img_size=32, color_mode="rgb"), get_spec("small_cnn"), None, replicas=2).feature_cache
         'off'
+        >>> make_plan(TrainConfig(model="small_cnn", img_size=32, color_mode="rgb", val_fraction=0.0), get_spec("small_cnn"), None, validation=False).monitor
+        'none'
     """
+    if not validation:
+        check_without_validation(cfg)
     lr, smoothing = model_defaults(dataclasses.replace(cfg, model=spec.name))  # the spec's model, also for 'auto'
     needs_probe = cfg.color_mode == "auto" or not cfg.img_size
     if needs_probe and probe is None:
@@ -248,6 +280,8 @@ def make_plan(cfg, spec, probe: dict | None, replicas: int = 1, split: dict | No
     # The best epoch by validation loss when fine-tuning: on a few hundred validation images accuracy
     # moves by whole images from epoch to epoch, and picked early lucky epochs (bench/RESULTS.md).
     monitor = cfg.monitor if cfg.monitor != "auto" else ("val_loss" if fine_tunes else "val_accuracy")
+    if not validation:
+        monitor = "none"  # nothing to pick an epoch by: the last one is kept
     # The head-on-features shortcut trains a separate small model outside the strategy.
     feature_cache = "off" if replicas > 1 and cfg.feature_cache == "auto" else cfg.feature_cache
     one_hot = smoothing > 0 or cfg.mixup > 0 or cfg.cutmix > 0
@@ -255,4 +289,5 @@ def make_plan(cfg, spec, probe: dict | None, replicas: int = 1, split: dict | No
     return TrainingPlan(lr=lr, label_smoothing=smoothing, color_mode=color_mode, img_size=img_size, augment=augment,
                         one_hot=one_hot, feature_cache=feature_cache, precision=cfg.precision, weights=weights,
                         epochs=cfg.epochs, time_budget=cfg.time_budget, finetune=finetune, head_epochs=cfg.head_epochs,
-                        batch_size=cfg.batch_size, head_solver=head_solver, monitor=monitor, split=dict(split or {}))
+                        batch_size=cfg.batch_size, head_solver=head_solver, monitor=monitor, validation=validation,
+                        split=dict(split or {}))

@@ -37,7 +37,7 @@ from imgclf.training.auto_model import choose_model
 from imgclf.training.distributed.strategy import Distribution
 from imgclf.training.fit_loop import run_phases
 from imgclf.training.lr_find import find_lr
-from imgclf.training.plan import TrainingPlan, make_plan, model_defaults
+from imgclf.training.plan import TrainingPlan, check_without_validation, make_plan, model_defaults
 from imgclf.training.recipe import compile_for_training, freeze_for_phase
 from imgclf.training.confidence import FitConfidence
 from imgclf.training.tta_choice import ChooseTTA
@@ -64,6 +64,7 @@ class Trainer:
         self.classes: list[str] = []
         self.sets: dict = {}  # {"train": ..., "val": ...}: DecodedSet or StreamedSet
         self.class_weight: dict | None = None
+        self.validation = True  # False: no validation split (val_fraction 0), set with the rows
         self.steps: int = 0  # optimizer steps per epoch
         self.end_steps = [ChooseTTA(), FitConfidence()]  # run with `after_fit(trainer)` once the phases are done
 
@@ -86,17 +87,22 @@ class Trainer:
         if excluded:
             log(f"Left out {len(excluded)} training image(s) that duplicate validation or test images "
                 "(they would leak; see manifest.csv)")
-        if not any(r["split"] == "val" for r in rows):
+        self.validation = any(r["split"] == "val" for r in rows)
+        if not self.validation and (cfg.val_fraction > 0 or not self.source.in_memory):
             raise UserError(
                 "No validation images: every class is too small to hold one out. Add images, "
-                "or add a val/ folder next to train/."
+                "or add a val/ folder next to train/" + (", or pass --val-fraction 0 to train without validation."
+                                                         if self.source.in_memory else ".")
             )
+        if not self.validation:
+            check_without_validation(cfg)  # before any decoding: a contradiction is refused at once
+            log(_no_validation_line(cfg))
 
     def _load_splits(self):
         """Decode (a folder) or list (shards) the train and val splits; record skipped files; weigh classes."""
         self.sets, skipped = self.source.load(self.rows, self.classes, self.plan, self.cfg, self.run_dir)
         self._write_manifest()
-        self.source.check(self.sets, self.classes)
+        self.source.check(self.sets, self.classes, validation=self.validation)
         self.summary["skipped"] = [{"path": p, "reason": r} for p, r in skipped]
         self.class_weight = resolve_balance(self.sets["train"].labels, self.classes, self.cfg.class_weight,
                                            self.cfg.sampling, self.summary, monitor=self.settings.monitor,
@@ -139,7 +145,8 @@ class Trainer:
         self._choose_model(probe)
         self._setup_distribution()
         self.plan = make_plan(cfg, get_spec(cfg.model), probe, replicas=self.dist.plan.replicas,
-                              split=self.source.split_settings(), in_memory=self.source.in_memory)
+                              split=self.source.split_settings(), in_memory=self.source.in_memory,
+                              validation=self.validation)
         log(_input_line(self.plan, probe, cfg.resize))
         if run_dir is None and self.dist.multi_worker:
             cfg.out = str(Path(cfg.out or Path("runs") / cfg.model).absolute())
@@ -193,7 +200,12 @@ class Trainer:
         return ds if self.source.sets_sharding else self.dist.shard(ds)
 
     def val_dataset(self):
-        """The validation tf.data pipeline (in label order, not augmented). Example: ``trainer.val_dataset()``."""
+        """The validation tf.data pipeline (in label order, not augmented), None without a validation split.
+
+        Example: ``trainer.val_dataset()``.
+        """
+        if not self.plan.validation:
+            return None
         ds = self.source.val_dataset(self.sets, self.plan, self.cfg, batch_size=max(self.dist.global_batch, 128),
                                      map_fn=self._val_map(), workers=self.dist.plan.workers)
         return ds if self.source.sets_sharding else self.dist.shard(ds)
@@ -288,12 +300,13 @@ class Trainer:
         state = read_state(self.run_dir)
         log(f"Resuming {self.run_dir} after epoch {state.get('epoch', 0)} of {cfg.epochs}")
         self.rows = read_manifest(self.run_dir / "manifest.csv")
+        self.validation = any(r["split"] == "val" for r in self.rows)
         self.classes = Run(self.run_dir).classes
         self._setup_distribution()
         # config.yaml holds resolved values: nothing left to probe.
         self.source = make_source(cfg.data)
         self.plan = make_plan(cfg, get_spec(cfg.model), None, replicas=self.dist.plan.replicas,
-                              in_memory=self.source.in_memory)
+                              in_memory=self.source.in_memory, validation=self.validation)
         clean_stale_temporaries(self.run_dir)
         clean_stale_temporaries(self.run_dir / "checkpoints")
         self._setup_backend()
@@ -324,6 +337,21 @@ def _input_line(plan, probe: dict | None, resize: str) -> str:
     seen = f"images (median side {side:g} px)" if side else "images"
     return (f"Input: {plan.img_size}x{plan.img_size} px {plan.color_mode}; {seen} are resized to it "
             f"(--resize {resize}; --img-size sets the side)")
+
+
+def _no_validation_line(cfg) -> str:
+    """What a run without validation images does instead, said once at the start.
+
+    Example:
+        >>> from imgclf.core.config import TrainConfig
+        >>> print(_no_validation_line(TrainConfig(epochs=3)))
+        No validation split (--val-fraction 0, no val/ folder): all 3 epochs train and the last is kept. Skipped, as they need validation images: the best-epoch choice, early stopping, the test-time augmentation choice (none) and confidence calibration (`imgclf calibrate RUN --data DIR` fits it later).
+    """
+    length = (f"{cfg.time_budget:g} minutes of training, the last epoch kept" if cfg.time_budget
+              else "its 1 epoch trains and is kept" if cfg.epochs == 1 else f"all {cfg.epochs} epochs train and the last is kept")
+    return (f"No validation split (--val-fraction 0, no val/ folder): {length}. "
+            "Skipped, as they need validation images: the best-epoch choice, early stopping, the test-time augmentation "
+            "choice (none) and confidence calibration (`imgclf calibrate RUN --data DIR` fits it later).")
 
 
 def _limit_train_rows(rows: list[dict], limit: int, seed: int) -> list[dict]:

@@ -160,7 +160,8 @@ def fit_upper_on_cache(model, sets: dict, callbacks: list, *, batch_size: int, e
 
     t0 = time.perf_counter()
     lower, upper = split_backbone(model)
-    maps = {split: _lower_maps(model, lower, sets[split].images) for split in ("train", "val")}
+    splits = ("train", "val") if len(sets["val"]) else ("train",)  # no validation split (val_fraction 0): train only
+    maps = {split: _lower_maps(model, lower, sets[split].images) for split in splits}
     maps_s = time.perf_counter() - t0
     n_classes = model.output_shape[-1]
     log(f"Fine-tuning cache: the frozen blocks ran once on {len(sets['train'])} + {len(sets['val'])} images in "
@@ -175,10 +176,11 @@ def fit_upper_on_cache(model, sets: dict, callbacks: list, *, batch_size: int, e
     acc = keras.metrics.CategoricalAccuracy(name="accuracy") if one_hot else keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     trainer_model.compile(optimizer=model.optimizer, loss=model.loss, metrics=[acc])
     trainer_model.history = None  # fit returns it; the CallbackList given has no History callback
-    labels = {k: np.asarray(sets[k].labels) for k in ("train", "val")}
+    labels = {k: np.asarray(sets[k].labels) for k in splits}
     k = n_classes if one_hot else 0
     train_ds = _map_dataset(maps["train"], labels["train"], batch_size, augment, flip, k, seed, shuffle=True)
-    val_ds = _map_dataset(maps["val"], labels["val"], max(batch_size, 128), "none", flip, k, seed, shuffle=False)
+    val_ds = (_map_dataset(maps["val"], labels["val"], max(batch_size, 128), "none", flip, k, seed, shuffle=False)
+              if "val" in maps else None)
     cb = keras.callbacks.CallbackList(list(callbacks) + [sync_stop(model, trainer_model)], add_history=False,
                                       add_progbar=False, model=model)
     model.stop_training = False

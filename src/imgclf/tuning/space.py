@@ -23,6 +23,8 @@ from imgclf.models.weights import pretrained_location
 from imgclf.training.auto_model import FEW_SHOT, PREFERENCE, TINY_SIDE
 
 AUGMENT = ("none", "flip", "light", "standard", "strong")
+MIXUP = (0.0, 0.2)  # MixUp alphas: off, or the usual 0.2
+CUTMIX = (0.0, 1.0)  # CutMix alphas: off, or the usual 1.0
 SCRATCH = "small_cnn"
 
 
@@ -100,8 +102,8 @@ def suggest(trial, models: list[str], facts: dict, trial_epochs: int = 10) -> di
         "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
         "label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.2),
         "augment": trial.suggest_categorical("augment", AUGMENT),
-        "mixup": trial.suggest_categorical("mixup", (0.0, 0.2)),
-        "cutmix": trial.suggest_categorical("cutmix", (0.0, 1.0)),
+        "mixup": trial.suggest_categorical("mixup", MIXUP),
+        "cutmix": trial.suggest_categorical("cutmix", CUTMIX),
         "dropout": trial.suggest_float("dropout", 0.0, 0.5),
         "epochs": trial.suggest_int("epochs", max(1, trial_epochs // 2), trial_epochs),
     }

@@ -5,7 +5,8 @@ SQLite; ``storage=`` takes any SQLAlchemy URL instead, for several machines
 on one study), ``trials/trial-NNNN`` (one run folder per trial, listed by
 `imgclf runs OUT`), ``tune.json`` (the search's settings and totals),
 ``best.yaml`` (the best trial's settings, for ``imgclf train --config``),
-and ``tune.html``.
+``tune.html``, and with ``refit=True`` ``refit/``, best.yaml trained on the
+trials' training and validation images together (`imgclf.tuning.refit`).
 
 The sampler is TPE, the pruner the median rule on each epoch's validation
 accuracy (`imgclf.tuning.pruning`). The time budget counts every session of
@@ -30,6 +31,7 @@ from imgclf.core.progress import log
 from imgclf.core.tracking import SPENT, open_tracker
 from imgclf.evaluation.figures.curves import read_history
 from imgclf.training.api import train
+from imgclf.tuning.refit import refit as refit_best
 from imgclf.tuning.space import candidate_models, data_facts, suggest
 
 STUDY = "imgclf-tune"
@@ -218,12 +220,14 @@ def _sessions(record: dict, wall: float, objective: Objective, tracker_s: float)
 
 def tune(data: str | os.PathLike, out: str | os.PathLike, time_budget: float, trials: int | None = None,
          storage: str | None = None, models: str = "", trial_epochs: int = 10, seed: int = 0,
-         track: str | None = None, **settings) -> dict:
+         track: str | None = None, refit: bool = False, **settings) -> dict:
     """Search training settings on `data` for `time_budget` minutes (or `trials` trials); write OUT (see above).
 
     `settings` are training settings every trial keeps (batch_size,
     max_images, test_fraction, ...). Returns tune.json's content: the best
-    trial, its value, the counts of trials by state, and the timings.
+    trial, its value, the counts of trials by state, and the timings. With
+    `refit`, best.yaml is then trained on the trials' training and validation
+    images together into OUT/refit (`imgclf.tuning.refit`; "refit" in the result).
 
     Example:
         >>> result = tune("data/", "tune/", time_budget=5, trials=3)  # trains 3 models (tests/test_experiments.py)  # doctest: +SKIP
@@ -272,6 +276,15 @@ def tune(data: str | os.PathLike, out: str | os.PathLike, time_budget: float, tr
         best = study.best_trial
         result["best"] = {"trial": best.number, "value": best.value, "params": best.params, "run": best.user_attrs.get("run"),
                           "config": str(best_path)}
+    if refit and best_path is not None:
+        tags = {"imgclf.tune": str(out.resolve()), "imgclf.refit": result["best"]["trial"],
+                **({"mlflow.parentRunId": parent.run_id} if parent is not None else {})}
+        result["refit"] = refit_best(out, result["best"]["run"], result["best"]["trial"], track=track, track_tags=tags,
+                                     previous=record.get("refit"))
+    elif refit:
+        log("Refit: skipped, no trial finished")
+    if not refit and result.get("refit", {}).get("trial") != result.get("best", {}).get("trial"):
+        result.pop("refit", None)  # an earlier session's refit of a trial that is no longer the best
     # lazy: the report draws with Matplotlib (Optuna's visualisations)
     from imgclf.tuning.report import write_tune_report
 

@@ -102,7 +102,7 @@ class Distribution:
         if cfg.time_budget:
             raise UserError("--time-budget cannot run under --distributed multi-worker: each worker's clock would stop "
                             "training after a different epoch. Pass --epochs instead.")
-        if cfg.monitor not in ("auto", "val_accuracy", "val_loss"):
+        if cfg.monitor not in ("auto", "val_accuracy", "val_loss", "none"):
             raise UserError(f"--monitor {cfg.monitor} needs the whole validation set's predictions in one process; under "
                             "--distributed multi-worker each worker sees part of it. Use --monitor val_accuracy or val_loss.")
         if cfg.resume:
