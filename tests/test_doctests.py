@@ -36,7 +36,7 @@ SRC = Path(imgclf.__file__).parent
 # What may keep an example from running, said in its comment: nothing else is out of this test's reach.
 SKIP_REASONS = re.compile(r"network|download|internet|\bGPUs?\b|cluster|several machines|server", re.IGNORECASE)
 # Examples other branches of issue 18 are rewriting; an entry goes once its +SKIPs are gone (the test says when).
-PENDING = ("tuning/",)
+PENDING = ()
 MODULES = sorted(m.name for m in pkgutil.walk_packages(imgclf.__path__, "imgclf.") if not m.name.endswith("__main__"))
 CLASSES = ("cat", "dog", "bird")
 MY_CNN = """\
@@ -126,7 +126,8 @@ def exported_workspace(trained_workspace, tmp_path_factory):
 # (cli.demo is the whole `imgclf demo` journey, its only test). `-m "not slow"` leaves them out.
 SLOW = {"imgclf.cli.demo", "imgclf.core.config", "imgclf.export.exporter", "imgclf.inference.engines",
         "imgclf.inference.engines.ray_engine", "imgclf.training.api", "imgclf.training.fit_loop",
-        "imgclf.training.label_issues", "imgclf.training.tracked", "imgclf.training.tta_choice"}
+        "imgclf.training.label_issues", "imgclf.training.tracked", "imgclf.training.tta_choice",
+        "imgclf.tuning.refit", "imgclf.tuning.study"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m for m in MODULES])

@@ -16,7 +16,13 @@ class PruneTrial(keras.callbacks.Callback):
     the trial's ``alive_s`` attribute, how long it has run, is what the budget counts if the process is killed.
 
     Example:
-        >>> imgclf.train("data/", callbacks=[PruneTrial(trial, deadline=time.monotonic() + 600)])  # inside a study  # doctest: +SKIP
+        >>> import time
+        >>> study = optuna.create_study(direction="maximize")
+        >>> trial = study.ask()
+        >>> pruner = PruneTrial(trial, deadline=time.monotonic() + 600)
+        >>> run = imgclf.train("data/", out="runs/pruned", model="small_cnn", epochs=2, img_size=16, verbose=0, callbacks=[pruner])
+        >>> sorted(study.trials[0].intermediate_values)  # one report per epoch
+        [1, 2]
     """
 
     def __init__(self, trial, deadline: float | None = None, monitor: str = "val_accuracy"):

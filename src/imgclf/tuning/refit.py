@@ -82,8 +82,12 @@ def refit(out: str | os.PathLike, trial_run: str | os.PathLike, trial: int, trac
     "epochs", "images": {"train", "test"}, "split"}.
 
     Example:
-        >>> refit("tune/", "tune/trials/trial-0003", trial=3)["run"]  # trains a model (tests/test_experiments.py)  # doctest: +SKIP
-        'tune/refit'
+        >>> from imgclf.tuning.study import tune
+        >>> best = tune("data/", "tune/", time_budget=5, trials=1, models="small_cnn", trial_epochs=1, batch_size=8)["best"]
+        >>> done = refit("tune/", best["run"], trial=best["trial"])
+        Epoch 1/1: ...
+        >>> done["run"], done["epochs"]
+        ('tune/refit', 1)
     """
     out, trial_run = Path(out), Path(trial_run)
     folder = out / REFIT

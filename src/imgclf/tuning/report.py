@@ -55,7 +55,11 @@ def write_tune_report(study, out, result: dict) -> Path:
     """Write OUT/plots/*.png and OUT/tune.html for `study`; return the page's path.
 
     Example:
-        >>> write_tune_report(study, "tune/", {"trials": {}})  # needs an Optuna study  # doctest: +SKIP
+        >>> import optuna
+        >>> study = optuna.create_study(direction="maximize")
+        >>> study.optimize(lambda t: 1 - (t.suggest_float("lr", 1e-4, 1e-1, log=True) - 0.01) ** 2, n_trials=4)
+        >>> Path("tune").mkdir(exist_ok=True)
+        >>> write_tune_report(study, "tune/", {"trials": {"complete": 4}})
         PosixPath('tune/tune.html')
     """
     out = Path(out)
