@@ -17,9 +17,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/imgclf demo
 
+# Two pytest-xdist workers, one test file at a time each (--dist loadfile keeps a file's module fixtures, such as
+# a trained run or a Ray instance, in one process). Run serially, the suite keeps about one core busy on average
+# (TensorFlow's graph tracing is single-threaded Python), so on CI's two cores a second worker nearly halves it.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	sh scripts/ensure-system-deps.sh
-	IMGCLF_TEST_FULL_ZOO=1 $(VENV)/bin/python -m pytest -q  # every zoo model, the largest included (~1 min)
+	IMGCLF_TEST_FULL_ZOO=1 $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile  # every zoo model, the largest included
 
 # The documentation site, offline, into site/ (open site/index.html); a broken link or reference fails it.
 docs: $(STAMP)

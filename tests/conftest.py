@@ -63,7 +63,7 @@ def image_folder(tmp_path):
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
-    """One small model trained once for the whole session (tests must not modify it)."""
+    """One small model trained once per test process (once under plain pytest, once per xdist worker); tests must not modify it."""
     import imgclf
 
     root = tmp_path_factory.mktemp("trained")

@@ -1,5 +1,6 @@
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -45,20 +46,24 @@ def test_saved_model_has_no_augmentation_or_training_only_layers(trained_run):
     assert not any(n.startswith("Random") for n in names)
 
 
-def test_a_run_never_overwrites_another(image_folder, tmp_path):
+def test_a_run_never_overwrites_another(trained_run, image_folder, tmp_path):
+    """A finished run already sits at --out (a copy of the session's run: the session run must stay untouched):
+    a new training goes to a new folder and leaves every file of the earlier run as it was."""
     out = tmp_path / "runs" / "same"
-    a = imgclf.train(image_folder, out=str(out), epochs=1, verbose=0, img_size=16)
+    shutil.copytree(trained_run.path, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     b = imgclf.train(image_folder, out=str(out), epochs=1, verbose=0, img_size=16)
-    assert a.path.name == "same" and b.path.name == "same-2"
+    assert b.path.name == "same-2" and (b.path / "model.keras").exists()
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
-def test_resume_continues_from_last_epoch(image_folder, tmp_path):
-    out = tmp_path / "runs" / "r"
-    run = imgclf.train(image_folder, out=str(out), epochs=2, verbose=0, img_size=16)
-    assert read_state(run.path)["epoch"] == 2
-    imgclf.train(out=str(run.path), resume=True, epochs=4, verbose=0)
-    state = read_state(run.path)
-    assert state["epoch"] == 4 and [h["epoch"] for h in state["history"]] == [1, 2, 3, 4]
+def test_resume_continues_from_last_epoch(trained_run, tmp_path):
+    """The session's finished 10-epoch run, copied (it must stay untouched), continues to 12 epochs."""
+    run = shutil.copytree(trained_run.path, tmp_path / "runs" / "r")
+    assert read_state(run)["epoch"] == 10
+    imgclf.train(out=str(run), resume=True, epochs=12, verbose=0)
+    state = read_state(run)
+    assert state["epoch"] == 12 and [h["epoch"] for h in state["history"]] == list(range(1, 13))
 
 
 def test_undecodable_files_are_skipped_and_reported(image_folder, tmp_path):
@@ -77,9 +82,9 @@ def test_undecodable_files_are_skipped_and_reported(image_folder, tmp_path):
         assert statuses[name].startswith("skipped:")
 
 
-def test_pretrained_backbone_trains_in_two_phases(image_folder, tmp_path):
+def test_pretrained_backbone_trains_in_two_phases(trained_run, image_folder, tmp_path):
     """weights=PATH makes the backbone pretrained: head first (backbone frozen), then the top unfrozen."""
-    donor = imgclf.train(image_folder, out=str(tmp_path / "runs" / "donor"), epochs=1, verbose=0, img_size=16)
+    donor = trained_run  # an earlier run's model.keras (read only): its backbone is the pretrained one
     run = imgclf.train(image_folder, out=str(tmp_path / "runs" / "ft"), epochs=3, verbose=0, img_size=16,
                        weights=str(donor.path / "model.keras"), finetune_fraction=0.5)
     history = read_state(run.path)["history"]
