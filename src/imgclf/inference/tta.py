@@ -161,7 +161,7 @@ def choose_tta(images: np.ndarray, labels: np.ndarray, predict: Callable[[np.nda
     20 minutes chose 'flip-shift': bench/RESULTS.md):
 
         >>> from pathlib import Path
-        >>> from imgclf.inference.predictor import load
+        >>> from imgclf.inference.loader import load
         >>> clf = load("runs/leaves", tta="none")
         >>> paths = sorted(Path("data").rglob("*.png"))
         >>> images = np.stack([clf.decode(p) for p in paths])

@@ -71,7 +71,7 @@ class MicroBatcher:
         round-robin between requests); None puts it in a line of its own.
 
         Example:
-            >>> from imgclf.inference.predictor import load
+            >>> from imgclf.inference.loader import load
             >>> clf = load("runs/leaves")
             >>> async def one_request():
             ...     batcher = MicroBatcher(clf.predict_arrays)
