@@ -157,6 +157,7 @@ def test_tune_resumes_after_a_kill_refits_and_its_best_yaml_trains(tmp_path, mon
 
     import imgclf
     from imgclf.core.run import Run
+    from imgclf.models.registry import default_lr
     from imgclf.tuning.study import tune
 
     # 6 images of 12 px per class: 4 train, 1 validation, 1 test each. The search's logic is the same over a tiny
@@ -188,8 +189,13 @@ def test_tune_resumes_after_a_kill_refits_and_its_best_yaml_trains(tmp_path, mon
     result = json.loads((out / "tune.json").read_text())
     assert _states(out) == ["COMPLETE", "FAIL", "COMPLETE"]  # the interrupted trial failed, then tried again
     assert result["trials"]["complete"] + result["trials"]["pruned"] == 2
-    _, interrupted, retried = optuna.load_study(study_name="imgclf-tune", storage=f"sqlite:///{out / 'study.db'}").trials
+    first, interrupted, retried = optuna.load_study(study_name="imgclf-tune", storage=f"sqlite:///{out / 'study.db'}").trials
     assert retried.params == interrupted.params and retried.user_attrs["retry_of"] == 1  # with the same settings
+    # The first trial is the default recipe, the baseline the search reports its gain against.
+    assert first.user_attrs["baseline"] and first.params["lr"] == default_lr(TINY)
+    assert first.params["dropout"] == 0.2 and first.params["epochs"] == 1
+    assert result["default"] == {"trial": 0, "value": first.value, "gain": pytest.approx(result["best"]["value"] - first.value)}
+    assert "The default recipe (trial 0" in (out / "tune.html").read_text()
     assert 0 <= interrupted.user_attrs["spent_s"] < 60  # the budget counts it until its last epoch, not until the resume
     assert (out / "tune.html").exists() and "Optimisation history" in (out / "tune.html").read_text()
     assert sorted(p.name for p in (out / "trials").iterdir())[:2] == ["trial-0000", "trial-0001"]
@@ -225,6 +231,22 @@ def test_tune_resumes_after_a_kill_refits_and_its_best_yaml_trains(tmp_path, mon
     assert ev.metrics["num_samples"] == 3 and 0 <= ev.metrics["accuracy"] <= 1
     answer = next(iter(imgclf.load(refit.path).predict_paths(held_out["test"][:1])))
     assert answer["class"] in refit.classes
+
+
+def test_the_default_recipe_is_the_first_trial_of_a_study():
+    from imgclf.tuning.space import default_params, suggest
+
+    optuna = pytest.importorskip("optuna")
+    facts = {"median_side": 28, "grayscale": True, "per_class": 6000}
+    params = default_params(["small_cnn"], facts, trial_epochs=8)
+    assert params == {"model": "small_cnn", "img_size_small_cnn": 0, "lr": 0.002, "label_smoothing": 0.1, "epochs": 8,
+                      "weight_decay": 1e-4, "mixup": 0.0, "cutmix": 0.0, "dropout": 0.2, "augment": "none"}
+    assert default_params(["small_cnn"], facts, trial_epochs=20)["augment"] == "light"  # --augment auto's rule
+    # Every value lies in the space `suggest` draws from, so TPE learns from the baseline like any trial.
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(params)
+    trial = study.ask()
+    assert suggest(trial, ["small_cnn"], facts, trial_epochs=8)["lr"] == 0.002 and trial.params == params
 
 
 def test_compare_refuses_images_a_run_trained_on(paired_runs, tmp_path):

@@ -84,6 +84,10 @@ def write_tune_report(study, out, result: dict) -> Path:
     summary = (f"Best: trial {best['trial']}, validation accuracy {best['value']:.4f}; settings in "
                f"{html.escape(best['config'])} (<code>imgclf train --config {html.escape(best['config'])}</code>)."
                if best else "No trial has finished yet.")
+    if best and result.get("default"):
+        d = result["default"]
+        summary += (f" The default recipe (trial {d['trial']}, the study's baseline) reached {d['value']:.4f}: "
+                    f"the search gained {d['gain'] * 100:+.2f} points on validation.")
     counts = ", ".join(f"{n} {k}" for k, n in result.get("trials", {}).items() if n)
     page = f"""<!doctype html><html lang=en><head><meta charset=utf-8><title>imgclf tune</title><style>{STYLE}</style></head>
 <body><header><h1>imgclf tune: {html.escape(str(out))}</h1><p>{html.escape(counts)}</p></header>

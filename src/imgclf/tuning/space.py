@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import statistics
 
+from imgclf.core.config import TrainConfig
 from imgclf.core.errors import UserError, did_you_mean
 from imgclf.data.decode import probe_images
 from imgclf.data.scan import scan_folder
-from imgclf.models.registry import get_spec, list_models
+from imgclf.models.registry import default_label_smoothing, default_lr, get_spec, list_models
 from imgclf.models.weights import pretrained_location
-from imgclf.training.auto_model import FEW_SHOT, PREFERENCE, TINY_SIDE
+from imgclf.training.auto_model import FEW_SHOT, PREFERENCE, TINY_SIDE, choose_model
 
 AUGMENT = ("none", "flip", "light", "standard", "strong")
 MIXUP = (0.0, 0.2)  # MixUp alphas: off, or the usual 0.2
@@ -111,3 +112,36 @@ def suggest(trial, models: list[str], facts: dict, trial_epochs: int = 10) -> di
         choices = ("none", "top") if facts.get("per_class", 0) > FEW_SHOT else ("none",)
         settings["finetune"] = trial.suggest_categorical("finetune", choices)
     return settings
+
+
+def default_params(models: list[str], facts: dict, trial_epochs: int = 10) -> dict:
+    """The trial that `imgclf train DATA --epochs TRIAL_EPOCHS` is: the study's first, the baseline to beat.
+
+    The model is the one `--model auto` picks for this data when it is among
+    `models`, else the first of `models`; every other setting is what that
+    model's default resolves to (its own learning rate and label smoothing,
+    `--augment auto`'s rule, no MixUp or CutMix, dropout 0.2, weight decay
+    1e-4), as the parameters `suggest` draws. Queued first, it makes the
+    search's best trial at least the default on validation.
+
+    Example:
+        >>> p = default_params(["small_cnn"], {"median_side": 28, "grayscale": True, "per_class": 100}, 10)
+        >>> p["model"], p["lr"], p["augment"], p["epochs"]
+        ('small_cnn', 0.002, 'none', 10)
+    """
+    choice = choose_model({"median_side": facts.get("median_side", 0), "grayscale": facts.get("grayscale", False)},
+                          {"class": facts.get("per_class", 0)})
+    model = choice.model if choice.model in models else models[0]
+    spec = get_spec(model)
+    pretrained = spec.pretrained and pretrained_location(model) is not None
+    weights = "imagenet" if pretrained else "none"
+    params = {"model": model, f"img_size_{model}": image_sizes(model)[-1], "lr": default_lr(model, weights),
+              "label_smoothing": default_label_smoothing(model, weights), "epochs": trial_epochs,
+              **{k: getattr(TrainConfig(), k) for k in ("weight_decay", "mixup", "cutmix", "dropout")}}
+    fine_tunes = False
+    if pretrained:
+        params["finetune"] = "top" if facts.get("per_class", 0) > FEW_SHOT else "none"
+        fine_tunes = params["finetune"] != "none"
+    # --augment auto (imgclf.training.plan): light for long runs and when fine-tuning, else none.
+    params["augment"] = "light" if (trial_epochs >= 15 or fine_tunes) else "none"
+    return params

@@ -8,7 +8,10 @@ on one study), ``trials/trial-NNNN`` (one run folder per trial, listed by
 ``tune.html``, and with ``refit=True`` ``refit/``, best.yaml trained on the
 trials' training and validation images together (`imgclf.tuning.refit`).
 
-The sampler is TPE, the pruner the median rule on each epoch's validation
+The study's first trial is the default recipe (`imgclf train DATA` at the
+trials' epochs, `imgclf.tuning.space.default_params`): the baseline every
+other trial must beat on validation, so best.yaml is never a setting that
+did worse than the default there. The sampler is TPE, the pruner the median rule on each epoch's validation
 accuracy (`imgclf.tuning.pruning`). The time budget counts every session of
 the study: a tune killed at any moment and started again with the same OUT
 goes on where it stopped, and the trial that was running is tried again with
@@ -32,7 +35,7 @@ from imgclf.core.tracking import SPENT, open_tracker
 from imgclf.evaluation.figures.curves import read_history
 from imgclf.training.api import train
 from imgclf.tuning.refit import refit as refit_best
-from imgclf.tuning.space import candidate_models, data_facts, suggest
+from imgclf.tuning.space import candidate_models, data_facts, default_params, suggest
 
 STUDY = "imgclf-tune"
 # Settings of a trial that best.yaml leaves at their defaults: where it ran, and --max-images (a final run trains on all).
@@ -110,7 +113,8 @@ def requeue_interrupted(study) -> int:
         # Its time until the last epoch it finished counts against the budget, not the time until now.
         study._storage.set_trial_user_attr(t._trial_id, "spent_s", float(t.user_attrs.get("alive_s", 0.0)))
         study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        kept = {k: t.user_attrs[k] for k in ("baseline",) if k in t.user_attrs}  # an interrupted default stays the baseline
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, **kept}, skip_if_exists=False)
         log(f"Trial {t.number} was interrupted: it runs again with the same settings")
     return len(stale)
 
@@ -170,7 +174,8 @@ class Objective:
         trial.set_user_attr("settings", {**self.settings, **params, "seed": self.seed})
         pruner = self.callback(trial, deadline=self.deadline)
         folder = self.out / "trials" / f"trial-{trial.number:04d}"
-        log(f"Trial {trial.number}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.items()))
+        baseline = " (the default recipe, the baseline)" if trial.user_attrs.get("baseline") else ""
+        log(f"Trial {trial.number}{baseline}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.items()))
         start = time.perf_counter()
         tags = {"imgclf.tune": str(self.out.resolve()), "imgclf.trial": trial.number}
         if self.parent is not None:
@@ -254,6 +259,9 @@ def tune(data: str | os.PathLike, out: str | os.PathLike, time_budget: float, tr
     study = _open_study(storage_url(out, storage), shared=bool(storage), seed=seed)
     if not storage:
         requeue_interrupted(study)
+    if not study.trials:  # a new study: the default recipe first (skip_if_exists: several machines may start it)
+        study.enqueue_trial(default_params(names, facts, trial_epochs), user_attrs={"baseline": "the default recipe"},
+                            skip_if_exists=True)
     remaining = time_budget * 60 - spent_seconds(study)
     # lazy: Optuna is an optional extra (imgclf[tune])
     from optuna.study import MaxTrialsCallback
@@ -285,6 +293,12 @@ def tune(data: str | os.PathLike, out: str | os.PathLike, time_budget: float, tr
         best = study.best_trial
         result["best"] = {"trial": best.number, "value": best.value, "params": best.params, "run": best.user_attrs.get("run"),
                           "config": str(best_path)}
+        baseline = [t for t in study.trials if t.user_attrs.get("baseline") and t.state == TrialState.COMPLETE]
+        if baseline:  # how far the search got past the default recipe, on validation
+            result["default"] = {"trial": baseline[0].number, "value": baseline[0].value,
+                                 "gain": round(best.value - baseline[0].value, 6)}
+            log(f"Best trial {best.number}: validation accuracy {best.value:.4f}, the default recipe's "
+                f"(trial {baseline[0].number}) {baseline[0].value:.4f}")
     if refit and best_path is not None:
         tags = {"imgclf.tune": str(out.resolve()), "imgclf.refit": result["best"]["trial"],
                 **({"mlflow.parentRunId": parent.run_id} if parent is not None else {})}
