@@ -45,7 +45,7 @@ def test_refit_refuses_data_that_changed_since_the_search(tmp_path):
     data = Path(make_image_folder(tmp_path / "data", per_class=6, size=12))
     out = tmp_path / "tune"
     out.mkdir()
-    # A best.yaml by hand: `to_yaml` would import TensorFlow for the versions it records.
+    # A best.yaml by hand (the few settings a user would write).
     (out / "best.yaml").write_text(yaml.safe_dump({"data": str(data), "model": "small_cnn", "epochs": 2}))
     trial = out / "trials" / "trial-0000"
     trial.mkdir(parents=True)

@@ -10,6 +10,7 @@ with ``--config`` to repeat the run.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import math
 import numbers
 import os
@@ -368,13 +369,18 @@ def to_yaml(cfg: TrainConfig) -> str:
     """The resolved config plus library versions, as YAML. Example: ``to_yaml(TrainConfig())``."""
 
     versions = {"imgclf": __version__, "python": platform.python_version()}
-    for name in ("tensorflow", "keras", "numpy", "PIL"):
-        module = sys.modules.get(name)
-        if module is None:
+    # Installed versions from package metadata: importing TensorFlow only to read its version costs seconds.
+    for name, dists in (("tensorflow", ("tensorflow", "tensorflow-cpu", "tf-nightly")), ("keras", ("keras",)),
+                        ("numpy", ("numpy",)), ("pillow", ("pillow", "Pillow"))):
+        module = sys.modules.get("PIL" if name == "pillow" else name)
+        if module is not None and getattr(module, "__version__", None):
+            versions[name] = module.__version__
+            continue
+        for dist in dists:
             try:
-                module = __import__(name)
-            except ImportError:
+                versions[name] = importlib.metadata.version(dist)
+                break
+            except importlib.metadata.PackageNotFoundError:
                 continue
-        versions[name if name != "PIL" else "pillow"] = getattr(module, "__version__", "?")
     body = yaml.safe_dump(to_dict(cfg), sort_keys=False)
     return "# imgclf training settings; pass back with --config to repeat this run\n" + body + yaml.safe_dump({"versions": versions}, sort_keys=False)
