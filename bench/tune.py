@@ -12,7 +12,8 @@ Steps (everything through the `imgclf` command, as a user runs it):
    --track mlflow [--max-images M] [--trial-epochs E]`. The process is killed
    (SIGKILL) --kill-after minutes in, then the same command is run again: it must
    resume the study (the interrupted trial runs again) and spend only what is left
-   of the budget.
+   of the budget. The study's first trial is the default recipe at the trials'
+   epochs (the baseline its validation gain is measured against).
 3. The final runs, at the same budget (--final-budget minutes each, on all of
    WORK/data/train): the default recipe, `imgclf train WORK/data/train --time-budget F`,
    and the tuned one, `imgclf train --config WORK/tune/best.yaml --time-budget F`.
@@ -114,6 +115,7 @@ def main() -> int:
     results["overhead_share"] = round(overhead / max(trained, 1e-9), 4)
     results["sessions"] = sessions
     results["best"] = summary.get("best")
+    results["default_trial"] = summary.get("default")  # the study's first trial, the default recipe: the search's gain over it
     if not results["best"]:
         print("No trial finished within the budget: nothing to compare. Run again with a larger --time-budget "
               "(the study resumes).", flush=True)
