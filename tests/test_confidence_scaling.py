@@ -19,6 +19,7 @@ from imgclf.inference.confidence.scaling import (
     apply_class_temperatures,
     choose_scaling,
     explain,
+    explain_fit,
     undo_class_temperatures,
 )
 from imgclf.inference.confidence.store import Confidence
@@ -80,6 +81,9 @@ def test_fitted_class_temperatures_round_trip_and_are_checked(tmp_path):
     conf = fit_confidence(p, y, method="msp")
     assert conf.info["scaling"]["method"] == "class_temperature" and len(conf.class_temperatures) == 4
     assert conf.describe().startswith("temperature per predicted class")
+    # The line training and `imgclf calibrate` print (a KeyError at the end of training once: the temperatures
+    # are kept beside the "scaling" record).
+    assert explain_fit(json.loads(json.dumps(conf.info))).startswith("a temperature per predicted class, 1.0")
     assert conf.info["ece_after"] < conf.info["ece_before"]
     conf.save(tmp_path)
     back = Confidence.load(tmp_path)

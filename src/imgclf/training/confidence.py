@@ -31,7 +31,7 @@ from imgclf.data.pipeline import decode_all
 from imgclf.data.shards.reader import decode_split, shard_source
 from imgclf.evaluation.evaluate import eval_rows
 from imgclf.inference.confidence.fit import DEFAULT_METHOD, DEFAULT_REJECT_RATE, fit_confidence
-from imgclf.inference.confidence.scaling import explain
+from imgclf.inference.confidence.scaling import explain_fit
 from imgclf.inference.confidence.store import Confidence
 from imgclf.inference.predictor import Predictor
 
@@ -77,7 +77,7 @@ def fit_run_confidence(run_dir, model, train_images, train_labels, val_images, v
                           reject_rate=reject_rate, method=method, seed=seed)
     conf.save(run.path)
     info = conf.info
-    log(f"Calibration on {len(val_labels)} validation images: {explain(info['scaling'])}; "
+    log(f"Calibration on {len(val_labels)} validation images: {explain_fit(info)}; "
         f"ECE {info['ece_before']:.3f} -> {info['ece_after']:.3f}; unknown score {conf.method}"
         + (f", threshold {conf.reject_threshold():.4g} (reject rate {reject_rate:g})" if reject_rate else " (rejection off)"))
     return conf

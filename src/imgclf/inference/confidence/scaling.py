@@ -148,11 +148,16 @@ def explain(record: dict) -> str:
         >>> explain({"method": "temperature", "temperature": 0.57, "cv": {"folds": 5, "nll_temperature": 0.3871,
         ...          "nll_class_temperature": 0.3869, "gain": 0.0002, "margin": 0.002}})
         'one temperature 0.570 (a temperature per predicted class lowered the 5-fold NLL by 0.0002 only, margin 0.0020)'
+        >>> explain({"method": "class_temperature", "temperature": 0.57, "cv": {"folds": 5, "nll_temperature": 0.3608,
+        ...          "nll_class_temperature": 0.3577}})  # as confidence.json's "scaling" keeps it: temperatures beside
+        'a temperature per predicted class (shared 0.570; 5-fold NLL 0.3608 -> 0.3577)'
     """
     cv = record.get("cv") or {}
     if record.get("method") == "class_temperature":
-        t = record["class_temperatures"]
-        return (f"a temperature per predicted class, {min(t):.3f}-{max(t):.3f} (shared {record['temperature']:.3f}; "
+        # confidence.json keeps the temperatures beside its "scaling" record: a record without them still explains.
+        t = record.get("class_temperatures")
+        spread = f", {min(t):.3f}-{max(t):.3f}" if t else ""
+        return (f"a temperature per predicted class{spread} (shared {record['temperature']:.3f}; "
                 f"{cv.get('folds')}-fold NLL {cv.get('nll_temperature', 0):.4f} -> {cv.get('nll_class_temperature', 0):.4f})")
     line = f"one temperature {record['temperature']:.3f}"
     if "skipped" in cv:
@@ -161,3 +166,15 @@ def explain(record: dict) -> str:
         line += (f" (a temperature per predicted class lowered the {cv['folds']}-fold NLL by {cv['gain']:.4f} only, "
                  f"margin {cv['margin']:.4f})")
     return line
+
+
+def explain_fit(info: dict) -> str:
+    """`explain` for a fitted confidence's info (confidence.json): its "scaling" record with the temperatures beside it.
+
+    Example:
+        >>> explain_fit({"temperature": 0.5, "class_temperatures": [0.4, 0.6],
+        ...              "scaling": {"method": "class_temperature", "temperature": 0.5, "cv": {"folds": 5}}})
+        'a temperature per predicted class, 0.400-0.600 (shared 0.500; 5-fold NLL 0.0000 -> 0.0000)'
+    """
+    return explain({**info.get("scaling", {"temperature": info["temperature"]}),
+                    "class_temperatures": info.get("class_temperatures")})
