@@ -27,6 +27,7 @@ EPILOG_TUNE = """examples:
   imgclf tune data/ --time-budget 60 --out tune/leaves --refit     # best.yaml retrained on train+val: tune/leaves/refit
 
 Every trial is an ordinary run under OUT/trials/; the study is OUT/study.db (Optuna, SQLite).
+The first trial is the default recipe: the search reports its gain over it on validation.
 """
 
 
