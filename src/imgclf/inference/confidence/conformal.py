@@ -5,7 +5,11 @@ plus half its own (APS with its random term fixed at 1/2, so the same image
 always gets the same set); the set holds the classes whose score is within
 the quantile of the true classes' scores on the calibration (validation)
 images. For exchangeable data the true class is in the set with probability
-at least the coverage asked for. The top class is always in the set.
+at least the coverage asked for. The top class is always in the set, so a
+model more accurate than the coverage asked covers as often as it is right
+(more than asked); ``keep_top=False`` gives plain APS, whose coverage is the
+one asked (within the calibration sample's error) at the price of empty
+sets for some confident images (bench/RESULTS.md measures both).
 """
 
 from __future__ import annotations
@@ -63,29 +67,32 @@ def threshold(table: dict, coverage: float) -> float:
     return float("inf") if level > 1 else table_quantile(table, level)
 
 
-def prediction_sets(probs, qhat: float) -> list[list[int]]:
-    """Class indices in each image's set, most probable first; the top class is always in.
+def prediction_sets(probs, qhat: float, keep_top: bool = True) -> list[list[int]]:
+    """Class indices in each image's set, most probable first; the top class is always in unless `keep_top` is False.
 
     Example:
         >>> prediction_sets(np.array([[0.2, 0.7, 0.1], [0.05, 0.05, 0.9]]), 0.85)
         [[1, 0], [2]]
+        >>> prediction_sets(np.array([[0.2, 0.7, 0.1], [0.05, 0.05, 0.9]]), 0.4, keep_top=False)
+        [[1], []]
     """
     scores = class_scores(probs)
     out = []
     for p, s in zip(np.asarray(probs), scores):
         order = np.argsort(-p, kind="stable")
-        out.append([int(order[0])] + [int(j) for j in order[1:] if s[j] <= qhat])
+        top = [int(order[0])] if keep_top or s[order[0]] <= qhat else []
+        out.append(top + [int(j) for j in order[1:] if s[j] <= qhat])
     return out
 
 
-def coverage_and_size(probs, labels, qhat: float) -> tuple[float, float]:
-    """Empirical coverage (share of sets with the true class) and mean set size.
+def coverage_and_size(probs, labels, qhat: float, keep_top: bool = True) -> tuple[float, float]:
+    """Empirical coverage (share of sets with the true class) and mean set size (of `prediction_sets`).
 
     Example:
         >>> coverage_and_size(np.array([[0.2, 0.7, 0.1], [0.05, 0.05, 0.9]]), np.array([0, 1]), 0.85)
         (0.5, 1.5)
     """
-    sets = prediction_sets(probs, qhat)
+    sets = prediction_sets(probs, qhat, keep_top)
     labels = np.asarray(labels, dtype=int)
     if not len(labels):
         return 0.0, 0.0

@@ -35,7 +35,7 @@ from imgclf.inference.confidence.tables import table_quantile
 
 CONFIDENCE_JSON = "confidence.json"
 CONFIDENCE_NPZ = "confidence.npz"
-STAT_KEYS = ("means", "precision", "bank", "kernel", "bias")
+STAT_KEYS = ("means", "precision", "bank", "kernel", "bias", "power_l2")
 
 
 def stats_path(model_path: str | os.PathLike) -> Path:
