@@ -103,6 +103,20 @@ def test_serve_answers_unknown_and_prediction_sets(trained_run, odd_images):
         assert info["calibrated"] and info["unknown_score"] == "mahalanobis" and info["unknown_threshold"] > 0
 
 
+def test_calibrate_takes_its_class_statistics_from_every_class(trained_run, tmp_path, monkeypatch):
+    # A manifest lists its rows class by class: calibrate once took the first rows, so with more training images
+    # than it keeps, the last classes had no statistics (zero means) and most of their images were called unknown.
+    from imgclf.inference.confidence.store import Confidence
+    from imgclf.training.confidence import calibrate
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run.path, run_dir, ignore=shutil.ignore_patterns("exports"))
+    monkeypatch.setattr("imgclf.training.confidence.MAX_TRAIN_IMAGES", len(trained_run.classes))
+    calibrate(run_dir)
+    means = Confidence.load(run_dir).stats["means"]
+    assert len(means) == len(trained_run.classes) and (np.abs(means).sum(axis=1) > 0).all()
+
+
 def test_every_runtime_returns_the_same_calibrated_answers(trained_run, exported_models, odd_images):
     """Keras, SavedModel, TFLite and ONNX exports carry the run's confidence and agree within 1e-4 (float32)."""
     temperature = json.loads(trained_run.file("confidence.json").read_text())["temperature"]

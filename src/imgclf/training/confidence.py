@@ -134,6 +134,31 @@ class FitConfidence:
         trainer.summary["confidence"] = {k: conf.info[k] for k in ("temperature", "ece_before", "ece_after")}
 
 
+def class_sample(rows: list[dict], limit: int, seed: int = 0) -> list[dict]:
+    """At most `limit` of `rows`, a seeded random sample of each class in proportion (every class keeps at least one).
+
+    A manifest lists its rows class by class: its first rows would hold only the first classes, and the class
+    statistics of the others would be missing (the unknown score then rejected most images of those classes).
+
+    Example:
+        >>> rows = [{"label": "a"}] * 90 + [{"label": "b"}] * 10
+        >>> picked = class_sample(rows, 20)
+        >>> len(picked), sum(r["label"] == "b" for r in picked)
+        (20, 2)
+    """
+    if len(rows) <= limit:
+        return list(rows)
+    by_class: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_class.setdefault(r["label"], []).append(i)
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for members in by_class.values():
+        take = max(1, round(limit * len(members) / len(rows)))
+        keep += rng.choice(members, min(take, len(members)), replace=False).tolist()
+    return [rows[i] for i in sorted(keep)]
+
+
 def _decode(rows: list[dict], classes: list[str], pre: dict):
     index = {c: i for i, c in enumerate(classes)}
     rows = [r for r in rows if r["label"] in index]
@@ -177,7 +202,8 @@ def calibrate(run, data: str | os.PathLike | None = None, reject_rate: float | N
     val = _decode(cal_rows, classes, pre)
     if not len(val):
         raise UserError(f"None of the {len(cal_rows)} calibration images could be read; pass --data DIR.")
-    train = _decode([r for r in manifest if r["split"] == "train" and not is_skipped(r)][:4 * MAX_TRAIN_IMAGES], classes, pre)
+    train = _decode(class_sample([r for r in manifest if r["split"] == "train" and not is_skipped(r)], MAX_TRAIN_IMAGES),
+                    classes, pre)
     if not len(train):
         log("Calibration: the run's training images cannot be read; the class statistics come from the calibration images.")
         train = val

@@ -70,7 +70,9 @@ def fit_stats(features, labels, n_classes: int, kernel=None, bias=None, seed: in
 
     # Ledoit-Wolf's own amount: a fixed floor (0.1 before) cost 0.02-0.03 AUROC on every unknown set measured.
     shrink = float(ledoit_wolf_shrinkage(centred, assume_centered=True)) if len(f) > 1 else 1.0
-    cov = (1 - shrink) * cov + shrink * (np.trace(cov) / d + 1e-9) * np.eye(d)
+    scale = np.trace(cov) / d
+    # A tiny ridge keeps a degenerate sample (one image per class: no spread at all) invertible.
+    cov = (1 - shrink) * cov + (shrink * scale + 1e-6 * (scale if scale > 0 else 1.0)) * np.eye(d)
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(len(f), min(len(f), KNN_BANK), replace=False))
     stats = {"means": means.astype(np.float32), "precision": np.linalg.inv(cov).astype(np.float32),
