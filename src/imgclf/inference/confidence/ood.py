@@ -11,7 +11,7 @@
   length is Mahalanobis++, Mueller and Hein 2025): ReLU features are skewed
   and their norm varies with the image's contrast, and Gaussian class
   statistics fit the normalised ones far better (near unknowns: AUROC 0.83
-  -> 0.91 on Fashion-MNIST, bench/RESULTS.md). Runs saved before this keep
+  -> 0.92 on Fashion-MNIST, bench/RESULTS.md). Runs saved before this keep
   their raw-feature statistics (no ``power_l2`` entry) and are scored as before;
 - ``knn``: the distance of the L2-normalised features to their k-th nearest
   training image (Sun et al. 2022).
@@ -68,7 +68,7 @@ def fit_stats(features, labels, n_classes: int, kernel=None, bias=None, seed: in
     # lazy: scikit-learn loads only when the statistics are fitted (training's end, `imgclf calibrate`)
     from sklearn.covariance import ledoit_wolf_shrinkage
 
-    # Ledoit-Wolf's own amount: a fixed floor (0.1 before) cost 0.02-0.03 AUROC on every unknown set measured.
+    # Ledoit-Wolf's own amount: a fixed floor (0.1 before) cost 0.02-0.03 AUROC on near unknowns (bench/RESULTS.md).
     shrink = float(ledoit_wolf_shrinkage(centred, assume_centered=True)) if len(f) > 1 else 1.0
     scale = np.trace(cov) / d
     # A tiny ridge keeps a degenerate sample (one image per class: no spread at all) invertible.
