@@ -88,7 +88,7 @@ def _open_study(url: str, shared: bool, seed: int):
     # Seeded by the trials so far: a resumed session does not draw the first session's settings again.
     sampler = optuna.samplers.TPESampler(seed=seed + done, n_startup_trials=5)
     # Pruning from the first finished trial on, which is the default recipe: a trial behind it at the same epoch
-    # (after its first) stops. Waiting for three finished trials meant no pruning at all in the few-trial searches
+    # stops (from the first epoch: Optuna prunes at steps >= n_warmup_steps, and the callback reports epoch 1 as step 1). Waiting for three finished trials meant no pruning at all in the few-trial searches
     # an hour buys on a laptop CPU (bench/RESULTS.md: three trials of 14 minutes in a 60-minute search).
     pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1)
     return optuna.create_study(study_name=STUDY, storage=storage, direction="maximize", sampler=sampler, pruner=pruner,
