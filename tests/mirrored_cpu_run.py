@@ -15,17 +15,26 @@ import sys
 
 import tensorflow as tf
 
-tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import imgclf  # noqa: E402
-from imgclf.training.distributed import strategy as distribute  # noqa: E402
+def split_the_cpu() -> None:
+    """Two logical CPUs, and imgclf's planner told they are its devices.
 
-distribute.Distribution.from_config = classmethod(
-    lambda cls, cfg, lr=None: cls(distribute.Plan("mirrored", ["/cpu:0", "/cpu:1"]), cfg, lr=lr))
+    Only when run as a script: pytest imports this file when it is named on
+    its command line, and a split CPU left in a test worker would make every
+    later training there a two-replica one.
+    """
+    tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                               [tf.config.LogicalDeviceConfiguration()] * 2)
+    from imgclf.training.distributed import strategy as distribute
+
+    distribute.Distribution.from_config = classmethod(
+        lambda cls, cfg, lr=None: cls(distribute.Plan("mirrored", ["/cpu:0", "/cpu:1"]), cfg, lr=lr))
 
 
 def main(argv):
     import keras
+
+    import imgclf
 
     seen = {}
 
@@ -43,4 +52,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    split_the_cpu()  # before TensorFlow runs anything
     main(sys.argv)
