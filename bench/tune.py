@@ -140,6 +140,10 @@ def main() -> int:
     print(f"\ntrials/hour {results['trials_per_hour']}; tuner + tracker overhead {results['overhead_share'] * 100:.2f} % "
           f"of training time (target <= 2 %); default {results['default_test_accuracy']:.4f} vs tuned "
           f"{results['tuned_test_accuracy']:.4f}; {results['verdict']}")
+    for s in sessions:  # where the overhead went (sessions before this breakdown existed lack its keys)
+        print(f"session: {s['overhead_s']} s outside train of {s['wall_s']} s: objective {s.get('objective_s', '?')} s, "
+              f"Optuna {s.get('optuna_s', '?')} s (longest wait between trials {s.get('longest_between_trials_s', '?')} s), "
+              f"callback {s['callback_s']} s, tracker {s['tracker_s']} s")
     return 0
 
 

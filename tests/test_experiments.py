@@ -200,6 +200,9 @@ def test_tune_resumes_after_a_kill_refits_and_its_best_yaml_trains(tmp_path, mon
     assert (out / "tune.html").exists() and "Optimisation history" in (out / "tune.html").read_text()
     assert sorted(p.name for p in (out / "trials").iterdir())[:2] == ["trial-0000", "trial-0001"]
     assert 0 <= result["best"]["value"] <= 1 and result["sessions"][-1]["train_s"] > 0
+    session = result["sessions"][-1]  # the overhead's parts add up to it
+    parts = session["objective_s"] + session["optuna_s"] + session["callback_s"] + session["tracker_s"]
+    assert session["overhead_s"] == pytest.approx(parts, abs=0.05) and 0 <= session["longest_between_trials_s"] <= session["optuna_s"]
 
     client = mlflow.MlflowClient((tmp_path / "mlruns").as_uri())
     runs = client.search_runs([client.get_experiment_by_name("imgclf").experiment_id])

@@ -171,8 +171,21 @@ class Objective:
         self.trial_epochs, self.seed, self.settings, self.deadline = trial_epochs, seed, settings, deadline
         self.track, self.parent = track, parent
         self.train_s = self.callback_s = 0.0
+        # Where the rest of the wall time goes: inside the objective but outside `train`, and the
+        # longest wait between one trial's end and the next one's start (Optuna's sampler and storage).
+        self.objective_s, self.longest_between_s, self._left = 0.0, 0.0, None
 
     def __call__(self, trial) -> float:
+        entered = time.perf_counter()
+        if self._left is not None:
+            self.longest_between_s = max(self.longest_between_s, entered - self._left)
+        try:
+            return self._trial(trial)
+        finally:
+            self._left = time.perf_counter()
+            self.objective_s += self._left - entered
+
+    def _trial(self, trial) -> float:
         params = suggest(trial, self.models, self.facts, self.trial_epochs)
         trial.set_user_attr("settings", {**self.settings, **params, "seed": self.seed})
         pruner = self.callback(trial, deadline=self.deadline)
@@ -228,9 +241,13 @@ def _sessions(record: dict, wall: float, objective: Objective, tracker_s: float)
     sessions = list(record.get("sessions", []))
     if objective.train_s > 0:
         # train_s: inside `train`, less the pruning callback and the tracker; overhead_s: the rest of wall_s
-        # (sampler, storage, callback, tracker). A killed session writes none.
+        # (sampler, storage, callback, tracker), of which objective_s was in the objective outside `train`
+        # and optuna_s in Optuna between and around the trials. A killed session writes none.
         sessions.append({"wall_s": round(wall, 2), "train_s": round(objective.train_s - tracker_s, 2),
                          "callback_s": round(objective.callback_s, 4), "tracker_s": round(tracker_s, 2),
+                         "objective_s": round(objective.objective_s - objective.train_s - objective.callback_s, 2),
+                         "optuna_s": round(wall - objective.objective_s, 2),
+                         "longest_between_trials_s": round(objective.longest_between_s, 2),
                          "overhead_s": round(wall - objective.train_s + tracker_s, 2)})
     return sessions
 
