@@ -21,6 +21,7 @@ the search never sees.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -174,16 +175,45 @@ class Objective:
         # Where the rest of the wall time goes: inside the objective but outside `train`, and the
         # longest wait between one trial's end and the next one's start (Optuna's sampler and storage).
         self.objective_s, self.longest_between_s, self._left = 0.0, 0.0, None
+        self.release_s = 0.0
 
     def __call__(self, trial) -> float:
+        # lazy: Optuna is an optional extra (imgclf[tune])
+        from optuna import TrialPruned
+
         entered = time.perf_counter()
         if self._left is not None:
             self.longest_between_s = max(self.longest_between_s, entered - self._left)
+        pruned = None
         try:
-            return self._trial(trial)
+            value = self._trial(trial)
+        except TrialPruned as e:
+            pruned = str(e)  # not the exception itself: its traceback holds the trial's model and data
         finally:
+            self._release()
             self._left = time.perf_counter()
             self.objective_s += self._left - entered
+        if pruned is not None:
+            raise TrialPruned(pruned)
+        return value
+
+    def _release(self) -> None:
+        """Collect the finished trial's garbage now, then freeze what is left (timed: part of the overhead).
+
+        A trial leaves its model, datasets and per-image records behind, much
+        of it in reference cycles that only Python's cyclic collector frees,
+        some with finalizers that wait on TensorFlow. Left alone, that
+        collection fell wherever an allocation crossed the threshold: once
+        in Optuna's next `ask`, 13 to 49 s between two trials (bench/RESULTS.md).
+        Here it runs once, at a known point. Freezing moves everything still
+        alive (the libraries' millions of objects) out of the collector's
+        sight, so the next trial's full collections walk only its own objects
+        (each took 0.6 to 0.9 s with them); `tune` unfreezes at its end.
+        """
+        start = time.perf_counter()
+        gc.collect()
+        gc.freeze()
+        self.release_s += time.perf_counter() - start
 
     def _trial(self, trial) -> float:
         params = suggest(trial, self.models, self.facts, self.trial_epochs)
@@ -242,12 +272,14 @@ def _sessions(record: dict, wall: float, objective: Objective, tracker_s: float)
     if objective.train_s > 0:
         # train_s: inside `train`, less the pruning callback and the tracker; overhead_s: the rest of wall_s
         # (sampler, storage, callback, tracker), of which objective_s was in the objective outside `train`
+        # (release_s of it collecting each trial's garbage, `Objective._release`)
         # and optuna_s in Optuna between and around the trials. A killed session writes none.
         sessions.append({"wall_s": round(wall, 2), "train_s": round(objective.train_s - tracker_s, 2),
                          "callback_s": round(objective.callback_s, 4), "tracker_s": round(tracker_s, 2),
                          "objective_s": round(objective.objective_s - objective.train_s - objective.callback_s, 2),
                          "optuna_s": round(wall - objective.objective_s, 2),
                          "longest_between_trials_s": round(objective.longest_between_s, 2),
+                         "release_s": round(objective.release_s, 2),
                          "overhead_s": round(wall - objective.train_s + tracker_s, 2)})
     return sessions
 
@@ -301,8 +333,11 @@ def tune(data: str | os.PathLike, out: str | os.PathLike, time_budget: float, tr
     if remaining > 0 and (trials is None or done < trials):
         log(f"Tuning {', '.join(names)} on {data}: {remaining / 60:.1f} minutes left of {time_budget:g}"
             + (f", {trials - done} trials to go" if trials else ""))
-        study.optimize(objective, timeout=remaining, catch=(UserError,),
-                       callbacks=[MaxTrialsCallback(trials, states=finished)] if trials else None)
+        try:
+            study.optimize(objective, timeout=remaining, catch=(UserError,),
+                           callbacks=[MaxTrialsCallback(trials, states=finished)] if trials else None)
+        finally:
+            gc.unfreeze()  # what the trials froze (`Objective._release`) is collectable again for the caller
     wall, tracker_s = time.perf_counter() - start, SPENT["seconds"] - tracked_before
     best_path = write_best(study, out, data, settings)
     counts = {s.name.lower(): sum(t.state == s for t in study.trials) for s in TrialState}
