@@ -203,6 +203,7 @@ def test_tune_resumes_after_a_kill_refits_and_its_best_yaml_trains(tmp_path, mon
     session = result["sessions"][-1]  # the overhead's parts add up to it
     parts = session["objective_s"] + session["optuna_s"] + session["callback_s"] + session["tracker_s"]
     assert session["overhead_s"] == pytest.approx(parts, abs=0.05) and 0 <= session["longest_between_trials_s"] <= session["optuna_s"]
+    assert 0 <= session["release_s"] + session["stop_s"] <= session["objective_s"]  # both inside the objective, outside train
 
     client = mlflow.MlflowClient((tmp_path / "mlruns").as_uri())
     runs = client.search_runs([client.get_experiment_by_name("imgclf").experiment_id])

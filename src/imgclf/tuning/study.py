@@ -175,40 +175,31 @@ class Objective:
         # Where the rest of the wall time goes: inside the objective but outside `train`, and the
         # longest wait between one trial's end and the next one's start (Optuna's sampler and storage).
         self.objective_s, self.longest_between_s, self._left = 0.0, 0.0, None
-        self.release_s = 0.0
+        self.release_s = self.stop_s = 0.0
 
     def __call__(self, trial) -> float:
-        # lazy: Optuna is an optional extra (imgclf[tune])
-        from optuna import TrialPruned
-
         entered = time.perf_counter()
         if self._left is not None:
             self.longest_between_s = max(self.longest_between_s, entered - self._left)
-        pruned = None
         try:
-            value = self._trial(trial)
-        except TrialPruned as e:
-            pruned = str(e)  # not the exception itself: its traceback holds the trial's model and data
+            return self._trial(trial)
         finally:
             self._release()
             self._left = time.perf_counter()
             self.objective_s += self._left - entered
-        if pruned is not None:
-            raise TrialPruned(pruned)
-        return value
 
     def _release(self) -> None:
         """Collect the finished trial's garbage now, then freeze what is left (timed: part of the overhead).
 
         A trial leaves its model, datasets and per-image records behind, much
-        of it in reference cycles that only Python's cyclic collector frees,
-        some with finalizers that wait on TensorFlow. Left alone, that
-        collection fell wherever an allocation crossed the threshold: once
-        in Optuna's next `ask`, 13 to 49 s between two trials (bench/RESULTS.md).
-        Here it runs once, at a known point. Freezing moves everything still
-        alive (the libraries' millions of objects) out of the collector's
-        sight, so the next trial's full collections walk only its own objects
-        (each took 0.6 to 0.9 s with them); `tune` unfreezes at its end.
+        of it in reference cycles that only Python's cyclic collector frees.
+        Every full collection walks every live object, the libraries' included
+        (0.6 to 0.9 s each in a tune of Fashion-MNIST), and they fell wherever
+        an allocation crossed the threshold: several in a row inside Optuna's
+        next `ask` made waits of 12 to 49 s between trials (bench/RESULTS.md).
+        Here one runs at a known point; freezing then moves everything still
+        alive out of the collector's sight, so the next trial's collections
+        walk only its own objects. `tune` unfreezes at its end.
         """
         start = time.perf_counter()
         gc.collect()
@@ -216,6 +207,9 @@ class Objective:
         self.release_s += time.perf_counter() - start
 
     def _trial(self, trial) -> float:
+        # lazy: Optuna is an optional extra (imgclf[tune])
+        from optuna import TrialPruned
+
         params = suggest(trial, self.models, self.facts, self.trial_epochs)
         trial.set_user_attr("settings", {**self.settings, **params, "seed": self.seed})
         pruner = self.callback(trial, deadline=self.deadline)
@@ -226,13 +220,22 @@ class Objective:
         tags = {"imgclf.tune": str(self.out.resolve()), "imgclf.trial": trial.number}
         if self.parent is not None:
             tags["mlflow.parentRunId"] = self.parent.run_id
+        pruned = caught = None
         try:
             run = train(self.data, out=str(folder), callbacks=[pruner], verbose=0, seed=self.seed, track=self.track,
                         track_tags=tags, track_dir=self.out, **{**self.settings, **params})
+        except TrialPruned as e:
+            # Keep the message, not the exception: its traceback holds the training's frames (model, datasets,
+            # iterators). They are freed as this block ends; that stop is timed apart (stop_s, part of the overhead).
+            pruned, caught = str(e), time.perf_counter()
         finally:
-            self.train_s += time.perf_counter() - start - pruner.spent_s
+            ended = time.perf_counter()
+            self.train_s += (caught or ended) - start - pruner.spent_s
+            self.stop_s += ended - (caught or ended)
             self.callback_s += pruner.spent_s
             trial.set_user_attr("run", str(folder))
+        if pruned is not None:
+            raise TrialPruned(pruned)
         value = best_value(run)
         trial.set_user_attr("train_time_s", run.read_json("summary.json").get("train_time_s"))
         log(f"Trial {trial.number}: validation accuracy {value:.4f} ({run.path})")
@@ -272,14 +275,14 @@ def _sessions(record: dict, wall: float, objective: Objective, tracker_s: float)
     if objective.train_s > 0:
         # train_s: inside `train`, less the pruning callback and the tracker; overhead_s: the rest of wall_s
         # (sampler, storage, callback, tracker), of which objective_s was in the objective outside `train`
-        # (release_s of it collecting each trial's garbage, `Objective._release`)
+        # (release_s of it collecting each trial's garbage, `Objective._release`; stop_s freeing a pruned trial's training)
         # and optuna_s in Optuna between and around the trials. A killed session writes none.
         sessions.append({"wall_s": round(wall, 2), "train_s": round(objective.train_s - tracker_s, 2),
                          "callback_s": round(objective.callback_s, 4), "tracker_s": round(tracker_s, 2),
                          "objective_s": round(objective.objective_s - objective.train_s - objective.callback_s, 2),
                          "optuna_s": round(wall - objective.objective_s, 2),
                          "longest_between_trials_s": round(objective.longest_between_s, 2),
-                         "release_s": round(objective.release_s, 2),
+                         "release_s": round(objective.release_s, 2), "stop_s": round(objective.stop_s, 2),
                          "overhead_s": round(wall - objective.train_s + tracker_s, 2)})
     return sessions
 
