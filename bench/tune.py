@@ -143,6 +143,7 @@ def main() -> int:
     for s in sessions:  # where the overhead went (sessions before this breakdown existed lack its keys)
         print(f"session: {s['overhead_s']} s outside train of {s['wall_s']} s: objective {s.get('objective_s', '?')} s, "
               f"Optuna {s.get('optuna_s', '?')} s (longest wait between trials {s.get('longest_between_trials_s', '?')} s), "
+              f"of it collecting garbage {s.get('release_s', '?')} s and stopping pruned trials {s.get('stop_s', '?')} s; "
               f"callback {s['callback_s']} s, tracker {s['tracker_s']} s")
     return 0
 
