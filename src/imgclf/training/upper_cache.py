@@ -37,6 +37,7 @@ import time
 import numpy as np
 
 from imgclf.core.progress import log
+from imgclf.data.pipeline import without_autotuner
 from imgclf.training.feature_cache import sync_stop
 
 MAX_CACHE_BYTES = 3 * 2**30  # cached activations of training and validation images, float32
@@ -143,7 +144,7 @@ def _map_dataset(maps, labels, batch_size: int, augment: str, flip: str, one_hot
         ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
     elif one_hot:
         ds = ds.map(lambda x, y: (x, tf.one_hot(y, one_hot)))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return without_autotuner(ds.prefetch(tf.data.AUTOTUNE))
 
 
 def fit_upper_on_cache(model, sets: dict, callbacks: list, *, batch_size: int, epochs: int, initial_epoch: int,

@@ -32,7 +32,7 @@ import numpy as np
 from imgclf.core.errors import UserError
 from imgclf.core.progress import Progress, log
 from imgclf.data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
-from imgclf.data.pipeline import DecodedSet
+from imgclf.data.pipeline import DecodedSet, without_autotuner
 from imgclf.data.shards.pack import FORMAT, FORMAT_VERSION, INDEX, ensure_filesystem, filesystem_error, is_url, join
 
 SHUFFLE_BUFFER_BYTES = 256 * 1024**2  # encoded bytes held by the shuffle buffer (at least 1,024 records)
@@ -278,7 +278,7 @@ def make_split_dataset(root: str, split: str, *, batch_size: int, img_size: int,
     if workers > 1 and shard_policy == "file" and len(files) < workers:
         log(f"The {split} split has {len(files)} shard file(s) for {workers} workers: each worker reads all of them "
             "and keeps its share of records. Pack with --min-shards to give every worker its own files.")
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return without_autotuner(ds.with_options(options).prefetch(tf.data.AUTOTUNE))
 
 
 def iter_records(root: str, split: str):
