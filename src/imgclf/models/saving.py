@@ -65,6 +65,13 @@ def as_float32(model):
             return [to_float32(v) for v in obj]
         return obj
 
-    copy = model.__class__.from_config(to_float32(model.get_config()))
+    # Built under a float32 global policy: training sets mixed precision globally (imgclf.train in the same
+    # process), and a functional model takes its own policy from the global one when it is rebuilt.
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = model.__class__.from_config(to_float32(model.get_config()))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     copy.set_weights(model.get_weights())
     return copy
