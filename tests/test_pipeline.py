@@ -53,7 +53,7 @@ def test_dataset_batches_are_float_pixels_and_cover_everything(tmp_path):
 
 
 def test_pipelines_run_without_the_autotuning_thread():
-    # Deleting an autotuned iterator waits out the tuner's period (up to 60 s, Python's lock held): a tune's pruned
+    # Deleting an autotuned iterator waits out the tuner's period (up to 60 s): a tune's pruned
     # trials lost 22 and 57 s to it (bench/RESULTS.md, issue 17). Training and validation pipelines both turn it off.
     from imgclf.data.augment import make_train_map
     from imgclf.data.pipeline import DecodedSet
@@ -62,4 +62,4 @@ def test_pipelines_run_without_the_autotuning_thread():
     train = make_dataset(data, 4, shuffle=True, map_fn=make_train_map("standard", "horizontal", 2, one_hot=True, mixup=0.2))
     val = make_dataset(data, 4)
     assert not train.options().autotune.enabled and not val.options().autotune.enabled
-    assert sum(int(x.shape[0]) for x, _ in train) == 6  # parallel maps still run, one call per core
+    assert sum(int(x.shape[0]) for x, _ in train) == 6  # the parallel maps still run

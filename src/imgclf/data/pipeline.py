@@ -172,14 +172,14 @@ def _index_dataset(labels, n: int, shuffle: bool, seed: int, balanced: bool):
 
 
 def without_autotuner(ds):
-    """`ds` with tf.data's autotuning model thread turned off; `AUTOTUNE` parallelism then means one call per core.
+    """`ds` with tf.data's autotuning model thread turned off (`AUTOTUNE` values then keep TF's fixed defaults).
 
     Deleting an iterator whose pipeline is autotuned waits for that thread's
     current optimisation period to end, up to 60 s once epochs last minutes,
-    and the wait holds Python's lock: a tune lost 22 and 57 s this way when
+    inside a Python deallocation: a tune lost 22 and 57 s this way when
     two pruned trials dropped their iterators (bench/RESULTS.md, issue 17).
-    Our maps are whole-batch tensor operations; on this project's two-core
-    hosts the pipeline ran as fast or faster without the thread (0.2 vs up
+    Our maps are whole-batch tensor operations; on a two-core host (AVX-512,
+    bfloat16) the pipeline ran as fast or faster without the thread (0.2 vs up
     to 19.7 s to delete an iterator; 320-346 vs 181-311 images/s with the
     standard augmentation at 224 px).
 
