@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/tune.py                                   # the issue's benchmark: a 60-minute tune
     .venv/bin/python bench/tune.py --time-budget 10 --final-budget 3 --max-images 6000   # a short version
+    .venv/bin/python bench/tune.py --trial-budget 0 --trial-epochs 6   # trials of drawn epochs (the earlier benchmark)
 
 Steps (everything through the `imgclf` command, as a user runs it):
 
@@ -9,7 +10,8 @@ Steps (everything through the `imgclf` command, as a user runs it):
    from Debian's dataset-fashion-mnist; reused when present).
 2. The search, on WORK/data/train only (the official test set is never seen by it):
    `imgclf tune WORK/data/train --time-budget T --out WORK/tune --test-fraction 0
-   --track mlflow [--max-images M] [--trial-epochs E]`. The process is killed
+   --track mlflow --trial-budget F [--max-images M]`: every trial trains for the final
+   runs' budget F, as they will (with --trial-budget 0: --trial-epochs E instead). The process is killed
    (SIGKILL) --kill-after minutes in, then the same command is run again: it must
    resume the study (the interrupted trial runs again) and spend only what is left
    of the budget. The study's first trial is the default recipe at the trials'
@@ -72,7 +74,9 @@ def main() -> int:
     ap.add_argument("--kill-after", type=float, default=None, help="minutes before the SIGKILL (default: a fifth of the budget)")
     ap.add_argument("--final-budget", type=float, default=10.0, help="minutes of each final training run (default: 10)")
     ap.add_argument("--max-images", type=int, default=0, help="images per trial (default: all)")
-    ap.add_argument("--trial-epochs", type=int, default=10, help="largest epochs per trial (default: 10)")
+    ap.add_argument("--trial-budget", type=float, default=None,
+                    help="minutes per trial (default: the --final-budget; 0: trials of --trial-epochs)")
+    ap.add_argument("--trial-epochs", type=int, default=10, help="largest epochs per trial with --trial-budget 0 (default: 10)")
     ap.add_argument("--track", default="mlflow", choices=("none", "mlflow"), help="tracker during the search (default: mlflow)")
     args = ap.parse_args()
     from imgclf.core.hardware import machine_summary
@@ -85,8 +89,10 @@ def main() -> int:
         sh(IMGCLF + ["datasets", "export", "fashion-mnist", data])
 
     tune_dir = work / "tune"
+    trial_budget = args.final_budget if args.trial_budget is None else args.trial_budget
     cmd = IMGCLF + ["tune", data / "train", "--time-budget", args.time_budget, "--out", tune_dir,
-                    "--test-fraction", "0", "--trial-epochs", args.trial_epochs, "--track", args.track]
+                    "--test-fraction", "0", "--track", args.track]
+    cmd += ["--trial-budget", trial_budget] if trial_budget else ["--trial-epochs", args.trial_epochs]
     if args.max_images:
         cmd += ["--max-images", args.max_images]
     kill_after = 60 * (args.kill_after if args.kill_after is not None else args.time_budget / 5)

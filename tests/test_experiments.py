@@ -280,3 +280,51 @@ def test_the_pruning_callback_prunes_and_stops_at_the_deadline():
     with pytest.raises(optuna.TrialPruned, match="time budget"):
         late.on_epoch_end(0, {"val_accuracy": 0.9})
     late.on_epoch_end(1, {"val_accuracy": 0.9})  # but its last epoch ends it anyway: it completes
+
+
+def test_the_pruner_waits_until_a_trial_has_run_half_its_length():
+    optuna = pytest.importorskip("optuna")
+    from imgclf.tuning.pruning import PruneTrial
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+    by_epochs = PruneTrial(study.ask(), warmup=0.5, epochs=4)
+    by_epochs.on_epoch_end(0, {"val_accuracy": 0.1})  # a quarter of its epochs: reported, not judged
+    with pytest.raises(optuna.TrialPruned, match="after epoch 2"):
+        by_epochs.on_epoch_end(1, {"val_accuracy": 0.1})  # half: judged
+    by_budget = PruneTrial(study.ask(), warmup=0.5, budget_s=3600)  # an hour's trial, seconds in
+    by_budget.on_train_begin()
+    by_budget.on_epoch_end(0, {"val_accuracy": 0.1})
+    assert study.trials[-1].intermediate_values == {1: 0.1}
+    by_budget.budget_s = 1e-6  # its budget run out: judged
+    with pytest.raises(optuna.TrialPruned):
+        by_budget.on_epoch_end(1, {"val_accuracy": 0.1})
+
+
+def test_a_search_whose_trials_train_for_the_final_runs_budget(tmp_path, monkeypatch):
+    pytest.importorskip("optuna")
+    from imgclf.core.errors import UserError
+    from imgclf.core.run import Run
+    from imgclf.tuning.space import default_params
+    from imgclf.tuning.study import tune
+
+    facts = {"median_side": 28, "grayscale": True, "per_class": 6000}
+    # The baseline is `imgclf train DATA --time-budget 10`: no epochs drawn, --augment auto's choice at 10 minutes.
+    assert "epochs" not in default_params(["small_cnn"], facts, trial_budget=10)
+    assert default_params(["small_cnn"], facts, trial_budget=10)["augment"] == "light"
+    assert default_params(["small_cnn"], facts, trial_budget=3)["augment"] == "none"
+
+    data = make_image_folder(tmp_path / "data", per_class=6, size=12)
+    for name in ("AUGMENT", "MIXUP", "CUTMIX"):
+        monkeypatch.setattr(f"imgclf.tuning.space.{name}", ("none",) if name == "AUGMENT" else (0.0,))
+    _register_one_conv_model(monkeypatch)
+    out = tmp_path / "tune"
+    result = tune(data, out, time_budget=5, trials=1, trial_budget=0.05, models=TINY, batch_size=8)
+    assert result["trial_budget"] == 0.05 and "epochs" not in result["best"]["params"]
+    trial = Run(result["best"]["run"])
+    assert load_yaml(trial.file("config.yaml"))["time_budget"] == 0.05  # trained as `train --time-budget 0.05`
+    assert trial.read_json("summary.json")["epochs_run"] >= 1
+    assert make_config(load_yaml(out / "best.yaml")).time_budget == 0.05  # `train --config best.yaml` keeps it
+    with pytest.raises(UserError, match="other settings: trial_budget"):  # a resume must keep the trials' length
+        tune(data, out, time_budget=5, trials=2, trial_budget=0.1, models=TINY, batch_size=8)
+    with pytest.raises(UserError, match="Invalid trial budget"):
+        tune(data, tmp_path / "other", time_budget=5, trial_budget=6)

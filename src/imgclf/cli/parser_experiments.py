@@ -24,6 +24,7 @@ EPILOG_TUNE = """examples:
   imgclf tune data/ --time-budget 30 --trials 20 --models small_cnn,mobilenet_v2 --out tune/leaves
   imgclf tune data/ --time-budget 60 --out tune/leaves --storage postgresql://host/db   # several machines, one study
   imgclf train --config tune/leaves/best.yaml --out runs/best
+  imgclf tune data/ --time-budget 60 --trial-budget 10 --out tune/ten   # every trial as `train --time-budget 10`
   imgclf tune data/ --time-budget 60 --out tune/leaves --refit     # best.yaml retrained on train+val: tune/leaves/refit
 
 Every trial is an ordinary run under OUT/trials/; the study is OUT/study.db (Optuna, SQLite).
@@ -77,6 +78,9 @@ def add_experiment_commands(sub, whole, finite, fmt) -> None:
     p.add_argument("--storage", help="SQLAlchemy URL of the study (default: sqlite:///OUT/study.db); share one to tune on several machines")
     p.add_argument("--models", default="", help="comma-separated models to search (default: small_cnn and every model whose ImageNet weights are here)")
     p.add_argument("--trial-epochs", type=whole(1), default=10, help="largest epochs of one trial; each trial draws from half of it to all of it (default: 10)")
+    p.add_argument("--trial-budget", type=finite(0, None, "minutes"), default=0.0,
+                   help="minutes each trial trains, as `imgclf train --time-budget` (instead of --trial-epochs); "
+                        "give the final run's budget to search for the best recipe at it (default: 0, epochs)")
     p.add_argument("--seed", type=whole(0), default=0, help="seed of the sampler and of every trial's split (default: 0)")
     p.add_argument("--batch-size", type=whole(1), default=None, help="images per step in every trial (default: train's)")
     p.add_argument("--max-images", type=whole(0), default=None, help="each trial trains on at most this many images (default: all)")

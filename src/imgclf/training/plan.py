@@ -46,6 +46,22 @@ def model_defaults(cfg) -> tuple[float | str, float]:
     return lr, smoothing
 
 
+def auto_augment(epochs: int, time_budget: float, fine_tunes: bool) -> str:
+    """What ``--augment auto`` resolves to: 'light' for long runs (15 epochs, or a budget of 10 minutes) and when
+    fine-tuning a pretrained backbone, else 'none'.
+
+    Augmentation pays off only once the model has seen the data a few times;
+    in short runs from scratch it costs accuracy (measured in bench/).
+    Fine-tuning a pretrained backbone overfits a small set within epochs, and
+    flips/shifts of cached maps cost nothing: 'light' there.
+
+    Example:
+        >>> auto_augment(epochs=10, time_budget=0, fine_tunes=False), auto_augment(epochs=10, time_budget=10, fine_tunes=False)
+        ('none', 'light')
+    """
+    return "light" if (epochs >= 15 or time_budget >= 10 or fine_tunes) else "none"
+
+
 def weights_of(cfg) -> str:
     """The weights setting with 'auto' read as 'none': `--model auto` replaces it before planning, a named model keeps it.
 
@@ -270,13 +286,7 @@ def make_plan(cfg, spec, probe: dict | None, replicas: int = 1, split: dict | No
     weights = weights_of(cfg)
     finetune = "top" if cfg.finetune == "auto" else cfg.finetune
     fine_tunes = weights != "none" and finetune != "none"
-    augment = cfg.augment
-    if augment == "auto":
-        # Augmentation pays off only once the model has seen the data a few
-        # times; in short runs from scratch it costs accuracy (measured in
-        # bench/). Fine-tuning a pretrained backbone overfits a small set within
-        # epochs, and flips/shifts of cached maps cost nothing: 'light' there.
-        augment = "light" if (cfg.epochs >= 15 or cfg.time_budget >= 10 or fine_tunes) else "none"
+    augment = auto_augment(cfg.epochs, cfg.time_budget, fine_tunes) if cfg.augment == "auto" else cfg.augment
     # The best epoch by validation loss when fine-tuning: on a few hundred validation images accuracy
     # moves by whole images from epoch to epoch, and picked early lucky epochs (bench/RESULTS.md).
     monitor = cfg.monitor if cfg.monitor != "auto" else ("val_loss" if fine_tunes else "val_accuracy")

@@ -5,7 +5,9 @@ Models: small_cnn (trained from scratch, fits any data) and every model of
 now (none for tiny images, where auto picks small_cnn too), or those given
 with ``--models`` (one whose weights are not here trains from scratch). Per trial: image size (among sizes the model accepts),
 learning rate, weight decay, label smoothing, augmentation preset, MixUp,
-CutMix, dropout, epochs, and for pretrained backbones whether to fine-tune.
+CutMix, dropout, epochs (unless every trial trains for a time budget, as the
+final run will: then the budget decides the epochs), and for pretrained
+backbones whether to fine-tune.
 No TensorFlow and no Optuna here: `suggest` takes any object with Optuna's
 ``suggest_*`` methods.
 """
@@ -22,6 +24,7 @@ from imgclf.data.scan import scan_folder
 from imgclf.models.registry import default_label_smoothing, default_lr, get_spec, list_models
 from imgclf.models.weights import pretrained_location
 from imgclf.training.auto_model import FEW_SHOT, PREFERENCE, TINY_SIDE, choose_model
+from imgclf.training.plan import auto_augment
 
 AUGMENT = ("none", "flip", "light", "standard", "strong")
 MIXUP = (0.0, 0.2)  # MixUp alphas: off, or the usual 0.2
@@ -81,8 +84,11 @@ def image_sizes(model: str) -> list[int]:
     return sorted({smaller, spec.default_size})
 
 
-def suggest(trial, models: list[str], facts: dict, trial_epochs: int = 10) -> dict:
+def suggest(trial, models: list[str], facts: dict, trial_epochs: int = 10, trial_budget: float = 0.0) -> dict:
     """Draw one trial's training settings (keywords of `imgclf.train`) from `trial` (an Optuna trial).
+
+    With `trial_budget` (minutes), the trial trains for that time budget
+    (``time_budget``) instead of drawing its epochs.
 
     Example:
         >>> import optuna
@@ -91,6 +97,8 @@ def suggest(trial, models: list[str], facts: dict, trial_epochs: int = 10) -> di
         ...     "dropout": 0.2, "epochs": 4})
         >>> suggest(fixed, ["small_cnn"], {"per_class": 100}, trial_epochs=4)["weights"]
         'none'
+        >>> suggest(fixed, ["small_cnn"], {"per_class": 100}, trial_budget=10)["time_budget"]
+        10
     """
     model = trial.suggest_categorical("model", models)
     spec = get_spec(model)
@@ -106,16 +114,20 @@ def suggest(trial, models: list[str], facts: dict, trial_epochs: int = 10) -> di
         "mixup": trial.suggest_categorical("mixup", MIXUP),
         "cutmix": trial.suggest_categorical("cutmix", CUTMIX),
         "dropout": trial.suggest_float("dropout", 0.0, 0.5),
-        "epochs": trial.suggest_int("epochs", max(1, trial_epochs // 2), trial_epochs),
     }
+    if trial_budget:
+        settings["time_budget"] = trial_budget
+    else:
+        settings["epochs"] = trial.suggest_int("epochs", max(1, trial_epochs // 2), trial_epochs)
     if pretrained:
         choices = ("none", "top") if facts.get("per_class", 0) > FEW_SHOT else ("none",)
         settings["finetune"] = trial.suggest_categorical("finetune", choices)
     return settings
 
 
-def default_params(models: list[str], facts: dict, trial_epochs: int = 10) -> dict:
-    """The trial that `imgclf train DATA --epochs TRIAL_EPOCHS` is: the study's first, the baseline to beat.
+def default_params(models: list[str], facts: dict, trial_epochs: int = 10, trial_budget: float = 0.0) -> dict:
+    """The trial that `imgclf train DATA --epochs TRIAL_EPOCHS` is (with `trial_budget`, `imgclf train DATA
+    --time-budget TRIAL_BUDGET`): the study's first, the baseline to beat.
 
     The model is the one `--model auto` picks for this data when it is among
     `models`, else the first of `models`; every other setting is what that
@@ -128,6 +140,8 @@ def default_params(models: list[str], facts: dict, trial_epochs: int = 10) -> di
         >>> p = default_params(["small_cnn"], {"median_side": 28, "grayscale": True, "per_class": 100}, 10)
         >>> p["model"], p["lr"], p["augment"], p["epochs"]
         ('small_cnn', 0.002, 'none', 10)
+        >>> "epochs" in default_params(["small_cnn"], {"median_side": 28}, trial_budget=10)
+        False
     """
     choice = choose_model({"median_side": facts.get("median_side", 0), "grayscale": facts.get("grayscale", False)},
                           {"class": facts.get("per_class", 0)})
@@ -136,12 +150,13 @@ def default_params(models: list[str], facts: dict, trial_epochs: int = 10) -> di
     pretrained = spec.pretrained and pretrained_location(model) is not None
     weights = "imagenet" if pretrained else "none"
     params = {"model": model, f"img_size_{model}": image_sizes(model)[-1], "lr": default_lr(model, weights),
-              "label_smoothing": default_label_smoothing(model, weights), "epochs": trial_epochs,
+              "label_smoothing": default_label_smoothing(model, weights),
+              **({} if trial_budget else {"epochs": trial_epochs}),
               **{k: getattr(TrainConfig(), k) for k in ("weight_decay", "mixup", "cutmix", "dropout")}}
     fine_tunes = False
     if pretrained:
         params["finetune"] = "top" if facts.get("per_class", 0) > FEW_SHOT else "none"
         fine_tunes = params["finetune"] != "none"
-    # --augment auto (imgclf.training.plan): light for long runs and when fine-tuning, else none.
-    params["augment"] = "light" if (trial_epochs >= 15 or fine_tunes) else "none"
+    # --augment auto, as `imgclf train` resolves it (a budgeted run keeps the default epochs in its config)
+    params["augment"] = auto_augment(TrainConfig().epochs if trial_budget else trial_epochs, trial_budget, fine_tunes)
     return params

@@ -8,11 +8,18 @@ on one study), ``trials/trial-NNNN`` (one run folder per trial, listed by
 ``tune.html``, and with ``refit=True`` ``refit/``, best.yaml trained on the
 trials' training and validation images together (`imgclf.tuning.refit`).
 
+Trials train for a number of epochs each draws (up to ``trial_epochs``), or
+with ``trial_budget`` for that many minutes each, exactly as the final
+``imgclf train --time-budget`` run will: what suits 6 epochs is not what
+suits the 16 that 10 minutes buy on a fast CPU, and a budget is judged in
+time on the machine that will train (bench/RESULTS.md, issue 17).
+
 The study's first trial is the default recipe (`imgclf train DATA` at the
-trials' epochs, `imgclf.tuning.space.default_params`): the baseline every
+trials' epochs or budget, `imgclf.tuning.space.default_params`): the baseline every
 other trial must beat on validation, so best.yaml is never a setting that
 did worse than the default there. The sampler is TPE, the pruner the median rule on each epoch's validation
-accuracy from the first finished trial on (`imgclf.tuning.pruning`). The time budget counts every session of
+accuracy from the first finished trial on, asked once a trial has run half its length
+(`imgclf.tuning.objective.PRUNE_WARMUP`, `imgclf.tuning.pruning`). The time budget counts every session of
 the study: a tune killed at any moment and started again with the same OUT
 goes on where it stopped, and the trial that was running is tried again with
 the same settings. Trials hold out the same test split (the same seed), which
@@ -33,20 +40,20 @@ from imgclf.core.errors import UserError
 from imgclf.core.fs import atomic_write_json, atomic_write_text
 from imgclf.core.progress import log
 from imgclf.core.tracking import SPENT, open_tracker
-from imgclf.evaluation.figures.curves import read_history
-from imgclf.training.api import train
 from imgclf.tuning.refit import refit as refit_best
-from imgclf.tuning.space import candidate_models, data_facts, default_params, suggest
+from imgclf.tuning.objective import Objective
+from imgclf.tuning.space import candidate_models, data_facts, default_params
 
 STUDY = "imgclf-tune"
 # Settings of a trial that best.yaml leaves at their defaults: where it ran, and --max-images (a final run trains on all).
 NOT_KEPT = ("out", "auto_choice", "resume", "max_images", "verbose")
-SEARCH_KEYS = ("data", "models", "trial_epochs", "seed", "settings")  # what a resumed study must keep
+SEARCH_KEYS = ("data", "models", "trial_epochs", "trial_budget", "seed", "settings")  # what a resumed study must keep
 
 
-def _settings_record(data, models, trial_epochs, seed, settings) -> dict:
-    return {"data": os.path.abspath(os.fspath(data)), "models": models, "trial_epochs": trial_epochs, "seed": seed,
-            "settings": settings}
+def _settings_record(data, models, trial_epochs, trial_budget, seed, settings) -> dict:
+    # trial_budget only when set: studies made before it existed resume unchanged
+    return {"data": os.path.abspath(os.fspath(data)), "models": models, "trial_epochs": trial_epochs,
+            **({"trial_budget": trial_budget} if trial_budget else {}), "seed": seed, "settings": settings}
 
 
 def _check_resume(out: Path, record: dict) -> dict:
@@ -143,105 +150,6 @@ def spent_seconds(study) -> float:
     return sum(_seconds(t) for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None)
 
 
-def best_value(run) -> float:
-    """The validation accuracy of a run's saved model (the best epoch by its monitor), from history.csv.
-
-    Example:
-        >>> from imgclf.core.run import Run
-        >>> 0 <= best_value(Run("runs/leaves")) <= 1
-        True
-    """
-    summary = run.read_json("summary.json")
-    best = summary.get("best_epoch")
-    rows = read_history(run.file("history.csv"))
-    for row in rows:
-        if int(float(row.get("epoch", -1))) == best and row.get("val_accuracy") not in (None, ""):
-            return float(row["val_accuracy"])
-    values = [float(r["val_accuracy"]) for r in rows if r.get("val_accuracy") not in (None, "")]
-    if not values:
-        raise UserError(f"The trial run {run.path} recorded no validation accuracy: the data needs a validation split.")
-    return max(values)
-
-
-class Objective:
-    """One trial: draw settings, train an ordinary run under OUT/trials with the pruning callback, return its score."""
-
-    def __init__(self, data, out: Path, models, facts, trial_epochs, seed, settings, deadline, track, parent, callback):
-        self.callback = callback  # the class of the pruning callback (imgclf.tuning.pruning.PruneTrial, imports keras)
-        self.data, self.out, self.models, self.facts = data, out, models, facts
-        self.trial_epochs, self.seed, self.settings, self.deadline = trial_epochs, seed, settings, deadline
-        self.track, self.parent = track, parent
-        self.train_s = self.callback_s = 0.0
-        # Where the rest of the wall time goes: inside the objective but outside `train`, and the
-        # longest wait between one trial's end and the next one's start (Optuna's sampler and storage).
-        self.objective_s, self.longest_between_s, self._left = 0.0, 0.0, None
-        self.release_s = self.stop_s = 0.0
-
-    def __call__(self, trial) -> float:
-        entered = time.perf_counter()
-        if self._left is not None:
-            self.longest_between_s = max(self.longest_between_s, entered - self._left)
-        try:
-            return self._trial(trial)
-        finally:
-            self._release()
-            self._left = time.perf_counter()
-            self.objective_s += self._left - entered
-
-    def _release(self) -> None:
-        """Collect the finished trial's garbage now, then freeze what is left (timed: part of the overhead).
-
-        A trial leaves its model, datasets and per-image records behind, much
-        of it in reference cycles that only Python's cyclic collector frees.
-        Every full collection walks every live object, the libraries' included
-        (0.6 to 0.9 s each in a tune of Fashion-MNIST), and they fell wherever
-        an allocation crossed the threshold: several in a row inside Optuna's
-        next `ask` made waits of 12 to 49 s between trials (bench/RESULTS.md).
-        Here one runs at a known point; freezing then moves everything still
-        alive out of the collector's sight, so the next trial's collections
-        walk only its own objects. `tune` unfreezes at its end.
-        """
-        start = time.perf_counter()
-        gc.collect()
-        gc.freeze()
-        self.release_s += time.perf_counter() - start
-
-    def _trial(self, trial) -> float:
-        # lazy: Optuna is an optional extra (imgclf[tune])
-        from optuna import TrialPruned
-
-        params = suggest(trial, self.models, self.facts, self.trial_epochs)
-        trial.set_user_attr("settings", {**self.settings, **params, "seed": self.seed})
-        pruner = self.callback(trial, deadline=self.deadline)
-        folder = self.out / "trials" / f"trial-{trial.number:04d}"
-        baseline = " (the default recipe, the baseline)" if trial.user_attrs.get("baseline") else ""
-        log(f"Trial {trial.number}{baseline}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.items()))
-        start = time.perf_counter()
-        tags = {"imgclf.tune": str(self.out.resolve()), "imgclf.trial": trial.number}
-        if self.parent is not None:
-            tags["mlflow.parentRunId"] = self.parent.run_id
-        pruned = caught = None
-        try:
-            run = train(self.data, out=str(folder), callbacks=[pruner], verbose=0, seed=self.seed, track=self.track,
-                        track_tags=tags, track_dir=self.out, **{**self.settings, **params})
-        except TrialPruned as e:
-            # Keep the message, not the exception: its traceback holds the training's frames (model, datasets,
-            # iterators). They are freed as this block ends; that stop is timed apart (stop_s, part of the overhead).
-            pruned, caught = str(e), time.perf_counter()
-        finally:
-            ended = time.perf_counter()
-            self.train_s += (caught or ended) - start - pruner.spent_s
-            self.stop_s += ended - (caught or ended)
-            self.callback_s += pruner.spent_s
-            trial.set_user_attr("run", str(folder))
-        if pruned is not None:
-            raise TrialPruned(pruned)
-        value = best_value(run)
-        trial.set_user_attr("train_time_s", run.read_json("summary.json").get("train_time_s"))
-        log(f"Trial {trial.number}: validation accuracy {value:.4f} ({run.path})")
-        return value
-
-
 def write_best(study, out: Path, data, settings: dict) -> Path | None:
     """OUT/best.yaml: the best trial's settings as a config `imgclf train --config` takes (None if no trial finished).
 
@@ -288,12 +196,14 @@ def _sessions(record: dict, wall: float, objective: Objective, tracker_s: float)
 
 
 def tune(data: str | os.PathLike, out: str | os.PathLike, time_budget: float, trials: int | None = None,
-         storage: str | None = None, models: str = "", trial_epochs: int = 10, seed: int = 0,
+         storage: str | None = None, models: str = "", trial_epochs: int = 10, trial_budget: float = 0.0, seed: int = 0,
          track: str | None = None, refit: bool = False, **settings) -> dict:
     """Search training settings on `data` for `time_budget` minutes (or `trials` trials); write OUT (see above).
 
     `settings` are training settings every trial keeps (batch_size,
-    max_images, test_fraction, ...). Returns tune.json's content: the best
+    max_images, test_fraction, ...). With `trial_budget` (minutes), every
+    trial trains for that time budget instead of drawing its epochs from
+    `trial_epochs`, and best.yaml keeps the budget. Returns tune.json's content: the best
     trial, its value, the counts of trials by state, and the timings. With
     `refit`, best.yaml is then trained on the trials' training and validation
     images together into OUT/refit (`imgclf.tuning.refit`; "refit" in the result).
@@ -305,17 +215,21 @@ def tune(data: str | os.PathLike, out: str | os.PathLike, time_budget: float, tr
     """
     if time_budget <= 0:
         raise UserError(f"Invalid time budget: expected minutes > 0, received {time_budget!r}. Pass --time-budget 60.")
+    if trial_budget < 0 or trial_budget > time_budget:
+        raise UserError(f"Invalid trial budget: expected minutes from 0 (epochs instead) to the search's {time_budget:g}, "
+                        f"received {trial_budget!r}. Pass --trial-budget with the minutes the final run will train, "
+                        "e.g. --time-budget 60 --trial-budget 10.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in settings.items() if v is not None}
     facts = data_facts(data)
     names = candidate_models(models, facts["median_side"])
-    record = _check_resume(out, _settings_record(data, names, trial_epochs, seed, settings))
+    record = _check_resume(out, _settings_record(data, names, trial_epochs, trial_budget, seed, settings))
     study = _open_study(storage_url(out, storage), shared=bool(storage), seed=seed)
     if not storage:
         requeue_interrupted(study)
     if not study.trials:  # a new study: the default recipe first (skip_if_exists: several machines may start it)
-        study.enqueue_trial(default_params(names, facts, trial_epochs), user_attrs={"baseline": "the default recipe"},
+        study.enqueue_trial(default_params(names, facts, trial_epochs, trial_budget), user_attrs={"baseline": "the default recipe"},
                             skip_if_exists=True)
     remaining = time_budget * 60 - spent_seconds(study)
     # lazy: Optuna is an optional extra (imgclf[tune])
@@ -330,8 +244,8 @@ def tune(data: str | os.PathLike, out: str | os.PathLike, time_budget: float, tr
     parent = open_tracker(track, out, run_name=f"tune {out.name}", run_dir=out)
     if parent is not None:
         parent.remember(out)  # a resumed session adds to the same MLflow run
-    objective = Objective(data, out, names, facts, trial_epochs, seed, settings, time.monotonic() + remaining, track, parent,
-                          PruneTrial)
+    objective = Objective(data, out, names, facts, trial_epochs, trial_budget, seed, settings, time.monotonic() + remaining,
+                          track, parent, PruneTrial)
     start, tracked_before = time.perf_counter(), SPENT["seconds"]
     if remaining > 0 and (trials is None or done < trials):
         log(f"Tuning {', '.join(names)} on {data}: {remaining / 60:.1f} minutes left of {time_budget:g}"
@@ -371,7 +285,8 @@ def tune(data: str | os.PathLike, out: str | os.PathLike, time_budget: float, tr
 
     result["report"] = str(write_tune_report(study, out, result))
     if parent is not None:
-        parent.log_params({"data": record["data"], "models": ",".join(names), "trial_epochs": trial_epochs, "seed": seed})
+        parent.log_params({"data": record["data"], "models": ",".join(names), "trial_epochs": trial_epochs,
+                           "trial_budget": trial_budget, "seed": seed})
         # The budget may grow on a resume: a metric, since MLflow params cannot change.
         parent.log_metrics({"time_budget_min": time_budget, **{f"trials_{k}": v for k, v in counts.items()},
                             **({"best_val_accuracy": result["best"]["value"]} if "best" in result else {})})

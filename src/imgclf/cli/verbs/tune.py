@@ -8,7 +8,7 @@ from imgclf.tuning.study import tune
 def run(args) -> int:
     """Run `imgclf tune data/ --time-budget 60 --out tune/` from its parsed arguments; return the exit status."""
     result = tune(args.data, args.out, args.time_budget, trials=args.trials, storage=args.storage, models=args.models,
-                  trial_epochs=args.trial_epochs, seed=args.seed, track=args.track, batch_size=args.batch_size,
+                  trial_epochs=args.trial_epochs, trial_budget=args.trial_budget, seed=args.seed, track=args.track, batch_size=args.batch_size,
                   max_images=args.max_images, test_fraction=args.test_fraction, refit=args.refit)
     print("Trials: " + ", ".join(f"{n} {state}" for state, n in result["trials"].items() if n))
     if "best" in result:
