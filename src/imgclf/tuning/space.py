@@ -2,8 +2,10 @@
 
 Models: small_cnn (trained from scratch, fits any data) and every model of
 `--model auto`'s preference list whose ImageNet weights are on this machine
-now (none for tiny images, where auto picks small_cnn too), or those given
-with ``--models`` (one whose weights are not here trains from scratch). Per trial: image size (among sizes the model accepts),
+now; for tiny images, where no pretrained backbone applies, every model the
+registry shapes for small images from scratch (small_cnn and small_resnet:
+no ImageNet weights, no fixed input size); or those given with ``--models``
+(one whose weights are not here trains from scratch). Per trial: image size (among sizes the model accepts),
 learning rate, weight decay, label smoothing, augmentation preset, MixUp,
 CutMix, dropout, epochs (unless every trial trains for a time budget, as the
 final run will: then the budget decides the epochs), and for pretrained
@@ -49,13 +51,18 @@ def data_facts(data: str | os.PathLike) -> dict:
 
 
 def candidate_models(asked: str = "", median_side: int = 0) -> list[str]:
-    """The models to search: those in `asked` (comma-separated), else small_cnn and the installed pretrained ones.
+    """The models to search: those in `asked` (comma-separated), else small_cnn and the installed pretrained ones;
+    for tiny images (median side under 32 px) the registry's from-scratch models for small images.
+
+    The deeper small_resnet is the better model for Fashion-MNIST when the
+    budget buys it enough epochs (bench/RESULTS.md, issue 5), which only the
+    search at the final run's budget can weigh.
 
     Example:
         >>> candidate_models("small_cnn")
         ['small_cnn']
         >>> candidate_models("", median_side=28)
-        ['small_cnn']
+        ['small_cnn', 'small_resnet']
     """
     if asked:
         names = [n.strip() for n in asked.split(",") if n.strip()]
@@ -66,8 +73,13 @@ def candidate_models(asked: str = "", median_side: int = 0) -> list[str]:
                                 + did_you_mean(name, known))
         return names
     if median_side and median_side < TINY_SIDE:
-        return [SCRATCH]
+        return [SCRATCH] + sorted(n for n in list_models() if n != SCRATCH and _for_small_images_from_scratch(n))
     return [SCRATCH] + [n for n in PREFERENCE if n in list_models() and pretrained_location(n) is not None]
+
+
+def _for_small_images_from_scratch(model: str) -> bool:
+    spec = get_spec(model)
+    return not spec.pretrained and not spec.default_size  # no weights to load, any input side (small_cnn's kind)
 
 
 def image_sizes(model: str) -> list[int]:
