@@ -147,3 +147,18 @@ def test_the_plan_resolves_automatic_settings_without_touching_the_config():
         0.002, 0.1, "grayscale", 28, "light")
     assert resolved.feature_cache == "off" and resolved.precision == "bfloat16"  # several replicas: no feature cache
     assert plan.one_hot and plan.phases(n_train=100) == [("train", 20, 1.0)]
+
+
+def test_training_leaves_kerass_global_precision_as_the_caller_had_it(image_folder, tmp_path):
+    import keras
+
+    keras.mixed_precision.set_global_policy("float32")
+    run = imgclf.train(image_folder, out=str(tmp_path / "runs" / "bf16"), epochs=1, verbose=0, img_size=16,
+                       model="small_cnn", precision="bfloat16")
+    assert run.read_json("summary.json")["precision"] == "mixed_bfloat16"  # it trained in bfloat16 ...
+    assert keras.mixed_precision.global_policy().name == "float32"  # ... and a model built now computes in float32
+    assert keras.layers.Dense(2).compute_dtype == "float32"
+    with pytest.raises(UserError):  # a failed run puts it back too
+        imgclf.train(image_folder, out=str(tmp_path / "runs" / "bad"), epochs=1, verbose=0, img_size=16,
+                     precision="bfloat16", weights=str(tmp_path / "nope.h5"))
+    assert keras.mixed_precision.global_policy().name == "float32"

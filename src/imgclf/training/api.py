@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,6 +26,8 @@ def train(data: str | os.PathLike | None = None, *, config: str | os.PathLike | 
     `track="mlflow"` logs the run to MLflow (`imgclf.core.tracking`: the
     store in MLFLOW_TRACKING_URI, else mlruns/ beside the run folder, or in
     `track_dir`), with `track_tags` on the MLflow run; nothing is logged by default.
+    Keras's global dtype policy is the caller's again when it returns (the
+    run trains in the precision it chose; the saved model keeps it).
 
     Example:
         >>> import imgclf
@@ -31,6 +35,37 @@ def train(data: str | os.PathLike | None = None, *, config: str | os.PathLike | 
         >>> run.path.name, run.classes
         ('first', ['bird', 'cat', 'dog'])
     """
+    with callers_precision():
+        return _train(data, config, callbacks, track, track_tags, track_dir, settings)
+
+
+@contextlib.contextmanager
+def callers_precision():
+    """Put Keras's global dtype policy back as the caller had it once the block ends, returning or raising.
+
+    Training sets the policy it computes in (mixed_bfloat16 on a CPU with
+    AVX512_BF16, mixed_float16 on older GPUs: `imgclf.core.hardware`); left
+    set, every Keras model the caller builds afterwards in the same process
+    would compute in it too. Keras not imported yet means its default policy.
+
+    Example:
+        >>> import keras
+        >>> with callers_precision():
+        ...     keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        >>> keras.mixed_precision.global_policy().name
+        'float32'
+    """
+    keras = sys.modules.get("keras")
+    previous = keras.mixed_precision.global_policy() if keras is not None else None
+    try:
+        yield
+    finally:
+        keras = sys.modules.get("keras")
+        if keras is not None:
+            keras.mixed_precision.set_global_policy(previous or keras.config.floatx())
+
+
+def _train(data, config, callbacks, track, track_tags, track_dir, settings) -> Run:
     file_settings = load_yaml(config) if config else None
     given = {k: v for k, v in settings.items() if v is not None}
     if data is not None:
@@ -91,7 +126,7 @@ def lr_find(data: str | os.PathLike, out: str | os.PathLike = "lr_find.png", ste
         >>> 1e-6 <= found["suggested_lr"] <= 1.0
         True
     """
-    with tempfile.TemporaryDirectory(prefix="imgclf-lrfind-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="imgclf-lrfind-") as tmp, callers_precision():
         settings = {k: v for k, v in settings.items() if v is not None}
         cfg = make_config(settings, {"data": os.fspath(data), "lr": 1e-3, "verbose": 0})
         trainer = Trainer(cfg)
