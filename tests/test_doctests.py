@@ -147,8 +147,8 @@ def test_docstring_examples_run(name, request, monkeypatch, tmp_path):
     shutil.copytree(request.getfixturevalue(needs), tmp_path / "ws")
     monkeypatch.chdir(tmp_path / "ws")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # MLflow examples write a local store in the workspace
-    # Examples read as in a fresh session: a module run earlier in this worker may have trained in mixed precision,
-    # which Keras keeps as its global policy (bfloat16 hosts: Preprocess would answer in bfloat16).
+    # Examples read as in a fresh session: a module run earlier in this worker may have set a mixed precision policy
+    # and left it (imgclf.train puts the caller's back, `callers_precision`; an example may set one itself).
     keras.mixed_precision.set_global_policy("float32")
     runner, failures = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS), []
     for test in tests:
