@@ -40,8 +40,8 @@ from imgclf.core.errors import UserError
 from imgclf.core.fs import atomic_write_json, atomic_write_text
 from imgclf.core.progress import log
 from imgclf.core.tracking import SPENT, open_tracker
-from imgclf.tuning.refit import refit as refit_best
 from imgclf.tuning.objective import Objective
+from imgclf.tuning.refit import refit as refit_best
 from imgclf.tuning.space import candidate_models, data_facts, default_params
 
 STUDY = "imgclf-tune"
