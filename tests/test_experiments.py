@@ -253,18 +253,6 @@ def test_the_default_recipe_is_the_first_trial_of_a_study():
     assert suggest(trial, ["small_cnn"], facts, trial_epochs=8)["lr"] == 0.002 and trial.params == params
 
 
-def test_a_short_search_lets_tpe_choose_from_its_third_trial(tmp_path):
-    pytest.importorskip("optuna")
-    from imgclf.tuning.study import _open_study, random_starts
-
-    # Six 10-minute trials in an hour: the default recipe and one random start, then TPE's choices.
-    assert random_starts(60, trial_budget=10) == 2
-    assert random_starts(60, trials=9) == random_starts(90, trial_budget=10) == 3
-    assert random_starts(60, trials=100) == random_starts(60) == 5  # long searches, or epoch-based trials: as before
-    study = _open_study(f"sqlite:///{tmp_path / 'study.db'}", shared=False, seed=0, startup=random_starts(60, trial_budget=10))
-    assert study.sampler._n_startup_trials == 2
-
-
 def test_compare_refuses_images_a_run_trained_on(paired_runs, tmp_path):
     from imgclf.core.errors import UserError
 

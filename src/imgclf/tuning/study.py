@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import os
 import time
 from datetime import datetime
@@ -82,26 +81,7 @@ def storage_url(out: str | os.PathLike, storage: str | None = None) -> str:
     return storage or "sqlite:///" + str(Path(os.path.abspath(out)) / "study.db")
 
 
-def random_starts(time_budget: float, trials: int | None = None, trial_budget: float = 0.0) -> int:
-    """How many finished trials TPE draws at random before it models the results: a third of the trials the
-    search can run (from 2 to 5; 5 when that is not known: epoch-based trials and no `trials`).
-
-    The default recipe is always the first trial, and a random start counts
-    it. A 60-minute search of 10-minute trials runs six to eight: with five
-    random starts, TPE would choose at most two or three of them
-    (bench/RESULTS.md, issue 17); with two, it models from the third trial
-    on and, with TPE's best trial as the good group, draws near the best
-    recipe so far, the default's neighbourhood at first.
-
-    Example:
-        >>> random_starts(60, trial_budget=10), random_starts(60, trials=30), random_starts(60)
-        (2, 5, 5)
-    """
-    expected = [n for n in (trials, time_budget / trial_budget if trial_budget else None) if n]
-    return max(2, min(5, math.ceil(min(expected) / 3))) if expected else 5
-
-
-def _open_study(url: str, shared: bool, seed: int, startup: int = 5):
+def _open_study(url: str, shared: bool, seed: int):
     # lazy: Optuna is an optional extra (imgclf[tune])
     import optuna
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
@@ -114,7 +94,7 @@ def _open_study(url: str, shared: bool, seed: int, startup: int = 5):
         s.study_name for s in optuna.get_all_study_summaries(storage)] else None
     done = len(study.trials) if study else 0
     # Seeded by the trials so far: a resumed session does not draw the first session's settings again.
-    sampler = optuna.samplers.TPESampler(seed=seed + done, n_startup_trials=startup)
+    sampler = optuna.samplers.TPESampler(seed=seed + done, n_startup_trials=5)
     # Pruning from the first finished trial on, which is the default recipe: a trial behind it at the same epoch
     # stops (from the first epoch: Optuna prunes at steps >= n_warmup_steps, and the callback reports epoch 1 as step 1). Waiting for three finished trials meant no pruning at all in the few-trial searches
     # an hour buys on a laptop CPU (bench/RESULTS.md: three trials of 14 minutes in a 60-minute search).
@@ -245,8 +225,7 @@ def tune(data: str | os.PathLike, out: str | os.PathLike, time_budget: float, tr
     facts = data_facts(data)
     names = candidate_models(models, facts["median_side"])
     record = _check_resume(out, _settings_record(data, names, trial_epochs, trial_budget, seed, settings))
-    study = _open_study(storage_url(out, storage), shared=bool(storage), seed=seed,
-                        startup=random_starts(time_budget, trials, trial_budget))
+    study = _open_study(storage_url(out, storage), shared=bool(storage), seed=seed)
     if not storage:
         requeue_interrupted(study)
     if not study.trials:  # a new study: the default recipe first (skip_if_exists: several machines may start it)
