@@ -55,6 +55,12 @@ def make_image_folder(root, per_class: int = 12, size: int = 24, seed: int = 0, 
     return str(root)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_fingerprint_cache(tmp_path_factory):
+    """Tests, and the commands they start, keep fingerprints in a cache of their own, not the user's ~/.cache."""
+    os.environ["IMGCLF_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache") / "imgclf")
+
+
 @pytest.fixture
 def image_folder(tmp_path):
     """A fresh folder of 3 classes x 12 tiny images."""

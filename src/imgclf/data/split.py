@@ -17,7 +17,8 @@ from pathlib import Path
 from imgclf.core.errors import UserError
 from imgclf.core.fs import atomic_write_text
 from imgclf.core.manifest import SPLIT_ORDER, excluded, manifest_csv, read_manifest, skipped
-from imgclf.data.fingerprint import NEAR_DISTANCE, UnionFind, duplicate_groups, fingerprint_files
+from imgclf.data.fingerprint import NEAR_DISTANCE, UnionFind, duplicate_groups
+from imgclf.data.fingerprint_cache import cached_fingerprint_files
 from imgclf.data.scan import require_trainable, scan_folder
 
 
@@ -165,8 +166,9 @@ def split_rows(rows: list[dict], val_fraction: float, test_fraction: float, seed
     """
     sha1 = hashes = thumbs = None
     if dedupe and rows:
-        prints = fingerprint_files([r["path"] for r in rows], workers=workers, label="Finding duplicates", verbose=verbose,
-                                   max_pixels=max_pixels)
+        # kept between commands (imgclf.data.fingerprint_cache): a folder trained on again is not hashed again
+        prints = cached_fingerprint_files([r["path"] for r in rows], workers=workers, label="Finding duplicates",
+                                          verbose=verbose, max_pixels=max_pixels)
         sha1 = [p["sha1"] for p in prints]
         hashes = [p["phash"] for p in prints]
         thumbs = [p["thumb"] for p in prints]
