@@ -85,7 +85,7 @@ def test_the_cache_is_capped_and_can_be_turned_off(images, counted, monkeypatch,
     cached_fingerprint_files(images, verbose=False)
     with sqlite3.connect(tmp_path / "cache" / "fingerprints.sqlite") as db:
         kept = [r[0] for r in db.execute("SELECT path FROM prints ORDER BY rowid")]
-    assert kept == [os.path.abspath(p) for p in images[1:]]  # the oldest written went first
+    assert kept == [os.fsencode(os.path.abspath(p)) for p in images[1:]]  # the oldest written went first
     monkeypatch.setenv("IMGCLF_CACHE_DIR", "off")
     assert fingerprint_cache.cache_dir() is None
     cached_fingerprint_files(images, verbose=False)
@@ -120,3 +120,14 @@ def test_training_twice_on_a_folder_hashes_it_once(tmp_path, counted):
     second = split_rows(scan_folder(root).rows, 0.25, 0.0, seed=0, root=scan.root, verbose=False)
     assert len(counted[0]) == 12 and counted[1] == []
     assert first == second
+
+
+def test_file_names_that_are_not_utf8_are_cached(tmp_path, counted):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    name = os.path.join(os.fsencode(folder), b"caf\xe9.png")  # Latin-1, as old cameras and zip files write
+    Image.new("RGB", (20, 20), (0, 128, 0)).save(os.fsdecode(name))
+    _age(name)
+    paths = [os.fsdecode(name)]
+    first = cached_fingerprint_files(paths, verbose=False)
+    assert cached_fingerprint_files(paths, verbose=False) == first and counted == [paths, []]

@@ -28,13 +28,14 @@ import time
 from pathlib import Path
 
 from imgclf.core.progress import log
+from imgclf.data.decode import DEFAULT_MAX_PIXELS
 from imgclf.data.fingerprint import fingerprint_files
 
 VERSION = 1  # raise when fingerprint_file's SHA-1, pHash or thumbnails change: older entries stop matching
 RACY_S = 2.0  # files modified this recently are not stored (see the module docstring)
 MAX_ROWS = 1_000_000  # about 450 MB; beyond it the oldest written entries are deleted
 _QUERY_CHUNK = 500  # paths per SELECT, under SQLite's limit of bound parameters
-_SCHEMA = ("CREATE TABLE IF NOT EXISTS prints (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS prints (path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
            "max_pixels INTEGER, version INTEGER, sha1 TEXT, phash INTEGER, thumb BLOB)")
 _warned: set[str] = set()
 
@@ -75,7 +76,7 @@ def _warn_once(reason: str) -> None:
         log(f"Fingerprint cache not used ({reason}); computing every fingerprint. IMGCLF_CACHE_DIR=off hides this line.")
 
 
-def _stat(path: str) -> tuple[int, int] | None:
+def _stat(path: bytes) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -83,7 +84,7 @@ def _stat(path: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def _lookup(db, keys: list[str], stats: list, max_pixels: int) -> dict[int, dict]:
+def _lookup(db, keys: list[bytes], stats: list, max_pixels: int) -> dict[int, dict]:
     index = {k: i for i, k in enumerate(keys)}
     found: dict[int, dict] = {}
     for start in range(0, len(keys), _QUERY_CHUNK):
@@ -91,13 +92,13 @@ def _lookup(db, keys: list[str], stats: list, max_pixels: int) -> dict[int, dict
         rows = db.execute("SELECT path, size, mtime_ns, max_pixels, version, sha1, phash, thumb FROM prints WHERE path IN "
                           f"({','.join('?' * len(chunk))})", chunk).fetchall()
         for path, size, mtime_ns, pixels, version, sha1, phash, thumb in rows:
-            i = index[path]
+            i = index[bytes(path)]
             if stats[i] == (size, mtime_ns) and pixels == max_pixels and version == VERSION:
                 found[i] = {"sha1": sha1, "phash": _unsigned(phash), "thumb": bytes(thumb), "error": ""}
     return found
 
 
-def _store(db, keys: list[str], stats: list, prints: dict[int, dict], max_pixels: int) -> None:
+def _store(db, keys: list[bytes], stats: list, prints: dict[int, dict], max_pixels: int) -> None:
     settled = time.time_ns() - int(RACY_S * 1e9)
     rows = [(keys[i], *stats[i], max_pixels, VERSION, p["sha1"], _signed(p["phash"]), p["thumb"])
             for i, p in prints.items() if not p["error"] and stats[i] is not None and stats[i][1] < settled]
@@ -122,11 +123,9 @@ def cached_fingerprint_files(paths: list[str], workers: int = 0, label: str = "H
     folder = cache_dir()
     if folder is None or not paths:
         return fingerprint_files(paths, workers=workers, label=label, verbose=verbose, max_pixels=max_pixels)
-    # lazy: decode's default limit, as fingerprint_files uses it
-    from imgclf.data.decode import DEFAULT_MAX_PIXELS
-
     pixels = int(max_pixels or DEFAULT_MAX_PIXELS)
-    keys = [os.path.abspath(p) for p in paths]
+    # paths as bytes: a file name need not be UTF-8 (os.fsencode undoes Python's surrogate escapes)
+    keys = [os.fsencode(os.path.abspath(p)) for p in paths]
     stats = [_stat(k) for k in keys]
     try:
         db = _connect(folder)
