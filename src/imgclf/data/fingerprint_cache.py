@@ -1,9 +1,10 @@
 """Fingerprints kept between commands: a folder trained on again is not hashed again.
 
 Every `imgclf train` and `imgclf split` fingerprints each image to find
-duplicates before it splits (`imgclf.data.split.split_rows`): 21 of the 35
-seconds before the first epoch on Fashion-MNIST's 60,000 images, paid again by
-every run and every trial of `imgclf tune` on the same folder. The results
+duplicates before it splits (`imgclf.data.split.split_rows`): about 6 s for
+Fashion-MNIST's 60,000 small PNGs, 9 ms for each 3000-px JPEG photo
+(bench/fingerprint_cache.py), paid again by every run and every trial of
+`imgclf tune` on the same folder. The results
 live in one SQLite file, ``fingerprints.sqlite`` in the cache folder:
 ``IMGCLF_CACHE_DIR``, else ``$XDG_CACHE_HOME/imgclf``, else ``~/.cache/imgclf``
 (``IMGCLF_CACHE_DIR=off`` turns the cache off).
