@@ -106,7 +106,7 @@ def test_a_cache_that_cannot_be_written_only_costs_time(images, counted, monkeyp
     assert cached_fingerprint_files(images, verbose=False) == prints
 
 
-def test_training_twice_on_a_folder_hashes_it_once(tmp_path, counted):
+def test_splitting_a_folder_twice_hashes_it_once(tmp_path, counted):
     from conftest import make_image_folder
     from imgclf.data.scan import scan_folder
     from imgclf.data.split import split_rows

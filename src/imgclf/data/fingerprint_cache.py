@@ -117,7 +117,7 @@ def cached_fingerprint_files(paths: list[str], workers: int = 0, label: str = "H
     """`imgclf.data.fingerprint.fingerprint_files`, computing only what the cache does not hold (see above).
 
     Example:
-        >>> prints = cached_fingerprint_files(["a.png", "b.png"])  # a second call reads them from the cache
+        >>> prints = cached_fingerprint_files(["a.png", "b.png"])  # later calls read unchanged files from the cache
         >>> [p["sha1"][:8] for p in prints]
         ['bfd96f5f', 'b0742f4d']
     """
